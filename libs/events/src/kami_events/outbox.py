@@ -1,0 +1,192 @@
+"""The outbox relay: publishes committed events to Kafka, then marks them.
+
+The commit documents of the event store are the outbox (DESIGN §5). The
+relay reads unpublished commits in position order, publishes every event
+(topic per aggregate type, key = aggregate id, idempotent producer with
+acks=all) and only then marks the commit published. A crash between the two
+re-publishes the commit on restart: delivery is at-least-once, and the
+consumers' inbox turns that into exactly-once effects.
+
+Only one relay per service publishes at a time: a lease document elects it,
+so running several replicas never interleaves one stream's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+from uuid import uuid4
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from kami_events.clock import Clock, utc_now
+from kami_events.envelope import Envelope
+from kami_events.event import Event
+from kami_events.metrics import EVENTS_PUBLISHED, OUTBOX_LAG, OUTBOX_UNPUBLISHED
+from kami_events.mongo import Document
+from kami_events.serialization import encode
+from kami_events.store import MongoEventStore
+from kami_events.topics import topic_for
+
+log = logging.getLogger(__name__)
+
+
+class EventPublisher(Protocol):
+    async def publish(self, envelopes: Sequence[Envelope[Any]]) -> None:
+        """Publish in order; return only when the broker acknowledged all of them."""
+
+
+class KafkaEventPublisher:
+    """Publishes envelopes through a FastStream Kafka broker.
+
+    The broker must be created with `enable_idempotence=True` and `acks="all"`
+    (see `kami_events.kafka.make_broker`), so retries neither lose nor
+    reorder a partition's messages.
+    """
+
+    def __init__(self, broker: Any) -> None:
+        self._broker = broker
+
+    async def publish(self, envelopes: Sequence[Envelope[Any]]) -> None:
+        # Send all, then wait for all: the idempotent producer keeps each
+        # partition's order while the round trips overlap.
+        pending = [
+            await self._broker.publish(
+                encode(envelope),
+                topic=topic_for(envelope.aggregate_type),
+                key=envelope.kafka_key,
+                headers=envelope.kafka_headers(),
+                correlation_id=envelope.correlation_id,
+                no_confirm=True,
+            )
+            for envelope in envelopes
+        ]
+        await asyncio.gather(*pending)
+
+
+@dataclass(frozen=True)
+class OutboxLag:
+    unpublished_commits: int
+    oldest_age_seconds: float
+
+
+class RelayLease:
+    """Leader election for the relay with one lease document (no TTL index:
+    an expired lease is simply taken over)."""
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        *,
+        name: str = "outbox-relay",
+        ttl: timedelta = timedelta(seconds=10),
+        clock: Clock = utc_now,
+    ) -> None:
+        self._collection = collection
+        self._name = name
+        self._ttl = ttl
+        self._clock = clock
+        self.holder = f"relay-{uuid4()}"
+
+    async def acquire(self) -> bool:
+        """Take or renew the lease; False if another live relay holds it."""
+        now = self._clock()
+        try:
+            await self._collection.find_one_and_update(
+                {"_id": self._name, "$or": [{"holder": self.holder}, {"expires_at": {"$lt": now}}]},
+                {"$set": {"holder": self.holder, "expires_at": now + self._ttl}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            # The upsert tried to insert a second lease: someone else holds it.
+            return False
+        return True
+
+    async def release(self) -> None:
+        await self._collection.delete_one({"_id": self._name, "holder": self.holder})
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        store: MongoEventStore,
+        publisher: EventPublisher,
+        *,
+        lease: RelayLease | None = None,
+        batch_size: int = 200,
+        poll_interval: float = 0.2,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._lease = lease
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._clock = clock
+        self._service = store.producer
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unpublished commits; returns how many were published."""
+        commits = await self._store.read_commits(
+            limit=self._batch_size, unpublished_only=True
+        )
+        if not commits:
+            return 0
+        await self._publisher.publish([e for commit in commits for e in commit.events])
+        # A crash here re-publishes the batch on restart; consumers dedupe.
+        await self._store.mark_published([commit.position for commit in commits])
+        for commit in commits:
+            for envelope in commit.events:
+                EVENTS_PUBLISHED.labels(self._service, envelope.event_type).inc()
+        return len(commits)
+
+    async def lag(self) -> OutboxLag:
+        collection = self._store.commits
+        count = await collection.count_documents({"published": False})
+        oldest = await collection.find_one(
+            {"published": False}, {"committed_at": 1}, sort=[("position", 1)]
+        )
+        age = 0.0
+        if oldest is not None:
+            age = max(0.0, (self._clock() - oldest["committed_at"]).total_seconds())
+        OUTBOX_UNPUBLISHED.labels(self._service).set(count)
+        OUTBOX_LAG.labels(self._service).set(age)
+        return OutboxLag(unpublished_commits=count, oldest_age_seconds=age)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Publish until `stop` is set (or the task is cancelled)."""
+        stop = stop or asyncio.Event()
+        try:
+            while not stop.is_set():
+                published = 0
+                try:
+                    if self._lease is None or await self._lease.acquire():
+                        published = await self.publish_pending()
+                    await self.lag()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Kafka or Mongo unavailable: keep the commits, try again.
+                    log.exception("outbox relay pass failed; retrying")
+                    await _sleep_or_stop(stop, max(self._poll_interval, 1.0))
+                    continue
+                if published < self._batch_size:
+                    await _sleep_or_stop(stop, self._poll_interval)
+        finally:
+            if self._lease is not None:
+                try:
+                    await asyncio.shield(self._lease.release())
+                except Exception:  # noqa: BLE001 - best effort, the lease expires anyway
+                    log.warning("could not release the relay lease", exc_info=True)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

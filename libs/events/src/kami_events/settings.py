@@ -1,0 +1,39 @@
+"""Configuration every service shares, read from `KAMI_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """A service's connection settings. Each service subclasses this with its own.
+
+    `KAMI_KAFKA_BOOTSTRAP` and `KAMI_MONGODB_URI` name the servers; each
+    service keeps its data in its own database (`kami_<service>` unless
+    `KAMI_MONGODB_DATABASE` says otherwise).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KAMI_", extra="ignore")
+
+    service_name: str = Field(min_length=1, pattern=r"^[a-z][a-z0-9-]*$")
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    mongodb_uri: str = "mongodb://127.0.0.1:27018/"
+    mongodb_database: str | None = None
+
+    # Outbox relay: how often it looks for unpublished commits when idle.
+    outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
+    outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
+
+    # Consumer: bounded retries with exponential backoff, then dead-letter.
+    consumer_max_attempts: int = Field(default=5, ge=1, le=100)
+    consumer_retry_base_delay_seconds: float = Field(default=0.2, ge=0)
+    consumer_retry_max_delay_seconds: float = Field(default=5.0, ge=0)
+
+    @property
+    def database_name(self) -> str:
+        return self.mongodb_database or f"kami_{self.service_name.replace('-', '_')}"
+
+    @property
+    def consumer_group(self) -> str:
+        return f"kami-{self.service_name}"

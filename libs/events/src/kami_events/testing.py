@@ -1,0 +1,101 @@
+"""Fakes for unit tests: the same behaviour as the Mongo adapters, in memory.
+
+Integration and end-to-end tests use the real servers instead (DESIGN §8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kami_events.clock import Clock, ManualClock, utc_now
+from kami_events.consumer import IncomingMessage
+from kami_events.envelope import Envelope
+from kami_events.event import Event
+from kami_events.store import (
+    AlreadyProcessed,
+    CommitContext,
+    ConcurrencyError,
+    Tracking,
+    stream_id_of,
+)
+
+__all__ = [
+    "InMemoryEventStore",
+    "InMemoryInbox",
+    "ManualClock",
+    "RecordingDeadLetters",
+]
+
+
+class InMemoryEventStore:
+    """Optimistic concurrency and tracking exactly as `MongoEventStore` does them."""
+
+    def __init__(self, *, producer: str = "test", clock: Clock = utc_now) -> None:
+        self.producer = producer
+        self._clock = clock
+        self._streams: dict[str, list[Envelope[Event]]] = {}
+        self._tracking: set[str] = set()
+        self.committed: list[Envelope[Event]] = []
+
+    async def append(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[Event],
+        context: CommitContext,
+        tracking: Tracking | None = None,
+    ) -> list[Envelope[Event]]:
+        if not events:
+            return []
+        if tracking is not None and tracking.key in self._tracking:
+            raise AlreadyProcessed(tracking.key)
+        stream = self._streams.setdefault(stream_id_of(aggregate_type, aggregate_id), [])
+        if len(stream) != expected_version:
+            raise ConcurrencyError(
+                f"{aggregate_type}/{aggregate_id} is at {len(stream)}, not {expected_version}"
+            )
+        now = self._clock()
+        envelopes: list[Envelope[Event]] = [
+            Envelope.wrap(
+                event,
+                producer=self.producer,
+                aggregate_id=aggregate_id,
+                aggregate_version=expected_version + offset,
+                correlation_id=context.correlation_id,
+                causation_id=context.causation_id,
+                traceparent=context.traceparent,
+                occurred_at=now,
+            )
+            for offset, event in enumerate(events, start=1)
+        ]
+        stream.extend(envelopes)
+        self.committed.extend(envelopes)
+        if tracking is not None:
+            self._tracking.add(tracking.key)
+        return envelopes
+
+    async def load(
+        self, aggregate_type: str, aggregate_id: str, after_version: int = 0
+    ) -> list[Envelope[Event]]:
+        stream = self._streams.get(stream_id_of(aggregate_type, aggregate_id), [])
+        return stream[after_version:]
+
+
+class InMemoryInbox:
+    def __init__(self) -> None:
+        self.records: dict[str, str] = {}
+
+    async def seen(self, key: str) -> bool:
+        return key in self.records
+
+    async def record(self, key: str, outcome: str) -> None:
+        self.records.setdefault(key, outcome)
+
+
+class RecordingDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[IncomingMessage, dict[str, str]]] = []
+
+    async def send(self, message: IncomingMessage, headers: dict[str, str]) -> None:
+        self.sent.append((message, headers))

@@ -1,0 +1,171 @@
+"""Outbox relay -> real Kafka -> FastStream consumer, on the real servers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from kami_events.consumer import EventConsumer, MongoInbox, Received
+from kami_events.envelope import Envelope
+from kami_events.mongo import Document
+from kami_events.outbox import KafkaEventPublisher, OutboxRelay, RelayLease
+from kami_events.store import CommitContext, MongoEventStore
+from kami_events.topics import topic_for
+from tests.integration.conftest import eventually
+from tests.integration.kafka_helpers import committed_past, header, read_topic, running_broker
+from tests.unit.events.sample_events import CounterIncremented, CounterOpened
+
+AGG = "test.counter"
+TOPIC = topic_for(AGG)
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the relay process dying: nothing after it runs."""
+
+
+class CrashAfterPublish:
+    """Publishes for real, then 'dies' before the relay can mark the commits."""
+
+    def __init__(self, real: KafkaEventPublisher) -> None:
+        self._real = real
+
+    async def publish(self, envelopes: Sequence[Envelope[Any]]) -> None:
+        await self._real.publish(envelopes)
+        raise SimulatedCrash
+
+
+@pytest.fixture
+async def store(mongo_db: AsyncDatabase[Document]) -> MongoEventStore:
+    store = MongoEventStore(mongo_db, producer="tests")
+    await store.ensure_indexes()
+    return store
+
+
+async def test_relay_publishes_in_stream_order_to_a_consumer(
+    store: MongoEventStore,
+    mongo_db: AsyncDatabase[Document],
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+) -> None:
+    streams = [unique("counter") for _ in range(3)]
+    for stream in streams:
+        await store.append(AGG, stream, 0, [CounterOpened(name=stream)], CommitContext(stream))
+        for version in range(1, 6):
+            await store.append(
+                AGG, stream, version, [CounterIncremented(by=version)], CommitContext(stream)
+            )
+
+    received: dict[str, list[int]] = {s: [] for s in streams}
+    consumer = EventConsumer(service=unique("svc"), inbox=MongoInbox(mongo_db["inbox"]))
+
+    @consumer.handles(CounterOpened, CounterIncremented)
+    async def record(message: Received[Any]) -> None:
+        if message.envelope.aggregate_id in received:
+            received[message.envelope.aggregate_id].append(message.envelope.aggregate_version)
+
+    async with running_broker(kafka_bootstrap, "tests") as broker:
+        consumer.subscribe(broker)
+        await broker.start()
+        relay = OutboxRelay(store, KafkaEventPublisher(broker), batch_size=4)
+        lag = await relay.lag()
+        assert lag.unpublished_commits == 18 and lag.oldest_age_seconds >= 0
+        while await relay.publish_pending():
+            pass
+        assert (await relay.lag()).unpublished_commits == 0
+
+        await eventually(
+            lambda: all(len(v) == 6 for v in received.values()),
+            message=f"consumer got {received}",
+        )
+    assert all(versions == [1, 2, 3, 4, 5, 6] for versions in received.values())
+
+    # On the wire: key = aggregate id, headers repeat type and ids.
+    records = await read_topic(
+        kafka_bootstrap,
+        TOPIC,
+        until=lambda rs: sum(r.key == streams[0].encode() for r in rs) >= 6,
+    )
+    mine = [r for r in records if r.key == streams[0].encode()]
+    assert len({r.partition for r in mine}) == 1
+    first = json.loads(mine[0].value)
+    assert header(mine[0], "event_type") == first["event_type"] == "CounterOpened"
+    assert header(mine[0], "event_id") == first["event_id"]
+    assert header(mine[0], "correlation_id") == streams[0]
+
+
+async def test_crash_between_publish_and_mark_duplicates_on_wire_but_not_in_effect(
+    store: MongoEventStore,
+    mongo_db: AsyncDatabase[Document],
+    kafka_bootstrap: str,
+    unique: Callable[[str], str],
+) -> None:
+    stream = unique("counter")
+    [opened] = await store.append(AGG, stream, 0, [CounterOpened(name="x")], CommitContext(stream))
+
+    # The consumer's effect is a commit in its own store, tracked by the inbox key.
+    effects = MongoEventStore(mongo_db, producer="effects", collection="effects")
+    await effects.ensure_indexes()
+    consumer = EventConsumer(service=unique("svc"), inbox=MongoInbox(mongo_db["inbox"]))
+    calls = 0
+
+    @consumer.handles(CounterOpened)
+    async def mirror(message: Received[Any]) -> None:
+        nonlocal calls
+        if message.envelope.aggregate_id != stream:
+            return
+        calls += 1
+        await effects.append(
+            AGG, stream, 0, [message.event], CommitContext(stream), message.tracking
+        )
+
+    async with running_broker(kafka_bootstrap, "tests") as broker:
+        await broker.start()
+        real = KafkaEventPublisher(broker)
+        with pytest.raises(SimulatedCrash):
+            await OutboxRelay(store, CrashAfterPublish(real)).publish_pending()
+        assert (await store.read_commits(unpublished_only=True))[0].events[0] == opened
+
+        # "Restart": a new relay finds the commit unmarked and publishes it again.
+        assert await OutboxRelay(store, real).publish_pending() == 1
+        assert await store.read_commits(unpublished_only=True) == []
+
+        records = await read_topic(
+            kafka_bootstrap, TOPIC, until=lambda rs: sum(r.key == stream.encode() for r in rs) >= 2
+        )
+        on_wire = [r for r in records if r.key == stream.encode()]
+        assert len(on_wire) == 2
+        assert {header(r, "event_id") for r in on_wire} == {str(opened.event_id)}
+
+        consumer.subscribe(broker)
+        await broker.start()  # starts the newly added subscriber
+        await eventually(lambda: calls >= 1, message="consumer never got the event")
+        # Give the duplicate time to arrive and be skipped.
+        inbox_key = f"{consumer.service}:{opened.event_id}"
+        await eventually(
+            lambda: mongo_db["inbox"].find_one({"_id": inbox_key}), message="inbox not written"
+        )
+        await eventually(lambda: committed_past(kafka_bootstrap, consumer.group_id, on_wire))
+    assert calls == 1
+    assert len(await effects.load(AGG, stream)) == 1
+
+
+async def test_only_one_relay_holds_the_lease(mongo_db: AsyncDatabase[Document]) -> None:
+    from kami_events.clock import ManualClock
+
+    clock = ManualClock()
+    leases = mongo_db["leases"]
+    first = RelayLease(leases, ttl=timedelta(seconds=10), clock=clock)
+    second = RelayLease(leases, ttl=timedelta(seconds=10), clock=clock)
+    assert await first.acquire()
+    assert not await second.acquire()
+    assert await first.acquire()  # renewal
+    clock.advance(timedelta(seconds=11))  # first stopped renewing: its lease expired
+    assert await second.acquire()
+    assert not await first.acquire()
+    await second.release()
+    assert await first.acquire()
