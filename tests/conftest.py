@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
-from pymongo import AsyncMongoClient
-
-from kami_events.mongo import Document, connect
 
 REPO = Path(__file__).resolve().parent.parent
 STACK = REPO / "deploy" / "local" / "stack"
@@ -43,9 +39,7 @@ def _docker_answers() -> bool:
 
 
 def _stack_env() -> dict[str, str]:
-    out = subprocess.run(
-        [str(STACK), "env"], check=True, capture_output=True, text=True
-    ).stdout
+    out = subprocess.run([str(STACK), "env"], check=True, capture_output=True, text=True).stdout
     values = {}
     for line in out.splitlines():
         line = line.removeprefix("export ").strip()

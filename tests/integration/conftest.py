@@ -1,24 +1,28 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from uuid import uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from kami_events.mongo import Document, connect
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from kami_events.mongo import Document, connect
 from tests.conftest import Servers
 
 pytestmark = pytest.mark.integration
 
+# How long to wait for a server before failing the run (never skipping).
+SERVER_TIMEOUT_MS = int(os.environ.get("KAMI_TEST_SERVER_TIMEOUT_MS", "15000"))
+
 
 @pytest.fixture(scope="session")
 async def mongo_client(servers: Servers) -> AsyncIterator[AsyncMongoClient[Document]]:
-    client = connect(servers.mongodb_uri, app_name="kami-tests", timeout_ms=15_000)
+    client = connect(servers.mongodb_uri, app_name="kami-tests", timeout_ms=SERVER_TIMEOUT_MS)
     try:
         await client.admin.command("ping")
     except Exception as exc:
@@ -28,7 +32,9 @@ async def mongo_client(servers: Servers) -> AsyncIterator[AsyncMongoClient[Docum
 
 
 @pytest.fixture
-async def mongo_db(mongo_client: AsyncMongoClient[Document]) -> AsyncIterator[AsyncDatabase[Document]]:
+async def mongo_db(
+    mongo_client: AsyncMongoClient[Document],
+) -> AsyncIterator[AsyncDatabase[Document]]:
     """A fresh database per test, dropped afterwards."""
     name = f"kami_test_{uuid4().hex[:12]}"
     yield mongo_client[name]
@@ -37,12 +43,16 @@ async def mongo_db(mongo_client: AsyncMongoClient[Document]) -> AsyncIterator[As
 
 @pytest.fixture(scope="session")
 async def kafka_bootstrap(servers: Servers) -> str:
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap, request_timeout_ms=15_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=servers.kafka_bootstrap, request_timeout_ms=SERVER_TIMEOUT_MS
+    )
     try:
-        await asyncio.wait_for(admin.start(), timeout=30)
+        await asyncio.wait_for(admin.start(), timeout=SERVER_TIMEOUT_MS / 1000)
         await admin.describe_cluster()
     except Exception as exc:
-        pytest.fail(f"Kafka at {servers.kafka_bootstrap} ({servers.origin}) is unreachable: {exc!r}")
+        pytest.fail(
+            f"Kafka at {servers.kafka_bootstrap} ({servers.origin}) is unreachable: {exc!r}"
+        )
     finally:
         await admin.close()
     return servers.kafka_bootstrap
@@ -55,7 +65,7 @@ def unique() -> Callable[[str], str]:
 
 
 async def eventually(
-    condition: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    condition: Callable[[], Awaitable[object]] | Callable[[], object],
     *,
     timeout: float = 30.0,
     interval: float = 0.1,

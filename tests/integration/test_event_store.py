@@ -7,8 +7,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from pymongo.asynchronous.database import AsyncDatabase
-
 from kami_events.clock import ManualClock
 from kami_events.mongo import Document
 from kami_events.repository import AggregateRepository
@@ -19,6 +17,8 @@ from kami_events.store import (
     MongoEventStore,
     Tracking,
 )
+from pymongo.asynchronous.database import AsyncDatabase
+
 from tests.unit.events.sample_events import Counter, CounterIncremented, CounterOpened
 
 AGG = "test.counter"
@@ -124,5 +124,5 @@ async def test_commits_are_read_in_position_order_and_marked_published(
 async def test_rejects_events_of_another_aggregate_type(store: MongoEventStore) -> None:
     with pytest.raises(TypeError):
         await store.append("test.other", "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected_version"):
         await store.append(AGG, "c1", -1, [CounterOpened(name="n")], CommitContext("c"))

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import pytest
-
+from kami_events.event import Event
 from kami_events.repository import AggregateRepository
 from kami_events.store import AlreadyProcessed, CommitContext, ConcurrencyError, Tracking
 from kami_events.testing import InMemoryEventStore
+
 from tests.unit.events.sample_events import Counter, CounterIncremented, CounterOpened
 
 CTX = CommitContext(correlation_id="corr-1")
@@ -16,11 +17,12 @@ def test_commands_trigger_events_and_apply_changes_state() -> None:
     counter.increment(3)
     assert counter.total == 5
     assert counter.version == 0  # nothing committed yet
-    assert [type(e) for e in counter.pending_events] == [
+    expected: list[type[Event]] = [
         CounterOpened,
         CounterIncremented,
         CounterIncremented,
     ]
+    assert [type(e) for e in counter.pending_events] == expected
 
 
 def test_rehydrate_replays_the_same_apply() -> None:

@@ -32,12 +32,10 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
-from pymongo.asynchronous.collection import AsyncCollection
-
 from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
 from kami_events.event import Event
@@ -46,6 +44,7 @@ from kami_events.mongo import Document
 from kami_events.serialization import EventDecodeError, decode
 from kami_events.store import AlreadyProcessed, Tracking
 from kami_events.topics import dead_letter_topic
+from pymongo.asynchronous.collection import AsyncCollection
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,9 @@ class KafkaDeadLetters:
         self.topic = topic
 
     async def send(self, message: IncomingMessage, headers: dict[str, str]) -> None:
-        await self._broker.publish(message.value, topic=self.topic, key=message.key, headers=headers)
+        await self._broker.publish(
+            message.value, topic=self.topic, key=message.key, headers=headers
+        )
 
 
 @dataclass(frozen=True)
@@ -214,21 +215,26 @@ class EventConsumer:
                     if attempt >= self.retry.max_attempts:
                         log.error(
                             "%s failed %s %s after %d attempts; dead-lettering",
-                            self.service, event_type, received.envelope.event_id, attempt,
+                            self.service,
+                            event_type,
+                            received.envelope.event_id,
+                            attempt,
                             extra={"correlation_id": received.envelope.correlation_id},
                         )
                         await self._dead_letter(message, event_type, exc, attempts=attempt)
                         return "dead_lettered"
                     log.warning(
                         "%s: handler for %s failed (attempt %d/%d): %r",
-                        self.service, event_type, attempt, self.retry.max_attempts, exc,
+                        self.service,
+                        event_type,
+                        attempt,
+                        self.retry.max_attempts,
+                        exc,
                         extra={"correlation_id": received.envelope.correlation_id},
                     )
                     await self.sleep(self.retry.delay_after(attempt))
         finally:
-            HANDLER_SECONDS.labels(self.service, event_type).observe(
-                time.perf_counter() - started
-            )
+            HANDLER_SECONDS.labels(self.service, event_type).observe(time.perf_counter() - started)
 
     async def _dead_letter(
         self, message: IncomingMessage, event_type: str, error: BaseException, attempts: int
@@ -252,7 +258,12 @@ class EventConsumer:
         await self.dead_letters.send(message, headers)
         DEAD_LETTERED.labels(self.service, event_type).inc()
 
-    def subscribe(self, broker: KafkaBroker, *, auto_offset_reset: str = "earliest") -> Any:
+    def subscribe(
+        self,
+        broker: KafkaBroker,
+        *,
+        auto_offset_reset: Literal["earliest", "latest", "none"] = "earliest",
+    ) -> Any:
         """Attach this consumer to a FastStream broker, with manual acknowledgement."""
         if not self._topics:
             raise ValueError(f"{self.service} consumer has no handlers")
@@ -282,7 +293,7 @@ class EventConsumer:
             *self.topics,
             group_id=self.group_id,
             ack_policy=AckPolicy.MANUAL,
-            auto_offset_reset=auto_offset_reset,  # type: ignore[arg-type]
+            auto_offset_reset=auto_offset_reset,
             title=f"{self.service}-consumer",
         )(on_message)
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
-
 from kami_events.event import Event
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 E = TypeVar("E", bound=Event)
 
@@ -55,7 +54,9 @@ class Envelope(BaseModel, Generic[E]):
         traceparent: str | None = None,
         event_id: UUID | None = None,
     ) -> Envelope[E]:
-        return Envelope[type(event)](  # type: ignore[valid-type]
+        # Parametrised by the event's own class so it serialises every field.
+        parametrised: Any = cast(Any, Envelope)[type(event)]
+        return parametrised(  # type: ignore[no-any-return]
             event_id=event_id or uuid4(),
             event_type=event.event_type,
             schema_version=event.schema_version,

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from kami_events.topics import topic_for
+from pydantic import BaseModel, ConfigDict
 
 
 class UnknownEventType(LookupError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
-
 from kami_events.settings import ServiceSettings
 
 

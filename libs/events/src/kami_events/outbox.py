@@ -14,6 +14,7 @@ so running several replicas never interleaves one stream's events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,17 +22,15 @@ from datetime import timedelta
 from typing import Any, Protocol
 from uuid import uuid4
 
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
-
 from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
-from kami_events.event import Event
 from kami_events.metrics import EVENTS_PUBLISHED, OUTBOX_LAG, OUTBOX_UNPUBLISHED
 from kami_events.mongo import Document
 from kami_events.serialization import encode
 from kami_events.store import MongoEventStore
 from kami_events.topics import topic_for
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +131,7 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch of unpublished commits; returns how many were published."""
-        commits = await self._store.read_commits(
-            limit=self._batch_size, unpublished_only=True
-        )
+        commits = await self._store.read_commits(limit=self._batch_size, unpublished_only=True)
         if not commits:
             return 0
         await self._publisher.publish([e for commit in commits for e in commit.events])
@@ -181,12 +178,10 @@ class OutboxRelay:
             if self._lease is not None:
                 try:
                     await asyncio.shield(self._lease.release())
-                except Exception:  # noqa: BLE001 - best effort, the lease expires anyway
+                except Exception:
                     log.warning("could not release the relay lease", exc_info=True)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

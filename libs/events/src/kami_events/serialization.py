@@ -8,12 +8,11 @@ validates the whole envelope against it; anything else is rejected with an
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from pydantic import ValidationError
+from typing import Any, cast
 
 from kami_events.envelope import Envelope
 from kami_events.event import EVENT_REGISTRY, Event, UnknownEventType
+from pydantic import ValidationError
 
 # Generous for an event, small enough that a runaway producer is caught.
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -58,7 +57,7 @@ def decode_document(document: Any) -> Envelope[Event]:
     except UnknownEventType as exc:
         raise UnregisteredEvent(str(exc)) from None
     try:
-        envelope = Envelope[model].model_validate(document)  # type: ignore[valid-type]
+        envelope = cast(Any, Envelope)[model].model_validate(document)
     except ValidationError as exc:
         raise MalformedEvent(f"invalid {event_type} v{schema_version}: {_summarise(exc)}") from None
     if envelope.aggregate_type != model.aggregate_type:
@@ -66,7 +65,7 @@ def decode_document(document: Any) -> Envelope[Event]:
             f"{event_type} belongs to {model.aggregate_type}, "
             f"envelope says {envelope.aggregate_type}"
         )
-    return envelope  # type: ignore[return-value]
+    return cast(Envelope[Event], envelope)
 
 
 def _summarise(exc: ValidationError) -> str:

@@ -1,0 +1,3 @@
+"""Kami aftersales service: tickets, auto-resolution, escalation, compensations and issue
+analytics.
+"""

@@ -1,0 +1,1 @@
+"""Kami catalog service: categories, products, seller offers, reviews and search."""

@@ -1,0 +1,1 @@
+"""Kami identity service: users, phone OTP, KYC tiers, roles and tokens."""

@@ -1,0 +1,1 @@
+"""Kami inventory service: encrypted key pools per offer, reservations and near-expiry blocking."""

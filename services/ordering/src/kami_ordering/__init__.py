@@ -1,0 +1,1 @@
+"""Kami ordering service: orders and the purchase saga."""
