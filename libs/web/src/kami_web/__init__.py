@@ -1,0 +1,1 @@
+"""What every Kami HTTP API shares."""

@@ -1,0 +1,65 @@
+"""The app factory: health, readiness and metrics routes, error handlers, and
+the service runtime started in the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kami_events.runtime import ServiceRuntime
+from kami_web.errors import ErrorResponse, install_error_handlers
+
+
+def create_app(
+    runtime: ServiceRuntime,
+    routers: Sequence[APIRouter] = (),
+    *,
+    title: str,
+    description: str = "",
+    version: str = "0.1.0",
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        responses={422: {"model": ErrorResponse}},
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="MongoDB and Kafka reachable, outbox not lagging",
+        responses={503: {"description": "not ready"}},
+    )
+    async def readyz(response: Response) -> dict[str, object]:
+        readiness = await runtime.readiness()
+        if not readiness.ready:
+            response.status_code = 503
+        return {"ready": readiness.ready, "checks": readiness.checks}
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        await runtime.relay.lag()  # refresh the outbox gauges at scrape time
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app
