@@ -8,10 +8,10 @@ from uuid import uuid4
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from kami_events.mongo import Document, connect
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from kami_events.mongo import Document, connect
 from tests.conftest import Servers
 
 pytestmark = pytest.mark.integration

@@ -11,6 +11,7 @@ from uuid import uuid4
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
+
 from kami_events.kafka import make_broker
 from kami_events.settings import ServiceSettings
 

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo.asynchronous.database import AsyncDatabase
+
 from kami_events.consumer import EventConsumer, MongoInbox, Received, RetryPolicy
 from kami_events.envelope import Envelope
 from kami_events.mongo import Document
 from kami_events.serialization import encode
 from kami_events.topics import dead_letter_topic, topic_for
-from pymongo.asynchronous.database import AsyncDatabase
-
 from tests.integration.conftest import eventually, produce_raw
 from tests.integration.kafka_helpers import committed_past, header, read_topic, running_broker
 from tests.unit.events.sample_events import CounterIncremented, CounterOpened

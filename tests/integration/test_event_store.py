@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
 from kami_events.clock import ManualClock
 from kami_events.mongo import Document
 from kami_events.repository import AggregateRepository
@@ -17,8 +19,6 @@ from kami_events.store import (
     MongoEventStore,
     Tracking,
 )
-from pymongo.asynchronous.database import AsyncDatabase
-
 from tests.unit.events.sample_events import Counter, CounterIncremented, CounterOpened
 
 AGG = "test.counter"

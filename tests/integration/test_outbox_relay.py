@@ -8,14 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
 from kami_events.consumer import EventConsumer, MongoInbox, Received
 from kami_events.envelope import Envelope
 from kami_events.mongo import Document
 from kami_events.outbox import KafkaEventPublisher, OutboxRelay, RelayLease
 from kami_events.store import CommitContext, MongoEventStore
 from kami_events.topics import topic_for
-from pymongo.asynchronous.database import AsyncDatabase
-
 from tests.integration.conftest import eventually
 from tests.integration.kafka_helpers import committed_past, header, read_topic, running_broker
 from tests.unit.events.sample_events import CounterIncremented, CounterOpened

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from kami_events.aggregate import Aggregate
 from kami_events.event import Event
-from pydantic import Field
 
 
 class CounterEvent(Event):

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
+
 from kami_events.event import Event
 from kami_events.repository import AggregateRepository
 from kami_events.store import AlreadyProcessed, CommitContext, ConcurrencyError, Tracking
 from kami_events.testing import InMemoryEventStore
-
 from tests.unit.events.sample_events import Counter, CounterIncremented, CounterOpened
 
 CTX = CommitContext(correlation_id="corr-1")

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from kami_events.consumer import EventConsumer, IncomingMessage, Received, RetryPolicy
 from kami_events.envelope import Envelope
 from kami_events.serialization import encode
 from kami_events.store import AlreadyProcessed
 from kami_events.testing import InMemoryInbox, RecordingDeadLetters
-
 from tests.unit.events.sample_events import CounterIncremented, CounterOpened
 
 

@@ -36,6 +36,8 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from pymongo.asynchronous.collection import AsyncCollection
+
 from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
 from kami_events.event import Event
@@ -44,7 +46,6 @@ from kami_events.mongo import Document
 from kami_events.serialization import EventDecodeError, decode
 from kami_events.store import AlreadyProcessed, Tracking
 from kami_events.topics import dead_letter_topic
-from pymongo.asynchronous.collection import AsyncCollection
 
 log = logging.getLogger(__name__)
 

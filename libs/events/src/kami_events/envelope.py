@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
 from uuid import UUID, uuid4
 
-from kami_events.event import Event
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from kami_events.event import Event
 
 E = TypeVar("E", bound=Event)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from kami_events.topics import topic_for
 from pydantic import BaseModel, ConfigDict
+
+from kami_events.topics import topic_for
 
 
 class UnknownEventType(LookupError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
+
 from kami_events.settings import ServiceSettings
 
 

@@ -22,6 +22,9 @@ from datetime import timedelta
 from typing import Any, Protocol
 from uuid import uuid4
 
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
 from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
 from kami_events.metrics import EVENTS_PUBLISHED, OUTBOX_LAG, OUTBOX_UNPUBLISHED
@@ -29,8 +32,6 @@ from kami_events.mongo import Document
 from kami_events.serialization import encode
 from kami_events.store import MongoEventStore
 from kami_events.topics import topic_for
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
 log = logging.getLogger(__name__)
 

@@ -111,7 +111,7 @@ class ServiceRuntime:
         try:
             await asyncio.wait_for(self.mongo.admin.command("ping"), timeout=2)
             checks["mongodb"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:
             checks["mongodb"] = f"unreachable: {exc!r}"[:200]
         checks["kafka"] = "ok" if await self.broker.ping(timeout=2) else "unreachable"
         if checks["mongodb"] == "ok":

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+from pydantic import ValidationError
+
 from kami_events.envelope import Envelope
 from kami_events.event import EVENT_REGISTRY, Event, UnknownEventType
-from pydantic import ValidationError
 
 # Generous for an event, small enough that a runaway producer is caught.
 MAX_MESSAGE_BYTES = 1024 * 1024

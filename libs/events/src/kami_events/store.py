@@ -28,16 +28,17 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
 from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
 from kami_events.event import Event
 from kami_events.metrics import CONCURRENCY_CONFLICTS, EVENTS_APPENDED
 from kami_events.mongo import Document
 from kami_events.serialization import decode_document
-from pymongo import ASCENDING, ReturnDocument
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 
 class ConcurrencyError(Exception):
