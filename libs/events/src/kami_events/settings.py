@@ -21,6 +21,10 @@ class ServiceSettings(BaseSettings):
     mongodb_uri: str = "mongodb://127.0.0.1:27018/"
     mongodb_database: str | None = None
 
+    # Where the service's HTTP API listens (`python -m kami_<service>`).
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+
     # Outbox relay: how often it looks for unpublished commits when idle.
     outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
