@@ -1,0 +1,253 @@
+"""Every Kami event, one module per producing service (DESIGN §2).
+
+Importing this package registers every event in `EVENT_REGISTRY`, so that
+`decode` knows them all. The human-readable catalogue is `docs/events.md`;
+the machine-readable one is `docs/asyncapi.yaml` and the JSON Schema
+snapshots in `libs/events/schemas/`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from kami_events.catalogue import (
+    aftersales,
+    catalog,
+    delivery,
+    identity,
+    inventory,
+    ordering,
+    payment,
+)
+from kami_events.catalogue.aftersales import (
+    CompensationApproved,
+    EscalationLevel,
+    EscalationReason,
+    FlagReason,
+    IssueCategory,
+    Resolution,
+    SellerEvent,
+    SellerFlagged,
+    TicketEscalated,
+    TicketEvent,
+    TicketOpened,
+    TicketResolved,
+)
+from kami_events.catalogue.catalog import (
+    DelistReason,
+    OfferDelisted,
+    OfferEvent,
+    OfferListed,
+    OfferPriceChanged,
+    ProductEvent,
+    ProductKind,
+    ProductPublished,
+)
+from kami_events.catalogue.common import (
+    AggregateEvent,
+    DeliveryMode,
+    RefundReason,
+    RefundSource,
+    is_sensitive_name,
+)
+from kami_events.catalogue.delivery import (
+    ArrivalConfirmed,
+    DeliveryChannel,
+    DeliveryEvent,
+    DeliveryFailed,
+    DeliveryFailure,
+    KeyDelivered,
+)
+from kami_events.catalogue.identity import (
+    IdentityVerified,
+    KycTier,
+    PhoneVerified,
+    Role,
+    SellerApproved,
+    SuspensionReason,
+    UserEvent,
+    UserRegistered,
+    UserSuspended,
+)
+from kami_events.catalogue.inventory import (
+    BlockReason,
+    KeyReservationFailed,
+    KeyReserved,
+    KeysBlocked,
+    KeysImported,
+    KeysReleased,
+    KeysSold,
+    KeysVoided,
+    PoolEvent,
+    ReleaseReason,
+    ReservationFailure,
+    StockChanged,
+    VoidReason,
+)
+from kami_events.catalogue.ordering import (
+    CancelReason,
+    CompletedBy,
+    OrderCancelled,
+    OrderCompleted,
+    OrderDelivered,
+    OrderEvent,
+    OrderPaid,
+    OrderPlaced,
+    OrderRefunded,
+    OrderRefundRequested,
+    OrderReserved,
+)
+from kami_events.catalogue.payment import (
+    DepositBelowMinimum,
+    DepositChangeCause,
+    DepositChanged,
+    DepositEvent,
+    FundsSettled,
+    PaymentChannel,
+    PaymentConfirmed,
+    PaymentEvent,
+    PaymentFailed,
+    PaymentFailure,
+    PaymentInitiated,
+    PaymentRefunded,
+    PaymentReversed,
+    ReversalReason,
+)
+from kami_events.event import EVENT_REGISTRY, Event
+
+# One abstract base per aggregate type, in the order of DESIGN §2. Each names
+# its topic (`aggregate_type`) and the payload field holding the aggregate id.
+AGGREGATE_BASES: tuple[type[AggregateEvent], ...] = (
+    UserEvent,
+    ProductEvent,
+    OfferEvent,
+    OrderEvent,
+    PoolEvent,
+    PaymentEvent,
+    DepositEvent,
+    DeliveryEvent,
+    TicketEvent,
+    SellerEvent,
+)
+
+SERVICE_MODULES = (identity, catalog, ordering, inventory, payment, delivery, aftersales)
+
+
+def published_events() -> list[type[Event]]:
+    """Every event declared in this catalogue, sorted by `(event_type, schema_version)`:
+    what goes on Kafka, and what needs a schema snapshot. Events declared elsewhere
+    (the shared machinery's own tests use aggregate types under `test.`) are not
+    published."""
+    return [
+        cls
+        for cls in EVENT_REGISTRY.all()
+        if cls.__module__.startswith(f"{__name__}.") and not cls.aggregate_type.startswith("test.")
+    ]
+
+
+def catalogue_order(events: list[type[Event]]) -> list[type[Event]]:
+    """`events` grouped by aggregate in the order of DESIGN §2 (`AGGREGATE_BASES`),
+    each group in declaration order, which follows the aggregate's life."""
+
+    def position(event: type[Event]) -> tuple[int, int, int]:
+        module_names = list(vars(sys.modules[event.__module__]))
+        declared = module_names.index(event.__name__) if event.__name__ in module_names else 0
+        base = aggregate_base_of(event)
+        return (AGGREGATE_BASES.index(base), declared, event.schema_version)
+
+    return sorted(events, key=position)
+
+
+def aggregate_base_of(event: type[Event]) -> type[AggregateEvent]:
+    """The per-aggregate base an event class derives from."""
+    for base in AGGREGATE_BASES:
+        if issubclass(event, base):
+            return base
+    raise LookupError(f"{event.__name__} derives from no aggregate base")
+
+
+__all__ = [
+    "AGGREGATE_BASES",
+    "SERVICE_MODULES",
+    "AggregateEvent",
+    "ArrivalConfirmed",
+    "BlockReason",
+    "CancelReason",
+    "CompensationApproved",
+    "CompletedBy",
+    "DelistReason",
+    "DeliveryChannel",
+    "DeliveryEvent",
+    "DeliveryFailed",
+    "DeliveryFailure",
+    "DeliveryMode",
+    "DepositBelowMinimum",
+    "DepositChangeCause",
+    "DepositChanged",
+    "DepositEvent",
+    "EscalationLevel",
+    "EscalationReason",
+    "FlagReason",
+    "FundsSettled",
+    "IdentityVerified",
+    "IssueCategory",
+    "KeyDelivered",
+    "KeyReservationFailed",
+    "KeyReserved",
+    "KeysBlocked",
+    "KeysImported",
+    "KeysReleased",
+    "KeysSold",
+    "KeysVoided",
+    "KycTier",
+    "OfferDelisted",
+    "OfferEvent",
+    "OfferListed",
+    "OfferPriceChanged",
+    "OrderCancelled",
+    "OrderCompleted",
+    "OrderDelivered",
+    "OrderEvent",
+    "OrderPaid",
+    "OrderPlaced",
+    "OrderRefundRequested",
+    "OrderRefunded",
+    "OrderReserved",
+    "PaymentChannel",
+    "PaymentConfirmed",
+    "PaymentEvent",
+    "PaymentFailed",
+    "PaymentFailure",
+    "PaymentInitiated",
+    "PaymentRefunded",
+    "PaymentReversed",
+    "PhoneVerified",
+    "PoolEvent",
+    "ProductEvent",
+    "ProductKind",
+    "ProductPublished",
+    "RefundReason",
+    "RefundSource",
+    "ReleaseReason",
+    "ReservationFailure",
+    "Resolution",
+    "ReversalReason",
+    "Role",
+    "SellerApproved",
+    "SellerEvent",
+    "SellerFlagged",
+    "StockChanged",
+    "SuspensionReason",
+    "TicketEscalated",
+    "TicketEvent",
+    "TicketOpened",
+    "TicketResolved",
+    "UserEvent",
+    "UserRegistered",
+    "UserSuspended",
+    "VoidReason",
+    "aggregate_base_of",
+    "catalogue_order",
+    "is_sensitive_name",
+    "published_events",
+]

@@ -1,0 +1,190 @@
+"""Events of the ordering service: orders and the purchase saga (DESIGN §3).
+
+Topic `kami.ordering.order.v1`, one stream per order (aggregate id = order
+id, which is also the `correlation_id` of everything in the purchase). The
+order's stream is the saga's state: every transition is one of these events
+(`PLACED → RESERVED → PAID → DELIVERED → COMPLETED`, or `CANCELLED` /
+`REFUNDED`). Besides the core catalogue of DESIGN §2, `OrderReserved`,
+`OrderDelivered` and `OrderRefunded` record the saga states that have no core
+event of their own.
+Main consumers: inventory (release or sell keys), payment (what may be paid,
+refunds, settlement), delivery (what to deliver), aftersales, catalog (sales).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, ClassVar, Self
+
+from pydantic import Field, model_validator
+
+from kami_events.catalogue.common import (
+    AggregateEvent,
+    BuyerFieldName,
+    DeliveryMode,
+    Id,
+    KeyIds,
+    Quantity,
+    Reason,
+    RefundReason,
+    RefundSource,
+    UtcDatetime,
+)
+from kami_events.money import CNY, Currency, PositiveFen
+
+BuyerFieldValue = Annotated[str, Field(min_length=1, max_length=200)]
+
+# Keys an order holds or held. Empty for manually delivered offers without keys.
+OrderKeyIds = Annotated[list[Id], Field(max_length=1000)]
+
+
+class CancelReason(StrEnum):
+    # Inventory could not reserve the keys (`KeyReservationFailed`).
+    OUT_OF_STOCK = "out_of_stock"
+    OFFER_DELISTED = "offer_delisted"
+    # Payment failed (`PaymentFailed`), e.g. declined or over the daily limit.
+    PAYMENT_FAILED = "payment_failed"
+    # The payment deadline passed without a confirmed payment.
+    PAYMENT_TIMEOUT = "payment_timeout"
+    BUYER_CANCELLED = "buyer_cancelled"
+    BUYER_SUSPENDED = "buyer_suspended"
+
+
+class CompletedBy(StrEnum):
+    # The buyer confirmed the keys arrived and work (`ArrivalConfirmed`).
+    BUYER_CONFIRMED = "buyer_confirmed"
+    # The guarantee window after delivery passed without a claim.
+    GUARANTEE_ELAPSED = "guarantee_elapsed"
+
+
+class OrderEvent(AggregateEvent):
+    """An order and its purchase saga (aggregate `ordering.order`, id = order id,
+    also the purchase's `correlation_id`). Main consumers: inventory, payment,
+    delivery; aftersales and catalog for history."""
+
+    abstract = True
+    aggregate_type: ClassVar[str] = "ordering.order"
+    aggregate_id_field: ClassVar[str] = "order_id"
+
+    order_id: Id
+    buyer_id: Id
+    seller_id: Id
+    offer_id: Id
+
+
+class OrderPlaced(OrderEvent):
+    """A buyer placed an order (idempotently, by the client's idempotency key) at
+    the offer's current price; the saga starts. Consumed by inventory (reserve
+    `quantity` keys until `payment_deadline`), payment (the amount to expect) and
+    delivery (account-bound details for the delivery)."""
+
+    product_id: Id
+    quantity: Quantity
+    unit_price: PositiveFen
+    total: PositiveFen = Field(description="unit_price × quantity, in fen.")
+    currency: Currency = CNY
+    delivery_mode: DeliveryMode
+    payment_deadline: UtcDatetime
+    buyer_fields: dict[BuyerFieldName, BuyerFieldValue] = Field(
+        default_factory=dict,
+        max_length=10,
+        description="The values the product's required buyer fields ask for (account-bound).",
+    )
+
+    @model_validator(mode="after")
+    def _total_is_price_times_quantity(self) -> Self:
+        if self.total != self.unit_price * self.quantity:
+            raise ValueError(
+                f"total {self.total} != unit_price {self.unit_price} × quantity {self.quantity}"
+            )
+        return self
+
+
+class OrderReserved(OrderEvent):
+    """The keys are held for this order: it awaits payment until
+    `payment_deadline`. Consumed by payment (the order is now payable, for exactly
+    `total`)."""
+
+    key_ids: KeyIds
+    total: PositiveFen
+    currency: Currency = CNY
+    payment_deadline: UtcDatetime
+    reservation_expires_at: UtcDatetime
+
+
+class OrderPaid(OrderEvent):
+    """Payment was confirmed and verified for this order: the point of no return
+    for the buyer's money. Consumed by inventory (mark the keys sold), delivery
+    (deliver them now, or ask the seller for manual delivery)."""
+
+    payment_id: Id
+    product_id: Id
+    quantity: Quantity
+    key_ids: OrderKeyIds
+    amount: PositiveFen
+    currency: Currency = CNY
+    delivery_mode: DeliveryMode
+
+
+class OrderDelivered(OrderEvent):
+    """The keys reached the buyer (`KeyDelivered`); the guarantee window runs
+    until `guarantee_ends_at`. Consumed by payment (settles to the seller when it
+    settles at delivery) and aftersales (claims allowed until the window ends)."""
+
+    delivery_id: Id
+    key_ids: OrderKeyIds
+    guarantee_ends_at: UtcDatetime
+
+
+class OrderCompleted(OrderEvent):
+    """The order is done: the buyer confirmed arrival or the guarantee window
+    passed. Consumed by payment (settles when it settles after the window),
+    catalog (sales and seller reliability), aftersales."""
+
+    completed_by: CompletedBy
+    total: PositiveFen
+    currency: Currency = CNY
+
+
+class OrderCancelled(OrderEvent):
+    """The order ended before any money was kept: no keys delivered, nothing to
+    refund. Consumed by inventory (release `release_key_ids`), payment (an intent
+    for it may no longer be paid; money arriving later is refunded), catalog."""
+
+    reason: CancelReason
+    detail: Reason | None = None
+    release_key_ids: OrderKeyIds = Field(
+        description="Keys reserved for the order that go back to the pool (may be empty)."
+    )
+    payment_id: Id | None = None
+
+
+class OrderRefundRequested(OrderEvent):
+    """The saga compensates a paid order: money goes back to the buyer (or, after
+    a chargeback, is recovered from the seller), from `source`. `refund_id`
+    makes the request idempotent. Consumed by payment (moves the money), and by
+    inventory (voids `void_key_ids`)."""
+
+    payment_id: Id
+    refund_id: Id
+    amount: PositiveFen
+    currency: Currency = CNY
+    source: RefundSource
+    reason: RefundReason
+    ticket_id: Id | None = Field(default=None, description="The after-sales ticket, if any.")
+    void_key_ids: OrderKeyIds = Field(
+        description="Delivered or faulty keys that must never be sold again (may be empty)."
+    )
+
+
+class OrderRefunded(OrderEvent):
+    """The refund (or chargeback recovery) of `refund_id` is done: the order
+    reached `REFUNDED`. Consumed by catalog (seller reliability), aftersales
+    (closes the ticket), delivery (hides voided keys from the vault)."""
+
+    payment_id: Id
+    refund_id: Id
+    amount: PositiveFen
+    currency: Currency = CNY
+    source: RefundSource
+    reason: RefundReason
