@@ -58,6 +58,8 @@ async def test_append_and_load_round_trip(store: MongoEventStore) -> None:
     )
     assert first.occurred_at == datetime(2026, 3, 1, 12, tzinfo=UTC)
     assert [e.aggregate_version for e in await store.load(AGG, "c1", after_version=2)] == [3]
+    assert await store.last_version(AGG, "c1") == 3
+    assert await store.last_version(AGG, "missing") == 0
     assert await store.load(AGG, "missing") == []
 
 

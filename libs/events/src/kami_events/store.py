@@ -106,6 +106,8 @@ class EventStore(Protocol):
         self, aggregate_type: str, aggregate_id: str, after_version: int = 0
     ) -> list[Envelope[Event]]: ...
 
+    async def last_version(self, aggregate_type: str, aggregate_id: str) -> int: ...
+
 
 class MongoEventStore:
     COUNTER_ID = "event_store_position"
@@ -222,6 +224,16 @@ class MongoEventStore:
                 f"expected {after_version + 1}"
             )
         return envelopes
+
+    async def last_version(self, aggregate_type: str, aggregate_id: str) -> int:
+        """The stream's current version (0 if empty), without loading its events:
+        the expected version for appending to a long stream."""
+        commit = await self.commits.find_one(
+            {"stream_id": stream_id_of(aggregate_type, aggregate_id)},
+            {"last_version": 1},
+            sort=[("version", -1)],
+        )
+        return int(commit["last_version"]) if commit else 0
 
     async def read_commits(
         self, after_position: int = 0, limit: int = 500, *, unpublished_only: bool = False

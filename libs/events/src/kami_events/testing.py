@@ -82,6 +82,10 @@ class InMemoryEventStore:
         return stream[after_version:]
 
 
+    async def last_version(self, aggregate_type: str, aggregate_id: str) -> int:
+        return len(self._streams.get(stream_id_of(aggregate_type, aggregate_id), []))
+
+
 class InMemoryInbox:
     def __init__(self) -> None:
         self.records: dict[str, str] = {}
