@@ -182,3 +182,13 @@ def test_one_handler_per_event_type() -> None:
         h.consumer.handles(CounterOpened)(first)
     assert h.consumer.topics == ["kami.test.counter.v1"]
     assert h.consumer.group_id == "kami-svc"
+
+
+def test_topic_prefix_isolates_a_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kami_events.topics import dead_letter_topic, topic_for
+
+    assert topic_for("ordering.order") == "kami.ordering.order.v1"
+    monkeypatch.setenv("KAMI_TOPIC_PREFIX", "kami-e2e-1234")
+    assert topic_for("ordering.order") == "kami-e2e-1234.ordering.order.v1"
+    assert dead_letter_topic("payment") == "kami-e2e-1234.payment.dead-letter.v1"
+    assert CounterOpened.topic() == "kami-e2e-1234.test.counter.v1"

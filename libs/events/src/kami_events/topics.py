@@ -3,12 +3,22 @@
 One topic per aggregate type (DESIGN §2): `kami.<service>.<aggregate>.v<major>`.
 The Kafka key is always the aggregate id, so one aggregate's events stay in
 order on one partition.
+
+`KAMI_TOPIC_PREFIX` replaces the leading `kami` for a whole deployment: an
+isolated namespace on a shared cluster (end-to-end test runs use one each).
+The published docs always describe the default.
 """
 
 from __future__ import annotations
 
+import os
+
 TOPIC_PREFIX = "kami"
 TOPIC_MAJOR_VERSION = 1
+
+
+def topic_prefix() -> str:
+    return os.environ.get("KAMI_TOPIC_PREFIX") or TOPIC_PREFIX
 
 
 def topic_for(aggregate_type: str) -> str:
@@ -18,9 +28,9 @@ def topic_for(aggregate_type: str) -> str:
         raise ValueError(
             f"aggregate type must look like '<service>.<aggregate>', got {aggregate_type!r}"
         )
-    return f"{TOPIC_PREFIX}.{service}.{aggregate}.v{TOPIC_MAJOR_VERSION}"
+    return f"{topic_prefix()}.{service}.{aggregate}.v{TOPIC_MAJOR_VERSION}"
 
 
 def dead_letter_topic(service: str) -> str:
     """Where `service`'s consumer parks messages it could not handle."""
-    return f"{TOPIC_PREFIX}.{service}.dead-letter.v{TOPIC_MAJOR_VERSION}"
+    return f"{topic_prefix()}.{service}.dead-letter.v{TOPIC_MAJOR_VERSION}"
