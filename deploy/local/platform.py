@@ -1,0 +1,280 @@
+"""Run every Kami service as its own process on this machine.
+
+    python deploy/local/platform.py up [--seed]    # start all services, wait until ready
+    python deploy/local/platform.py status
+    python deploy/local/platform.py down
+
+Kafka and MongoDB come from `KAMI_KAFKA_BOOTSTRAP` / `KAMI_MONGODB_URI` (the
+run script starts the local stack and sets them). Secrets for the local
+platform (token signing keys, encryption keys, gateway secrets) are generated
+once into `.local-stack/platform/secrets.json` (mode 0600) and handed to the
+services as environment variables; production supplies its own.
+
+The end-to-end tests use the same `Platform` class with their own ports,
+database names and topic namespace, so they never touch a running demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_HOME = REPO / ".local-stack" / "platform"
+
+# Start order: producers of reference data first. Each has its fixed port.
+SERVICES: dict[str, int] = {
+    "identity": 8101,
+    "catalog": 8102,
+    "inventory": 8103,
+    "ordering": 8104,
+    "payment": 8105,
+    "delivery": 8106,
+    "aftersales": 8107,
+}
+
+
+def available_services() -> list[str]:
+    """Services that can run as a process (they have a `__main__`)."""
+    return [
+        name
+        for name in SERVICES
+        if (REPO / "services" / name / "src" / f"kami_{name}" / "__main__.py").exists()
+    ]
+
+
+def generate_secrets() -> dict[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+    def key32() -> str:
+        return base64.b64encode(secrets.token_bytes(32)).decode()
+
+    return {
+        "KAMI_AUTH_PUBLIC_KEY": public,
+        "KAMI_IDENTITY_SIGNING_KEY": private,
+        "KAMI_SERVICE_TOKEN_SECRET": secrets.token_urlsafe(48),
+        "KAMI_IDENTITY_ID_NUMBER_KEY": key32(),
+        "KAMI_IDENTITY_FINGERPRINT_KEY": key32(),
+        "KAMI_INVENTORY_MASTER_KEY": key32(),
+        "KAMI_INVENTORY_FINGERPRINT_KEY": key32(),
+        "KAMI_DELIVERY_VAULT_KEY": key32(),
+        "KAMI_PAYMENT_WECHAT_PAY_SECRET": secrets.token_urlsafe(32),
+        "KAMI_PAYMENT_ALIPAY_SECRET": secrets.token_urlsafe(32),
+    }
+
+
+@dataclass
+class Platform:
+    kafka_bootstrap: str
+    mongodb_uri: str
+    home: Path = DEFAULT_HOME
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(SERVICES))
+    database_prefix: str = "kami"
+    topic_prefix: str | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        (self.home / "run").mkdir(exist_ok=True)
+
+    # -- configuration -------------------------------------------------------
+
+    def secrets(self) -> dict[str, str]:
+        path = self.home / "secrets.json"
+        if path.exists():
+            stored: dict[str, str] = json.loads(path.read_text())
+            missing = {k: v for k, v in generate_secrets().items() if k not in stored}
+            if not missing:
+                return stored
+            stored.update(missing)
+        else:
+            stored = generate_secrets()
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(stored, indent=2))
+        return stored
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def env_for(self, service: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KAMI_")}
+        env.update(self.secrets())
+        env.update(
+            {
+                "KAMI_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+                "KAMI_MONGODB_URI": self.mongodb_uri,
+                "KAMI_MONGODB_DATABASE": f"{self.database_prefix}_{service}",
+                "KAMI_HTTP_HOST": "127.0.0.1",
+                "KAMI_HTTP_PORT": str(self.ports[service]),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for other, port in self.ports.items():
+            env[f"KAMI_{service.upper()}_{other.upper()}_URL"] = f"http://127.0.0.1:{port}"
+        if self.topic_prefix:
+            env["KAMI_TOPIC_PREFIX"] = self.topic_prefix
+        env.update(self.extra_env)
+        return env
+
+    # -- processes -----------------------------------------------------------
+
+    def _pid_file(self, service: str) -> Path:
+        return self.home / "run" / f"{service}.pid"
+
+    def log_file(self, service: str) -> Path:
+        return self.home / "logs" / f"{service}.log"
+
+    def pid(self, service: str) -> int | None:
+        path = self._pid_file(service)
+        if not path.exists():
+            return None
+        pid = int(path.read_text())
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if f"kami_{service}".encode() in cmdline else None
+
+    def start(self, service: str) -> int:
+        existing = self.pid(service)
+        if existing:
+            return existing
+        log = self.log_file(service).open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"kami_{service}"],
+            cwd=REPO,
+            env=self.env_for(service),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._pid_file(service).write_text(str(process.pid))
+        return process.pid
+
+    def wait_ready(self, service: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.pid(service) is None:
+                raise RuntimeError(
+                    f"{service} exited; see {self.log_file(service)}:\n{self.tail(service)}"
+                )
+            try:
+                response = httpx.get(f"{self.url(service)}/readyz", timeout=2)
+                if response.status_code == 200:
+                    return
+                last = response.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"{service} not ready after {timeout:.0f}s ({last}):\n{self.tail(service)}"
+        )
+
+    def stop(self, service: str, *, kill: bool = False, timeout: float = 15.0) -> None:
+        pid = self.pid(service)
+        if pid is None:
+            self._pid_file(service).unlink(missing_ok=True)
+            return
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+        self._pid_file(service).unlink(missing_ok=True)
+
+    def up(self, services: Iterable[str]) -> None:
+        started = list(services)
+        for service in started:
+            self.start(service)
+        for service in started:
+            self.wait_ready(service)
+
+    def down(self, services: Iterable[str]) -> None:
+        for service in reversed(list(services)):
+            self.stop(service)
+
+    def tail(self, service: str, lines: int = 40) -> str:
+        path = self.log_file(service)
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours counts as gone.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run every Kami service locally.")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args()
+    kafka = os.environ.get("KAMI_KAFKA_BOOTSTRAP")
+    mongo = os.environ.get("KAMI_MONGODB_URI")
+    if not kafka or not mongo:
+        hint = 'eval "$(deploy/local/stack env)"'
+        print(f"platform: set KAMI_KAFKA_BOOTSTRAP and KAMI_MONGODB_URI ({hint})", file=sys.stderr)
+        return 2
+    platform = Platform(kafka, mongo)
+    services = available_services()
+    if args.command == "up":
+        try:
+            platform.up(services)
+        except RuntimeError as exc:
+            print(f"platform: {exc}", file=sys.stderr)
+            return 1
+        for service in services:
+            pid, log = platform.pid(service), platform.log_file(service)
+            print(f"  {service:<11} {platform.url(service)}  (pid {pid}, log {log})")
+    elif args.command == "down":
+        platform.down(services)
+    else:
+        for service in services:
+            pid = platform.pid(service)
+            state = f"running pid {pid}" if pid else "stopped"
+            print(f"  {service:<11} {state:<18} {platform.url(service)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
