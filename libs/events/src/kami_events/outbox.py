@@ -76,8 +76,17 @@ class OutboxLag:
 
 
 class RelayLease:
-    """Leader election for the relay with one lease document (no TTL index:
-    an expired lease is simply taken over)."""
+    """Leader election for the relay, by unique inserts only.
+
+    The lease is a sequence of term documents (`<name>:<term>`). The holder
+    renews by inserting the next term before its lease runs out; a relay takes
+    over an expired lease by inserting the next term itself. Two contenders
+    for one term race on the unique `_id`, which FerretDB decides atomically
+    (its conditional updates are not atomic; no TTL index either, so old
+    terms are deleted by the holder).
+    """
+
+    KEEP_TERMS = 5
 
     def __init__(
         self,
@@ -94,21 +103,38 @@ class RelayLease:
         self.holder = f"relay-{uuid4()}"
 
     async def acquire(self) -> bool:
-        """Take or renew the lease; False if another live relay holds it."""
+        """Hold (taking or renewing) the lease; False while another live relay holds it."""
         now = self._clock()
+        current = await self._collection.find_one({"name": self._name}, sort=[("term", -1)])
+        if current is not None:
+            expires_at = current["expires_at"]
+            if current["holder"] != self.holder and expires_at > now:
+                return False
+            if current["holder"] == self.holder and expires_at - now > self._ttl / 2:
+                return True
+        term = int(current["term"]) + 1 if current else 1
         try:
-            await self._collection.find_one_and_update(
-                {"_id": self._name, "$or": [{"holder": self.holder}, {"expires_at": {"$lt": now}}]},
-                {"$set": {"holder": self.holder, "expires_at": now + self._ttl}},
-                upsert=True,
+            await self._collection.insert_one(
+                {
+                    "_id": f"{self._name}:{term}",
+                    "name": self._name,
+                    "term": term,
+                    "holder": self.holder,
+                    "expires_at": now + self._ttl,
+                }
             )
         except DuplicateKeyError:
-            # The upsert tried to insert a second lease: someone else holds it.
-            return False
+            return False  # another relay took this term first
+        await self._collection.delete_many(
+            {"name": self._name, "term": {"$lt": term - self.KEEP_TERMS}}
+        )
         return True
 
     async def release(self) -> None:
-        await self._collection.delete_one({"_id": self._name, "holder": self.holder})
+        """Give up the lease at once (on shutdown) instead of letting it expire."""
+        current = await self._collection.find_one({"name": self._name}, sort=[("term", -1)])
+        if current is not None and current["holder"] == self.holder:
+            await self._collection.delete_one({"_id": current["_id"], "holder": self.holder})
 
 
 class OutboxRelay:

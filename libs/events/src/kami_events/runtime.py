@@ -84,6 +84,7 @@ class ServiceRuntime:
         self._index_setups.append(setup)
 
     async def start(self) -> None:
+        await self.db["leases"].create_index([("name", 1), ("term", -1)], name="lease_terms")
         for setup in self._index_setups:
             await setup()
         if self.consumer.topics and not self._subscribed:

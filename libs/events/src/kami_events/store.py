@@ -14,21 +14,28 @@ commits whose `published` is false, in `position` order.
   index, so the effect and the "processed" mark are one write. A second
   attempt gets `AlreadyProcessed`. Commits without tracking get a unique
   filler value, because FerretDB has no partial indexes.
-- `position` is a store-wide sequence taken from a counter document before
-  the insert. A later commit of the same stream always gets a higher
-  position (its writer read the earlier commit first), which is all the
-  relay's per-stream ordering needs; gaps from failed inserts are harmless.
+- `position` is a dense store-wide sequence: the writer reads the highest
+  position and inserts at the next one under a unique index, retrying when
+  another commit took it. A later commit of a stream therefore always has a
+  higher position (its writer read the earlier commit first), which is what
+  the relay's per-stream ordering needs.
+
+Every race here is decided by a unique index on an insert, the one write
+that is atomic on FerretDB 1.24 (its conditional updates and `$inc` are not:
+see docs/storage.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -110,7 +117,9 @@ class EventStore(Protocol):
 
 
 class MongoEventStore:
-    COUNTER_ID = "event_store_position"
+    # Concurrent appends to other streams can take the position this writer
+    # read; it retries with the next one. Bounded so a broken index cannot spin.
+    MAX_POSITION_ATTEMPTS = 100
 
     def __init__(
         self,
@@ -122,7 +131,6 @@ class MongoEventStore:
     ) -> None:
         self.producer = producer
         self.commits: AsyncCollection[Document] = database[collection]
-        self._counters: AsyncCollection[Document] = database["counters"]
         self._clock = clock
 
     async def ensure_indexes(self) -> None:
@@ -177,22 +185,14 @@ class MongoEventStore:
             "aggregate_id": aggregate_id,
             "version": expected_version + 1,
             "last_version": expected_version + len(events),
-            "position": await self._next_position(),
+            "position": 0,  # assigned below
             "tracking": tracking_key,
             "correlation_id": context.correlation_id,
             "committed_at": now,
             "published": False,
             "events": [envelope.to_document() for envelope in envelopes],
         }
-        try:
-            await self.commits.insert_one(document)
-        except DuplicateKeyError:
-            if tracking and await self.commits.find_one({"tracking": tracking_key}, {"_id": 1}):
-                raise AlreadyProcessed(tracking_key) from None
-            CONCURRENCY_CONFLICTS.labels(self.producer).inc()
-            raise ConcurrencyError(
-                f"{stream_id} already has version {expected_version + 1}"
-            ) from None
+        await self._insert_at_next_position(document, expected_version, tracking_key, tracking)
         for envelope in envelopes:
             EVENTS_APPENDED.labels(self.producer, envelope.event_type).inc()
         return envelopes
@@ -251,15 +251,37 @@ class MongoEventStore:
             {"$set": {"published": True, "published_at": self._clock()}},
         )
 
-    async def _next_position(self) -> int:
-        counter = await self._counters.find_one_and_update(
-            {"_id": self.COUNTER_ID},
-            {"$inc": {"value": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        assert counter is not None  # upsert with AFTER always returns the document
-        return int(counter["value"])
+    async def _insert_at_next_position(
+        self,
+        document: Document,
+        expected_version: int,
+        tracking_key: str,
+        tracking: Tracking | None,
+    ) -> None:
+        stream_id = document["stream_id"]
+        for attempt in range(self.MAX_POSITION_ATTEMPTS):
+            document["position"] = await self._last_position() + 1
+            document.pop("_id", None)  # insert_one set it on the failed attempt
+            try:
+                await self.commits.insert_one(document)
+                return
+            except DuplicateKeyError:
+                pass
+            # Which unique index refused it? Ask the data, not the error text,
+            # whose format differs between MongoDB and FerretDB.
+            if tracking and await self.commits.find_one({"tracking": tracking_key}, {"_id": 1}):
+                raise AlreadyProcessed(tracking_key)
+            taken = {"stream_id": stream_id, "version": expected_version + 1}
+            if await self.commits.find_one(taken, {"_id": 1}):
+                CONCURRENCY_CONFLICTS.labels(self.producer).inc()
+                raise ConcurrencyError(f"{stream_id} already has version {expected_version + 1}")
+            # Another stream's commit took the position: back off a little, retry.
+            await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))  # noqa: S311
+        raise RuntimeError(f"no free position after {self.MAX_POSITION_ATTEMPTS} attempts")
+
+    async def _last_position(self) -> int:
+        last = await self.commits.find_one({}, {"position": 1}, sort=[("position", -1)])
+        return int(last["position"]) if last else 0
 
     @staticmethod
     def _to_stored(doc: dict[str, Any]) -> StoredCommit:
