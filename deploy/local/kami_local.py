@@ -1,8 +1,8 @@
 """Run every Kami service as its own process on this machine.
 
-    python deploy/local/platform.py up [--seed]    # start all services, wait until ready
-    python deploy/local/platform.py status
-    python deploy/local/platform.py down
+    python deploy/local/kami_local.py up [--seed]    # start all services, wait until ready
+    python deploy/local/kami_local.py status
+    python deploy/local/kami_local.py down
 
 Kafka and MongoDB come from `KAMI_KAFKA_BOOTSTRAP` / `KAMI_MONGODB_URI` (the
 run script starts the local stack and sets them). Secrets for the local
