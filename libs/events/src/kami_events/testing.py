@@ -81,7 +81,6 @@ class InMemoryEventStore:
         stream = self._streams.get(stream_id_of(aggregate_type, aggregate_id), [])
         return stream[after_version:]
 
-
     async def last_version(self, aggregate_type: str, aggregate_id: str) -> int:
         return len(self._streams.get(stream_id_of(aggregate_type, aggregate_id), []))
 
