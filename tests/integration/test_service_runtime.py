@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from kami_events.consumer import Received
+from kami_events.mongo import connect
 from kami_events.runtime import ServiceRuntime
 from kami_events.settings import ServiceSettings
 from kami_events.store import CommitContext
@@ -68,8 +69,12 @@ async def test_runtime_serves_health_and_moves_events(
                 in metrics
             )
     finally:
-        await runtime.mongo.drop_database(settings.database_name)
         await runtime.stop()
+        # Dropped only once nothing reads it: FerretDB's SQLite backend can
+        # crash (SIGBUS) when a database is dropped under a live reader.
+        cleanup = connect(servers.mongodb_uri, app_name="kami-tests-cleanup")
+        await cleanup.drop_database(settings.database_name)
+        await cleanup.close()
         await asyncio.sleep(0)
     ticks_after_stop = ticks
     await asyncio.sleep(0.2)
