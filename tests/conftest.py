@@ -9,13 +9,18 @@ never a reason to skip.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
+
+from kami_events.mongo import Document, connect
 
 REPO = Path(__file__).resolve().parent.parent
 STACK = REPO / "deploy" / "local" / "stack"
@@ -47,6 +52,47 @@ def _stack_env() -> dict[str, str]:
             name, _, value = line.partition("=")
             values[name] = value.strip("'\"")
     return values
+
+
+@pytest.fixture(scope="session", autouse=True)
+def databases_dropped_at_the_end() -> Iterator[None]:
+    """Tests drop their databases only when the whole run is over.
+
+    FerretDB 1.24 removes a dropped database's file but leaves its WAL
+    behind; a straggling writer (a relay or consumer still stopping) then
+    recreates the database over the stale WAL, which corrupts it and crashes
+    the server with SIGBUS (docs/storage.md). So a test's `drop_database` is
+    recorded, and done once every service of the run has stopped.
+    """
+    dropped: list[tuple[str, str]] = []
+    real_drop = AsyncMongoClient.drop_database
+
+    async def record_drop(
+        self: AsyncMongoClient[Document], name: object, *args: object, **kwargs: object
+    ) -> None:
+        database = name if isinstance(name, str) else str(getattr(name, "name", name))
+        host, port = next(iter(self.topology_description.server_descriptions()))
+        dropped.append((f"mongodb://{host}:{port}/", database))
+
+    AsyncMongoClient.drop_database = record_drop  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        AsyncMongoClient.drop_database = real_drop  # type: ignore[method-assign]
+        if dropped:
+            asyncio.run(_drop_all(real_drop, dropped))
+
+
+async def _drop_all(real_drop: Any, dropped: list[tuple[str, str]]) -> None:
+    for uri in {uri for uri, _ in dropped}:
+        client = connect(uri, app_name="kami-tests-cleanup", timeout_ms=5000)
+        try:
+            for name in sorted({name for u, name in dropped if u == uri}):
+                await real_drop(client, name)
+        except Exception as exc:  # the servers may be gone already: nothing to clean
+            print(f"could not drop test databases at {uri}: {exc!r}")
+        finally:
+            await client.close()
 
 
 @pytest.fixture(scope="session")
