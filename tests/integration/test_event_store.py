@@ -128,18 +128,3 @@ async def test_rejects_events_of_another_aggregate_type(store: MongoEventStore) 
         await store.append("test.other", "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
     with pytest.raises(ValueError, match="expected_version"):
         await store.append(AGG, "c1", -1, [CounterOpened(name="n")], CommitContext("c"))
-
-
-async def test_a_streams_commits_keep_position_order_when_the_clock_goes_back(
-    store: MongoEventStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from kami_events import store as store_module
-
-    await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
-    monkeypatch.setattr(store_module, "_time_position", lambda: 5)  # a clock far behind
-    await store.append(AGG, "c1", 1, [CounterIncremented(by=1)], CommitContext("c"))
-    await store.append(AGG, "c2", 0, [CounterOpened(name="m")], CommitContext("c"))
-    first, second = (c for c in await store.read_commits() if c.stream_id.endswith("/c1"))
-    assert second.position == first.position + 1
-    other = [c for c in await store.read_commits() if c.stream_id.endswith("/c2")]
-    assert other[0].position == 5

@@ -188,7 +188,7 @@ async def test_contending_relays_never_share_a_term(mongo_db: AsyncDatabase[Docu
         assert all([not await r.acquire() for r in relays if r is not winner])
 
 
-async def test_concurrent_appends_to_different_streams_all_succeed_quickly(
+async def test_concurrent_appends_to_different_streams_all_succeed(
     store: MongoEventStore, unique: Callable[[str], str]
 ) -> None:
     import asyncio
@@ -199,4 +199,5 @@ async def test_concurrent_appends_to_different_streams_all_succeed_quickly(
     )
     commits = await store.read_commits(limit=1000)
     assert sorted(c.events[0].aggregate_id for c in commits) == sorted(ids)
-    assert len({c.position for c in commits}) == 30
+    # Dense and unique: readers that checkpoint "after position" miss nothing.
+    assert sorted(c.position for c in commits) == list(range(1, 31))

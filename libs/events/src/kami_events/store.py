@@ -14,14 +14,11 @@ commits whose `published` is false, in `position` order.
   index, so the effect and the "processed" mark are one write. A second
   attempt gets `AlreadyProcessed`. Commits without tracking get a unique
   filler value, because FerretDB has no partial indexes.
-- `position` orders commits store-wide for the relay and for rebuilding
-  projections: microseconds since the epoch times 1000 plus a random
-  tiebreak, but always above the position of the stream's previous commit
-  (which this writer has read). So a stream's commits are in position order
-  even across clock skew, no writer waits on a global counter, and the
-  unique index turns the rare collision into a retry. Positions are not
-  dense and may be inserted out of order across streams: the relay reads
-  every unpublished commit, never "after the last position seen".
+- `position` is a dense store-wide sequence: the writer reads the highest
+  position and inserts at the next one under a unique index, retrying when
+  another commit took it. A later commit of a stream therefore always has a
+  higher position (its writer read the earlier commit first), which is what
+  the relay's per-stream ordering needs.
 
 Every race here is decided by a unique index on an insert, the one write
 that is atomic on FerretDB 1.24 (its conditional updates and `$inc` are not:
@@ -30,8 +27,8 @@ see docs/storage.md).
 
 from __future__ import annotations
 
-import secrets
-import time
+import asyncio
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,10 +91,6 @@ class StoredCommit:
     published: bool
 
 
-def _time_position() -> int:
-    return time.time_ns() // 1000 * 1000 + secrets.randbelow(1000)
-
-
 def stream_id_of(aggregate_type: str, aggregate_id: str) -> str:
     return f"{aggregate_type}/{aggregate_id}"
 
@@ -124,9 +117,9 @@ class EventStore(Protocol):
 
 
 class MongoEventStore:
-    # A position collision needs the same microsecond and tiebreak: retries
-    # are rare. Bounded so a broken index cannot spin.
-    MAX_POSITION_ATTEMPTS = 20
+    # Concurrent appends to other streams can take the position this writer
+    # read; it retries with the next one. Bounded so a broken index cannot spin.
+    MAX_POSITION_ATTEMPTS = 100
 
     def __init__(
         self,
@@ -266,9 +259,8 @@ class MongoEventStore:
         tracking: Tracking | None,
     ) -> None:
         stream_id = document["stream_id"]
-        floor = await self._position_of(stream_id, expected_version) + 1
-        for _attempt in range(self.MAX_POSITION_ATTEMPTS):
-            document["position"] = max(floor, _time_position())
+        for attempt in range(self.MAX_POSITION_ATTEMPTS):
+            document["position"] = await self._last_position() + 1
             document.pop("_id", None)  # insert_one set it on the failed attempt
             try:
                 await self.commits.insert_one(document)
@@ -283,17 +275,13 @@ class MongoEventStore:
             if await self.commits.find_one(taken, {"_id": 1}):
                 CONCURRENCY_CONFLICTS.labels(self.producer).inc()
                 raise ConcurrencyError(f"{stream_id} already has version {expected_version + 1}")
-            # Same position as another commit: draw again.
+            # Another stream's commit took the position: back off a little, retry.
+            await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))  # noqa: S311
         raise RuntimeError(f"no free position after {self.MAX_POSITION_ATTEMPTS} attempts")
 
-    async def _position_of(self, stream_id: str, last_version: int) -> int:
-        """The position of the stream's commit ending at `last_version` (0 if none)."""
-        if last_version == 0:
-            return 0
-        commit = await self.commits.find_one(
-            {"stream_id": stream_id, "last_version": last_version}, {"position": 1}
-        )
-        return int(commit["position"]) if commit else 0
+    async def _last_position(self) -> int:
+        last = await self.commits.find_one({}, {"position": 1}, sort=[("position", -1)])
+        return int(last["position"]) if last else 0
 
     @staticmethod
     def _to_stored(doc: dict[str, Any]) -> StoredCommit:
