@@ -1,5 +1,6 @@
-"""People using Kami over HTTP: how a buyer, a seller, an operator sign up
-and get their tokens, as they would through the apps."""
+"""People using Kami over HTTP, as they would through the apps: sign up with
+a phone code, verify a real name, get approved as a seller, hold tokens.
+Used by the demo seeding and by the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import httpx
 from kami_events.mongo import connect
 from kami_local import Platform
 
-PASSWORD = "E2e-correct-horse-42"
+# The password of every demo and test account (local platform only).
+PASSWORD = "E2e-correct-horse-42"  # noqa: S105
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _phones = itertools.count(1)
 _sequences = itertools.count(100)

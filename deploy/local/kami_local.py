@@ -37,6 +37,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_HOME = REPO / ".local-stack" / "platform"
 
+# The demo platform's first operator: registering this phone gives the role.
+DEMO_OPERATOR_PHONE = "13900000001"
+
 # Start order: producers of reference data first. Each has its fixed port.
 SERVICES: dict[str, int] = {
     "identity": 8101,
@@ -131,6 +134,8 @@ class Platform:
                 "KAMI_HTTP_HOST": "127.0.0.1",
                 "KAMI_HTTP_PORT": str(self.ports[service]),
                 "PYTHONUNBUFFERED": "1",
+                # The local platform has no real gateways: mount their stand-in.
+                "KAMI_PAYMENT_SIMULATOR_ENABLED": "true",
             }
         )
         for other, port in self.ports.items():
@@ -251,11 +256,13 @@ def main() -> int:
     args = parser.parse_args()
     kafka = os.environ.get("KAMI_KAFKA_BOOTSTRAP")
     mongo = os.environ.get("KAMI_MONGODB_URI")
-    if not kafka or not mongo:
+    if args.command == "up" and (not kafka or not mongo):
         hint = 'eval "$(deploy/local/stack env)"'
         print(f"platform: set KAMI_KAFKA_BOOTSTRAP and KAMI_MONGODB_URI ({hint})", file=sys.stderr)
         return 2
-    platform = Platform(kafka, mongo)
+    platform = Platform(
+        kafka or "", mongo or "", extra_env={"KAMI_IDENTITY_OPERATOR_PHONES": DEMO_OPERATOR_PHONE}
+    )
     services = available_services()
     if args.command == "up":
         try:

@@ -15,10 +15,10 @@ from uuid import uuid4
 import pytest
 
 from kami_events.mongo import connect
-from kami_local import SERVICES, Platform, available_services
+from kami_local import DEMO_OPERATOR_PHONE, SERVICES, Platform, available_services
 from tests.conftest import Servers
 
-OPERATOR_PHONE = "13900000001"
+OPERATOR_PHONE = DEMO_OPERATOR_PHONE
 SUPPORT_PHONE = "13900000002"
 
 # Loose limits and cheap hashing: the e2e suite registers many users from one IP.

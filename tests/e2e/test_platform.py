@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import jwt
 
+from kami_actors import approved_seller, sign_up
 from kami_local import Platform
-from tests.e2e.actors import approved_seller, sign_up
 from tests.e2e.conftest import OPERATOR_PHONE
 
 

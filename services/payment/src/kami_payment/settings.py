@@ -1,9 +1,62 @@
-"""Configuration of the payment service, from `KAMI_*` environment variables."""
+"""Configuration of the payment service, from `KAMI_*` environment variables.
+
+Secrets have no defaults: the service does not start without
+`KAMI_PAYMENT_WECHAT_PAY_SECRET` and `KAMI_PAYMENT_ALIPAY_SECRET` (the HMAC
+keys each channel signs its notifications with, at least 32 characters) and
+the `KAMI_AUTH_*` settings every service reads.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
 
 from kami_events.settings import ServiceSettings
 
 
 class PaymentSettings(ServiceSettings):
     service_name: str = "payment"
+    http_port: int = Field(default=8105, ge=1, le=65535)
+
+    # Channel secrets: each simulated gateway signs its notifications with its own.
+    payment_wechat_pay_secret: SecretStr = Field(min_length=32)
+    payment_alipay_secret: SecretStr = Field(min_length=32)
+
+    # Settlement to the seller: when the keys are delivered (`OrderDelivered`,
+    # the default) or when the guarantee window has passed (`OrderCompleted`).
+    payment_settle_on: Literal["delivered", "completed"] = "delivered"
+    # The platform's fee on each settled order, in basis points (500 = 5%).
+    payment_platform_fee_bps: int = Field(default=500, ge=0, le=10_000)
+
+    # A seller's deposit below this (fen) gets `DepositBelowMinimum` on each deduction.
+    payment_deposit_minimum: int = Field(default=100_000, ge=0)
+
+    # Daily payment limit (fen) of a buyer identity has announced no tier for.
+    payment_default_daily_limit: int = Field(default=50_000, ge=0)
+
+    # Wrong payment passwords: after this many in a row the wallet locks, and
+    # the payment being attempted fails with `second_factor_failed`.
+    payment_password_max_attempts: int = Field(default=5, ge=1, le=20)
+    payment_password_lock_minutes: int = Field(default=30, ge=1)
+
+    # Top-ups through a gateway: bounds and how long the pay instruction lives.
+    payment_top_up_max: int = Field(default=5_000_000, ge=1)
+    payment_top_up_ttl_minutes: int = Field(default=30, ge=1)
+
+    # The gateway poller: trades with no callback after this long are queried.
+    payment_callback_grace_seconds: float = Field(default=30.0, ge=0)
+    payment_gateway_poll_seconds: float = Field(default=5.0, gt=0)
+    # The ledger sweeper: movements not finished after this long are finished by it.
+    payment_movement_grace_seconds: float = Field(default=10.0, ge=0)
+    payment_sweep_seconds: float = Field(default=5.0, gt=0)
+    payment_metrics_seconds: float = Field(default=15.0, gt=0)
+
+    # The local stand-in for the real gateways (`/simulator/...`): never in production.
+    payment_simulator_enabled: bool = False
+    payment_simulator_database: str = "kami_payment_gateway_simulator"
+
+    # argon2id cost of payment passwords; lower it only in tests.
+    payment_argon2_time_cost: int = Field(default=3, ge=1)
+    payment_argon2_memory_kib: int = Field(default=64 * 1024, ge=8)
+    payment_argon2_parallelism: int = Field(default=4, ge=1)

@@ -23,7 +23,6 @@ from kami_events.catalogue.common import (
     BuyerFieldName,
     DeliveryMode,
     Id,
-    KeyIds,
     Quantity,
     Reason,
     RefundReason,
@@ -36,6 +35,9 @@ BuyerFieldValue = Annotated[str, Field(min_length=1, max_length=200)]
 
 # Keys an order holds or held. Empty for manually delivered offers without keys.
 OrderKeyIds = Annotated[list[Id], Field(max_length=1000)]
+
+# The offer's delivery terms, copied into the order when it is placed.
+TermMinutes = Annotated[int, Field(ge=1, le=7 * 24 * 60, strict=True)]
 
 
 class CancelReason(StrEnum):
@@ -90,6 +92,16 @@ class OrderPlaced(OrderEvent):
         max_length=10,
         description="The values the product's required buyer fields ask for (account-bound).",
     )
+    guarantee_window_minutes: TermMinutes | None = Field(
+        default=None,
+        description="The offer's guarantee window when the order was placed: after delivery, "
+        "how long the buyer may claim a faulty key.",
+    )
+    manual_delivery_sla_minutes: TermMinutes | None = Field(
+        default=None,
+        description="For a manual offer: how long the seller has to deliver once the order is "
+        "paid, as the offer said when the order was placed.",
+    )
 
     @model_validator(mode="after")
     def _total_is_price_times_quantity(self) -> Self:
@@ -102,10 +114,11 @@ class OrderPlaced(OrderEvent):
 
 class OrderReserved(OrderEvent):
     """The keys are held for this order: it awaits payment until
-    `payment_deadline`. Consumed by payment (the order is now payable, for exactly
-    `total`)."""
+    `payment_deadline`. For a manual offer there are no keys to hold (`key_ids`
+    is empty) and the order is reserved as soon as it is placed. Consumed by
+    payment (the order is now payable, for exactly `total`)."""
 
-    key_ids: KeyIds
+    key_ids: OrderKeyIds
     total: PositiveFen
     currency: Currency = CNY
     payment_deadline: UtcDatetime
@@ -124,6 +137,11 @@ class OrderPaid(OrderEvent):
     amount: PositiveFen
     currency: Currency = CNY
     delivery_mode: DeliveryMode
+    delivery_deadline: UtcDatetime | None = Field(
+        default=None,
+        description="When the keys must be delivered by: the manual SLA from payment, or the "
+        "platform's automatic delivery limit. Ordering refunds the buyer if nothing arrived.",
+    )
 
 
 class OrderDelivered(OrderEvent):

@@ -1,0 +1,1 @@
+"""The catalog's edge: event stores, the consumed-event log, read models."""

@@ -1,0 +1,1 @@
+"""The edges: MongoDB collections, encryption."""

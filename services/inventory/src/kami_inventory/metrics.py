@@ -1,0 +1,17 @@
+"""Inventory's own Prometheus metrics (the shared ones come from kami_events)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+KEYS_IMPORTED = Counter("kami_inventory_keys_imported_total", "Keys added to pools by imports")
+RESERVATIONS = Counter(
+    "kami_inventory_reservations_total",
+    "Orders answered by inventory, by outcome (reserved or the failure reason)",
+    ["outcome"],
+)
+KEY_REVEALS = Counter(
+    "kami_inventory_key_reveals_total",
+    "Keys whose secret was given to delivery (revealed) or refused (withheld)",
+    ["outcome"],
+)

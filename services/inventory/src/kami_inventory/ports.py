@@ -1,0 +1,204 @@
+"""What the handlers need from storage, as protocols: the MongoDB adapters
+implement them for real, the fakes in the unit tests in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from kami_events.catalogue.common import DeliveryMode
+from kami_inventory.domain.imports import ImportReport
+from kami_inventory.domain.keys import KeyStatus, PoolKey, Transition
+from kami_inventory.domain.offers import Offer, Product
+from kami_inventory.domain.reservations import Reservation
+from kami_inventory.domain.stock import StockLevels
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    """A pool's data key, encrypted by the master key."""
+
+    blob: bytes = field(repr=False)
+    master_key_id: str
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key_id: str
+    offer_id: str
+    seller_id: str
+    import_id: str
+    line: int
+    fingerprint: str
+    sealed: bytes = field(repr=False)
+    expires_at: datetime
+    imported_at: datetime
+
+
+@dataclass(frozen=True)
+class SealedKey:
+    key_id: str
+    offer_id: str
+    sealed: bytes = field(repr=False)
+
+
+class KeyStore(Protocol):
+    """The keys of every pool and their transitions.
+
+    `move` is the only way a key changes state: it succeeds for exactly one
+    caller per key generation, and it is idempotent per operation id `op` (a
+    retry of the same operation that already moved the key gets True again).
+    """
+
+    async def add(self, keys: Sequence[NewKey]) -> None:
+        """Insert keys; one whose id or (offer, fingerprint) is taken is skipped."""
+        ...
+
+    async def present(self, key_ids: Collection[str]) -> set[str]: ...
+
+    async def holders(self, offer_id: str, fingerprints: Collection[str]) -> dict[str, str]:
+        """Fingerprint → id of the pool's key that has it."""
+        ...
+
+    async def available(
+        self, offer_id: str, expiring_after: datetime, exclude: Collection[str], limit: int
+    ) -> list[PoolKey]:
+        """Available keys that expire after `expiring_after`, soonest expiry first."""
+        ...
+
+    async def of_order(self, order_id: str, status: KeyStatus) -> list[PoolKey]: ...
+
+    async def get(self, key_ids: Collection[str]) -> list[PoolKey]:
+        """The keys' current states (unknown ids are left out)."""
+        ...
+
+    async def move(self, key: PoolKey, transition: Transition, op: str) -> bool: ...
+
+    async def moved_by(self, op: str) -> list[str]:
+        """Ids of the keys operation `op` moved, in a stable order."""
+        ...
+
+    async def resume(self, op: str) -> None:
+        """Finish the moves of `op` that a crashed attempt decided but did not write."""
+        ...
+
+    async def finish_stale_moves(self, older_than: timedelta) -> int: ...
+
+    async def sealed(self, key_ids: Collection[str]) -> list[SealedKey]: ...
+
+    async def stock(self, offer_id: str, now: datetime) -> StockLevels: ...
+
+    async def page(
+        self, offer_id: str, status: KeyStatus | None, after: str | None, limit: int
+    ) -> list[PoolKey]:
+        """A page of the pool's keys by id, after the id `after`."""
+        ...
+
+    async def expiring(self, before: datetime, limit: int) -> list[PoolKey]:
+        """Available keys of any pool that expire at or before `before`."""
+        ...
+
+
+class OfferDirectory(Protocol):
+    async def get(self, offer_id: str) -> Offer | None: ...
+
+    async def of_seller(self, seller_id: str) -> list[Offer]: ...
+
+    async def record_offer(
+        self,
+        *,
+        offer_id: str,
+        seller_id: str,
+        product_id: str,
+        version: int,
+        delivery_mode: DeliveryMode | None = None,
+        listed: bool | None = None,
+    ) -> None:
+        """Apply one offer event; `None` leaves a field as it was. Events older
+        than the last one applied (by stream version) change nothing."""
+        ...
+
+    async def product(self, product_id: str) -> Product | None: ...
+
+    async def record_product(self, product: Product, version: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    offer_id: str
+    import_id: str
+    seller_id: str
+    digest: str
+    started_at: datetime
+    report: ImportReport | None = None
+
+
+class ImportLog(Protocol):
+    async def find(self, offer_id: str, import_id: str) -> ImportRecord | None: ...
+
+    async def begin(self, record: ImportRecord) -> ImportRecord:
+        """Record the import unless it is recorded already; returns the stored record."""
+        ...
+
+    async def complete(self, offer_id: str, import_id: str, report: ImportReport) -> None: ...
+
+
+class ReservationBook(Protocol):
+    async def find(self, order_id: str) -> Reservation | None: ...
+
+    async def decide(self, reservation: Reservation) -> Reservation:
+        """Record the order's reservation unless one is recorded; returns the stored one."""
+        ...
+
+
+class WorkKind(StrEnum):
+    SELLER_VOID = "seller_void"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True)
+class PendingWork:
+    """A batch of moves on one pool and the event announcing them, journaled
+    first so that a crash midway is finished by the maintenance job."""
+
+    op: str
+    kind: WorkKind
+    offer_id: str
+    key_ids: tuple[str, ...]
+    reason: str
+    started_at: datetime
+
+
+class WorkJournal(Protocol):
+    async def begin(self, work: PendingWork) -> PendingWork: ...
+
+    async def finish(self, op: str) -> None: ...
+
+    async def stale(self, started_before: datetime, limit: int) -> list[PendingWork]: ...
+
+
+class DataKeyStore(Protocol):
+    async def get(self, offer_id: str) -> WrappedKey | None: ...
+
+    async def put_if_absent(self, offer_id: str, wrapped: WrappedKey) -> WrappedKey:
+        """Store `wrapped` unless the pool has a key already; returns the stored one."""
+        ...
+
+
+@dataclass(frozen=True)
+class RevealRecord:
+    """Who was given which keys' secrets, and when. Never the secrets."""
+
+    reveal_id: str
+    order_id: str
+    service: str
+    revealed: tuple[str, ...]
+    refused: tuple[str, ...]
+    at: datetime
+
+
+class RevealAudit(Protocol):
+    async def record(self, entry: RevealRecord) -> None: ...

@@ -1,0 +1,113 @@
+"""Wiring: settings -> runtime, repository, read models -> handlers ->
+consumers, pollers and the HTTP app."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from kami_events.clock import Clock, utc_now
+from kami_events.runtime import ServiceRuntime
+from kami_ordering import metrics
+from kami_ordering.adapters.catalog_view import MongoOfferCatalog
+from kami_ordering.adapters.order_requests import MongoOrderRequests
+from kami_ordering.adapters.order_views import MongoOrderViews, MongoSettlements
+from kami_ordering.adapters.repository import OrderRepository
+from kami_ordering.adapters.timeline import MongoTimeline
+from kami_ordering.api import Ordering, router
+from kami_ordering.consumers import register_consumers
+from kami_ordering.domain.order import OrderState
+from kami_ordering.handlers import OrderPlacement, PurchaseSaga
+from kami_ordering.settings import OrderingSettings
+from kami_web.app import create_app as create_service_app
+from kami_web.auth import AuthSettings, TokenVerifier, install_auth
+
+DESCRIPTION = """\
+Orders and the purchase saga (the orchestrator of docs/saga.md).
+
+`POST /orders` places an order at the offer's current price; it needs an
+`Idempotency-Key` header, and the same request with the same key returns the
+same order (`200`, `Idempotent-Replayed: true`), while a different request
+under a used key is refused (`409 idempotency_key_reused`).
+
+An order goes `PLACED → RESERVED → PAID → DELIVERED → COMPLETED`, or ends
+`CANCELLED` (nothing paid) or `REFUNDED` (through `REFUNDING`). `GET
+/orders/{id}` shows its state, amounts, keys and deadlines; `GET
+/orders/{id}/timeline` everything every service said about it.
+
+Every error is a 4xx: `{"error": {"code": "...", "message": "..."}}`.
+"""
+
+
+def create_app(
+    settings: OrderingSettings | None = None,
+    *,
+    auth: AuthSettings | None = None,
+    clock: Clock = utc_now,
+) -> FastAPI:
+    settings = settings or OrderingSettings()  # from the environment
+    auth = auth or AuthSettings()
+    timers = settings.timers()
+
+    runtime = ServiceRuntime(settings, clock=clock)
+    repository = OrderRepository(runtime.store)
+    catalog = MongoOfferCatalog(runtime.db)
+    views = MongoOrderViews(runtime.db)
+    requests = MongoOrderRequests(runtime.db, clock)
+    timeline = MongoTimeline(runtime.db)
+    for setup in (views.ensure_indexes, requests.ensure_indexes, timeline.ensure_indexes):
+        runtime.on_start(setup)
+
+    saga = PurchaseSaga(
+        repository=repository,
+        views=views,
+        settlements=MongoSettlements(runtime.db),
+        clock=clock,
+        timers=timers,
+    )
+    placement = OrderPlacement(
+        repository=repository,
+        catalog=catalog,
+        requests=requests,
+        views=views,
+        clock=clock,
+        timers=timers,
+    )
+    register_consumers(
+        runtime.consumer, saga=saga, catalog=catalog, timeline=timeline, repository=repository
+    )
+
+    async def fire_deadlines() -> None:
+        await saga.fire_due_deadlines(settings.ordering_deadline_batch_size)
+
+    async def refresh_saga_gauges() -> None:
+        counts = await views.count_by_state()
+        for state in OrderState:
+            metrics.ORDERS_BY_STATE.labels(state.value).set(counts.get(state.value, 0))
+        overdue_before = clock() - timedelta(seconds=settings.ordering_overdue_after_seconds)
+        metrics.SAGAS_PAST_DEADLINE.set(await views.count_past_deadline(overdue_before))
+
+    runtime.every(
+        "order-deadlines",
+        timedelta(seconds=settings.ordering_deadline_poll_seconds),
+        fire_deadlines,
+    )
+    runtime.every(
+        "saga-gauges",
+        timedelta(seconds=settings.ordering_metrics_refresh_seconds),
+        refresh_saga_gauges,
+    )
+
+    app = create_service_app(runtime, [router], title="Kami ordering", description=DESCRIPTION)
+    app.state.ordering = Ordering(
+        placement=placement,
+        saga=saga,
+        repository=repository,
+        views=views,
+        timeline=timeline,
+        timers=timers,
+    )
+    # Tokens expire by the wall clock, whatever clock the saga runs on.
+    install_auth(app, TokenVerifier(auth))
+    return app

@@ -1,0 +1,385 @@
+"""Ordering's handlers: load the order, let it decide, save what it decided,
+then bring its read models (summary, next deadline) up to date.
+
+- `OrderPlacement` places orders idempotently (`POST /orders`);
+- `PurchaseSaga` reacts to the other services' events (docs/saga.md) and
+  fires due deadlines for the poller.
+
+A read model is written after the commit, always from the order's full
+state, so a crash in between is repaired by the next message or retry for
+that order (the order then decides "duplicate" and the views are synced
+again), and by the poller for deadlines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import uuid4
+
+from kami_events.catalogue.common import RefundSource
+from kami_events.catalogue.inventory import ReleaseReason, ReservationFailure
+from kami_events.catalogue.payment import PaymentFailure
+from kami_events.clock import Clock
+from kami_events.money import Money
+from kami_events.store import AlreadyProcessed, CommitContext, ConcurrencyError, Tracking
+from kami_ordering import metrics
+from kami_ordering.adapters.ports import (
+    OfferCatalog,
+    OrderRequest,
+    OrderRequests,
+    OrderViews,
+    Settlements,
+)
+from kami_ordering.adapters.repository import LoadedOrder, OrderRepository
+from kami_ordering.domain.order import Decision, Order, Outcome, SagaTimers
+from kami_ordering.domain.terms import (
+    PlacementRefused,
+    RefusalKind,
+    check_orderable,
+    check_quantity,
+    clean_buyer_fields,
+)
+
+log = logging.getLogger(__name__)
+
+
+# -- placing orders ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlaceOrder:
+    buyer_id: str
+    idempotency_key: str
+    offer_id: str
+    quantity: int
+    buyer_fields: dict[str, str]
+    request_id: str
+
+    def fingerprint(self) -> str:
+        """What makes two requests under one idempotency key the same request."""
+        body = {"offer_id": self.offer_id, "quantity": self.quantity, "fields": self.buyer_fields}
+        canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class IdempotencyKeyReused(Exception):
+    """The buyer used an idempotency key again for a different request."""
+
+
+@dataclass(frozen=True)
+class Placed:
+    loaded: LoadedOrder
+    created: bool  # False: the same request again, answered with the same order
+
+
+class OrderPlacement:
+    def __init__(
+        self,
+        *,
+        repository: OrderRepository,
+        catalog: OfferCatalog,
+        requests: OrderRequests,
+        views: OrderViews,
+        clock: Clock,
+        timers: SagaTimers,
+    ) -> None:
+        self._repository = repository
+        self._catalog = catalog
+        self._requests = requests
+        self._views = views
+        self._clock = clock
+        self._timers = timers
+
+    async def place(self, command: PlaceOrder) -> Placed:
+        """Place the order, or return the one this buyer's key already placed.
+
+        Raises `PlacementRefused` (unknown or unavailable offer, bad quantity or
+        buyer fields, suspended buyer) or `IdempotencyKeyReused`."""
+        fingerprint = command.fingerprint()
+        existing = await self._requests.find(command.buyer_id, command.idempotency_key)
+        if existing is not None:
+            return await self._replay(existing, fingerprint, command)
+
+        now = self._clock()
+        if await self._catalog.is_suspended(command.buyer_id, now):
+            raise PlacementRefused(
+                RefusalKind.FORBIDDEN, "buyer_suspended", "This account may not place orders."
+            )
+        offer = await self._catalog.offer(command.offer_id)
+        product = await self._catalog.product(offer.product_id) if offer else None
+        offer, product = check_orderable(offer, product, command.offer_id)
+        check_quantity(offer, command.quantity)
+        buyer_fields = clean_buyer_fields(product, command.buyer_fields)
+
+        order = Order.place(
+            str(uuid4()),
+            buyer_id=command.buyer_id,
+            offer=offer,
+            quantity=command.quantity,
+            buyer_fields=buyer_fields,
+            now=now,
+            timers=self._timers,
+        )
+        request = OrderRequest(
+            buyer_id=command.buyer_id,
+            idempotency_key=command.idempotency_key,
+            fingerprint=fingerprint,
+            order_id=order.id,
+            events=order.pending_events,
+        )
+        recorded = await self._requests.claim(request)
+        if recorded.order_id != request.order_id:
+            # A concurrent twin of this request recorded its order first.
+            return await self._replay(recorded, fingerprint, command)
+        placed = await self._commit(recorded, command, created=True)
+        metrics.ORDERS_PLACED.labels(order.delivery_mode.value).inc()
+        return placed
+
+    async def _replay(self, request: OrderRequest, fingerprint: str, command: PlaceOrder) -> Placed:
+        if request.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(request.order_id)
+        return await self._commit(request, command, created=False)
+
+    async def _commit(self, request: OrderRequest, command: PlaceOrder, created: bool) -> Placed:
+        # Idempotent: a no-op when the order's stream exists already.
+        context = CommitContext(correlation_id=request.order_id, causation_id=command.request_id)
+        await self._repository.append_new(request.order_id, request.events, context)
+        loaded = await self._repository.load(request.order_id)
+        assert loaded is not None  # appended just now, or earlier
+        await self._views.sync(loaded, loaded.order.next_deadline(self._timers))
+        return Placed(loaded, created)
+
+
+# -- the saga ---------------------------------------------------------------------------
+
+
+class OrderNotFound(Exception):
+    pass
+
+
+class TransitionRefused(Exception):
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+
+class PurchaseSaga:
+    """The orchestrator's reactions: one method per event of docs/saga.md."""
+
+    def __init__(
+        self,
+        *,
+        repository: OrderRepository,
+        views: OrderViews,
+        settlements: Settlements,
+        clock: Clock,
+        timers: SagaTimers,
+    ) -> None:
+        self._repository = repository
+        self._views = views
+        self._settlements = settlements
+        self._clock = clock
+        self._timers = timers
+
+    # inventory
+    async def key_reserved(
+        self, order_id: str, key_ids: list[str], expires_at: datetime, msg: Message
+    ) -> Decision:
+        return await self._advance(order_id, lambda o: o.reserve(key_ids, expires_at), msg)
+
+    async def reservation_failed(
+        self, order_id: str, reason: ReservationFailure, msg: Message
+    ) -> Decision:
+        return await self._advance(order_id, lambda o: o.fail_reservation(reason), msg)
+
+    async def keys_released(
+        self, order_id: str, key_ids: list[str], reason: ReleaseReason, msg: Message
+    ) -> Decision:
+        if reason is not ReleaseReason.RESERVATION_EXPIRED:
+            return Decision(Outcome.IGNORED, "a release the saga asked for")
+        return await self._advance(order_id, lambda o: o.expire_reservation(key_ids), msg)
+
+    # payment
+    async def payment_confirmed(
+        self, order_id: str, payment_id: str, amount: Money, msg: Message
+    ) -> Decision:
+        now = self._clock()
+        return await self._advance(
+            order_id, lambda o: o.mark_paid(payment_id, amount, now, self._timers), msg
+        )
+
+    async def payment_failed(
+        self,
+        order_id: str,
+        payment_id: str,
+        reason: PaymentFailure,
+        captured: Money,
+        msg: Message,
+    ) -> Decision:
+        return await self._advance(
+            order_id, lambda o: o.fail_payment(payment_id, reason, captured), msg
+        )
+
+    async def payment_reversed(
+        self, order_id: str, payment_id: str, amount: Money, settled: bool, msg: Message
+    ) -> Decision:
+        settled = settled or await self._settlements.is_settled(order_id)
+        return await self._advance(
+            order_id, lambda o: o.reverse_payment(payment_id, amount, settled=settled), msg
+        )
+
+    async def payment_refunded(
+        self, order_id: str, refund_id: str, amount: Money, source: RefundSource, msg: Message
+    ) -> Decision:
+        return await self._advance(
+            order_id, lambda o: o.mark_refunded(refund_id, amount, source), msg
+        )
+
+    async def funds_settled(self, order_id: str, payment_id: str) -> None:
+        await self._settlements.record(order_id, payment_id, self._clock())
+
+    # delivery
+    async def key_delivered(
+        self, order_id: str, delivery_id: str, key_ids: list[str], msg: Message
+    ) -> Decision:
+        now = self._clock()
+        return await self._advance(
+            order_id, lambda o: o.mark_delivered(delivery_id, key_ids, now, self._timers), msg
+        )
+
+    async def delivery_failed(self, order_id: str, key_ids: list[str], msg: Message) -> Decision:
+        settled = await self._settlements.is_settled(order_id)
+        return await self._advance(
+            order_id, lambda o: o.fail_delivery(key_ids, settled=settled), msg
+        )
+
+    async def arrival_confirmed(self, order_id: str, msg: Message) -> Decision:
+        return await self._advance(order_id, lambda o: o.confirm_arrival(), msg)
+
+    # aftersales
+    async def compensation_approved(
+        self,
+        order_id: str,
+        ticket_id: str,
+        amount: Money,
+        void_key_ids: list[str],
+        msg: Message,
+    ) -> Decision:
+        settled = await self._settlements.is_settled(order_id)
+        return await self._advance(
+            order_id,
+            lambda o: o.approve_compensation(ticket_id, amount, void_key_ids, settled=settled),
+            msg,
+        )
+
+    async def claim_opened(self, order_id: str, ticket_id: str) -> None:
+        await self._views.hold(order_id, ticket_id)
+
+    async def claim_resolved(self, order_id: str, ticket_id: str) -> None:
+        await self._views.release(order_id, ticket_id)
+
+    # the buyer
+    async def cancel_by_buyer(self, order_id: str, buyer_id: str, request_id: str) -> LoadedOrder:
+        loaded = await self._repository.load(order_id)
+        if loaded is None or loaded.order.buyer_id != buyer_id:
+            raise OrderNotFound(order_id)
+        decision = await self._advance(
+            order_id,
+            lambda o: o.cancel_by_buyer(),
+            Message("buyer_cancel", CommitContext(order_id, causation_id=request_id)),
+        )
+        if decision.outcome is Outcome.REJECTED:
+            raise TransitionRefused(decision)
+        reloaded = await self._repository.load(order_id)
+        assert reloaded is not None
+        return reloaded
+
+    # deadlines
+    async def fire_due_deadlines(self, limit: int = 100) -> int:
+        """One pass of the deadline poller: every due order decides for itself."""
+        now = self._clock()
+        fired = 0
+        for order_id in await self._views.due(now, limit):
+            try:
+                decision = await self._fire_deadline(order_id, now)
+            except ConcurrencyError:
+                continue  # a message moved the order on; the next pass sees its new deadline
+            except Exception:
+                log.exception("deadline of order %s failed", order_id)
+                continue
+            if decision.changed:
+                fired += 1
+        return fired
+
+    async def _fire_deadline(self, order_id: str, now: datetime) -> Decision:
+        settled = await self._settlements.is_settled(order_id)
+        context = CommitContext(order_id, causation_id=f"deadline:{now.isoformat()}")
+        return await self._advance(
+            order_id,
+            lambda o: o.on_deadline(now, self._timers, settled=settled),
+            Message("deadline", context),
+        )
+
+    async def _advance(
+        self, order_id: str, decide: Callable[[Order], Decision], msg: Message
+    ) -> Decision:
+        loaded = await self._repository.load(order_id)
+        if loaded is None:
+            decision = Decision(Outcome.IGNORED, "not an order of this service")
+            metrics.SAGA_DECISIONS.labels(msg.trigger, decision.outcome.value).inc()
+            return decision
+        order = loaded.order
+        was_terminal = order.terminal
+        decision = decide(order)
+        metrics.SAGA_DECISIONS.labels(msg.trigger, decision.outcome.value).inc()
+        if decision.outcome is Outcome.REJECTED:
+            log.warning(
+                "order %s: %s rejected: %s",
+                order_id,
+                msg.trigger,
+                decision.reason,
+                extra={"correlation_id": order_id},
+            )
+        if order.pending_events:
+            try:
+                await self._repository.save(order, msg.context, msg.tracking)
+            except AlreadyProcessed:
+                # The effect is committed; make sure the read models caught up.
+                await self._sync(order_id)
+                raise
+            loaded = LoadedOrder(order, loaded.placed_at, self._clock())
+            if order.terminal and not was_terminal and order.state is not None:
+                metrics.SAGA_DURATION.labels(order.state.value.lower()).observe(
+                    max(0.0, (loaded.updated_at - loaded.placed_at).total_seconds())
+                )
+            log.info(
+                "order %s: %s -> %s (%s)",
+                order_id,
+                msg.trigger,
+                order.state,
+                decision.reason,
+                extra={"correlation_id": order_id},
+            )
+        await self._views.sync(loaded, order.next_deadline(self._timers))
+        return decision
+
+    async def _sync(self, order_id: str) -> None:
+        loaded = await self._repository.load(order_id)
+        if loaded is not None:
+            await self._views.sync(loaded, loaded.order.next_deadline(self._timers))
+
+
+@dataclass(frozen=True)
+class Message:
+    """What caused a step: its name (for metrics and logs), the commit context
+    (correlation and causation), and, for consumed events, the tracking that
+    makes the effect exactly-once."""
+
+    trigger: str
+    context: CommitContext
+    tracking: Tracking | None = None

@@ -1,0 +1,34 @@
+"""Prometheus metrics of the purchase saga (DESIGN §7): orders by state,
+saga duration by outcome, sagas past their deadline, and what each incoming
+reply did to its order."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ORDERS_BY_STATE = Gauge(
+    "kami_saga_orders",
+    "Orders in each saga state (from the orders read model)",
+    ["state"],
+)
+SAGAS_PAST_DEADLINE = Gauge(
+    "kami_saga_past_deadline",
+    "Orders whose deadline passed longer ago than the poller should take to fire it",
+)
+SAGA_DURATION = Histogram(
+    "kami_saga_duration_seconds",
+    "From OrderPlaced to the saga's end state, by outcome",
+    ["outcome"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400),
+)
+SAGA_DECISIONS = Counter(
+    "kami_saga_decisions_total",
+    "What an incoming reply or deadline did to its order "
+    "(applied, compensated, duplicate, ignored, rejected)",
+    ["trigger", "outcome"],
+)
+ORDERS_PLACED = Counter(
+    "kami_orders_placed_total",
+    "Orders placed, by delivery mode",
+    ["delivery_mode"],
+)

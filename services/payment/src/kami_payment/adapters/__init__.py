@@ -1,0 +1,1 @@
+"""Storage, channel gateways and password hashing: the edges of the payment service."""

@@ -1,0 +1,338 @@
+"""Where the ledger lives: movement records and the journal lines of every account.
+
+Two collections, single-document writes only (see `kami_payment.ledger` for
+the protocol built on them):
+
+- `ledger_movements`: one document per movement (`_id` = movement id) with
+  its postings, its state (`pending` → `applied` | `rejected`) and whether its
+  follow-up (the payment or deposit event it causes) was `recorded`.
+- `ledger_lines`: the journal. One document per posting applied to an
+  account, `_id` = `<movement id>|<account id>`, numbered per account by
+  `seq` with the running `balance_after`. A unique index on
+  `(account, seq)` lets exactly one writer append line n+1 to an account;
+  the unique `_id` lets a posting be applied at most once, for ever.
+  A refused guarded debit leaves a *rejection* document under the same `_id`,
+  so a posting is either applied or refused, never both. Rejections carry a
+  private `account` value (`rejected:<line id>`) so they never occupy an
+  account's `seq` numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from kami_events.mongo import Document
+from kami_payment.domain.ledger import (
+    Account,
+    AccountType,
+    MetaValue,
+    Movement,
+    MovementPurpose,
+    Posting,
+)
+
+
+class MovementState(StrEnum):
+    PENDING = "pending"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class StoredMovement:
+    movement: Movement
+    state: MovementState
+    recorded: bool
+    created_at: datetime
+
+    @property
+    def id(self) -> str:
+        return self.movement.id
+
+    @property
+    def applied(self) -> bool:
+        return self.state is MovementState.APPLIED
+
+    def meta_str(self, key: str) -> str:
+        value = self.movement.meta.get(key)
+        if not isinstance(value, str):
+            raise KeyError(f"movement {self.id} has no text {key!r}")
+        return value
+
+    def meta_int(self, key: str) -> int:
+        value = self.movement.meta.get(key)
+        if not isinstance(value, int):
+            raise KeyError(f"movement {self.id} has no number {key!r}")
+        return value
+
+
+class LineKind(StrEnum):
+    POSTING = "posting"
+    REJECTION = "rejection"
+
+
+@dataclass(frozen=True)
+class JournalLine:
+    line_id: str
+    movement_id: str
+    purpose: MovementPurpose
+    account: Account
+    seq: int
+    amount: int
+    balance_after: int
+    at: datetime
+    order_id: str | None = None
+
+
+class LineInsert(StrEnum):
+    INSERTED = "inserted"
+    # The posting was already applied or refused (by another worker).
+    LINE_EXISTS = "line_exists"
+    # Another posting took this seq of the account first: re-read and retry.
+    SEQ_TAKEN = "seq_taken"
+
+
+def line_id(movement_id: str, account: Account) -> str:
+    return f"{movement_id}|{account.id}"
+
+
+class Journal(Protocol):
+    async def insert_movement(self, movement: Movement, now: datetime) -> StoredMovement:
+        """Store a new movement as pending, or return the one already stored under its id."""
+
+    async def get_movement(self, movement_id: str) -> StoredMovement | None: ...
+
+    async def finish_movement(self, movement_id: str, state: MovementState) -> bool:
+        """Pending → applied or rejected; False if it was finished already."""
+
+    async def mark_recorded(self, movement_id: str) -> None: ...
+
+    async def unrecorded(
+        self,
+        *,
+        created_before: datetime | None = None,
+        payment_id: str | None = None,
+        limit: int = 100,
+    ) -> list[StoredMovement]:
+        """Movements whose follow-up is not done, oldest first."""
+
+    async def count_in_flight(self) -> int:
+        """Movements not yet applied or rejected (half-applied ones included)."""
+
+    async def line_kind(self, line_id: str) -> LineKind | None: ...
+
+    async def last_line(self, account: Account) -> JournalLine | None: ...
+
+    async def insert_line(self, line: JournalLine) -> LineInsert: ...
+
+    async def insert_rejection(
+        self, line_id: str, movement_id: str, account: Account, now: datetime
+    ) -> bool:
+        """Record that a guarded posting was refused; False if the line exists already."""
+
+    async def lines(
+        self, accounts: Sequence[Account], *, limit: int, offset: int = 0
+    ) -> list[JournalLine]:
+        """The accounts' journal lines, newest first."""
+
+    async def lines_after(self, account: Account, seq: int, limit: int) -> list[JournalLine]:
+        """The account's lines numbered above `seq`, in order."""
+
+    async def totals_by_type(self) -> dict[AccountType, int]:
+        """The sum of every applied posting, per account type."""
+
+
+class MongoJournal:
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._movements: AsyncCollection[Document] = database["ledger_movements"]
+        self._lines: AsyncCollection[Document] = database["ledger_lines"]
+
+    async def ensure_indexes(self) -> None:
+        await self._lines.create_index(
+            [("account", ASCENDING), ("seq", ASCENDING)], unique=True, name="account_seq_unique"
+        )
+        await self._lines.create_index(
+            [("account", ASCENDING), ("at", DESCENDING)], name="account_at"
+        )
+        await self._movements.create_index(
+            [("recorded", ASCENDING), ("created_at", ASCENDING)], name="unrecorded"
+        )
+        await self._movements.create_index(
+            [("payment_id", ASCENDING), ("recorded", ASCENDING)], name="payment_unrecorded"
+        )
+        await self._movements.create_index("state", name="state")
+
+    async def insert_movement(self, movement: Movement, now: datetime) -> StoredMovement:
+        document: Document = {
+            "_id": movement.id,
+            "purpose": movement.purpose.value,
+            "postings": [{"account": p.account.id, "amount": p.amount} for p in movement.postings],
+            "meta": dict(movement.meta),
+            "payment_id": movement.meta.get("payment_id"),
+            "state": MovementState.PENDING.value,
+            "recorded": False,
+            "created_at": now,
+        }
+        try:
+            await self._movements.insert_one(document)
+        except DuplicateKeyError:
+            existing = await self.get_movement(movement.id)
+            if existing is None:  # pragma: no cover - a duplicate key implies a document
+                raise
+            return existing
+        return _movement_from(document)
+
+    async def get_movement(self, movement_id: str) -> StoredMovement | None:
+        document = await self._movements.find_one({"_id": movement_id})
+        return _movement_from(document) if document else None
+
+    async def finish_movement(self, movement_id: str, state: MovementState) -> bool:
+        result = await self._movements.update_one(
+            {"_id": movement_id, "state": MovementState.PENDING.value},
+            {"$set": {"state": state.value}},
+        )
+        return result.modified_count == 1
+
+    async def mark_recorded(self, movement_id: str) -> None:
+        await self._movements.update_one({"_id": movement_id}, {"$set": {"recorded": True}})
+
+    async def unrecorded(
+        self,
+        *,
+        created_before: datetime | None = None,
+        payment_id: str | None = None,
+        limit: int = 100,
+    ) -> list[StoredMovement]:
+        query: Document = {"recorded": False}
+        if created_before is not None:
+            query["created_at"] = {"$lt": created_before}
+        if payment_id is not None:
+            query["payment_id"] = payment_id
+        cursor = self._movements.find(query).sort("created_at", ASCENDING).limit(limit)
+        return [_movement_from(doc) async for doc in cursor]
+
+    async def count_in_flight(self) -> int:
+        return await self._movements.count_documents({"state": MovementState.PENDING.value})
+
+    async def line_kind(self, line_id: str) -> LineKind | None:
+        document = await self._lines.find_one({"_id": line_id}, {"kind": 1})
+        return LineKind(document["kind"]) if document else None
+
+    async def last_line(self, account: Account) -> JournalLine | None:
+        document = await self._lines.find_one({"account": account.id}, sort=[("seq", DESCENDING)])
+        return _line_from(document) if document else None
+
+    async def insert_line(self, line: JournalLine) -> LineInsert:
+        try:
+            await self._lines.insert_one(
+                {
+                    "_id": line.line_id,
+                    "kind": LineKind.POSTING.value,
+                    "movement_id": line.movement_id,
+                    "purpose": line.purpose.value,
+                    "account": line.account.id,
+                    "account_type": line.account.type.value,
+                    "owner": line.account.owner,
+                    "seq": line.seq,
+                    "amount": line.amount,
+                    "balance_after": line.balance_after,
+                    "order_id": line.order_id,
+                    "at": line.at,
+                }
+            )
+        except DuplicateKeyError:
+            if await self.line_kind(line.line_id) is not None:
+                return LineInsert.LINE_EXISTS
+            return LineInsert.SEQ_TAKEN
+        return LineInsert.INSERTED
+
+    async def insert_rejection(
+        self, line_id: str, movement_id: str, account: Account, now: datetime
+    ) -> bool:
+        try:
+            await self._lines.insert_one(
+                {
+                    "_id": line_id,
+                    "kind": LineKind.REJECTION.value,
+                    "movement_id": movement_id,
+                    # Never a real account: a rejection takes no seq of the account.
+                    "account": f"rejected:{line_id}",
+                    "seq": 0,
+                    "refused_account": account.id,
+                    "at": now,
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def lines(
+        self, accounts: Sequence[Account], *, limit: int, offset: int = 0
+    ) -> list[JournalLine]:
+        cursor = (
+            self._lines.find({"account": {"$in": [a.id for a in accounts]}})
+            .sort([("at", DESCENDING), ("seq", DESCENDING)])
+            .skip(offset)
+            .limit(limit)
+        )
+        return [_line_from(doc) async for doc in cursor]
+
+    async def lines_after(self, account: Account, seq: int, limit: int) -> list[JournalLine]:
+        cursor = (
+            self._lines.find({"account": account.id, "seq": {"$gt": seq}})
+            .sort("seq", ASCENDING)
+            .limit(limit)
+        )
+        return [_line_from(doc) async for doc in cursor]
+
+    async def totals_by_type(self) -> dict[AccountType, int]:
+        totals: dict[AccountType, int] = {}
+        cursor = await self._lines.aggregate(
+            [
+                {"$match": {"kind": LineKind.POSTING.value}},
+                {"$group": {"_id": "$account_type", "total": {"$sum": "$amount"}}},
+            ]
+        )
+        async for row in cursor:
+            totals[AccountType(row["_id"])] = int(row["total"])
+        return totals
+
+
+def _movement_from(document: Mapping[str, Any]) -> StoredMovement:
+    meta: dict[str, MetaValue] = dict(document.get("meta") or {})
+    return StoredMovement(
+        movement=Movement(
+            id=document["_id"],
+            purpose=MovementPurpose(document["purpose"]),
+            postings=tuple(
+                Posting(Account.parse(p["account"]), int(p["amount"])) for p in document["postings"]
+            ),
+            meta=meta,
+        ),
+        state=MovementState(document["state"]),
+        recorded=bool(document["recorded"]),
+        created_at=document["created_at"],
+    )
+
+
+def _line_from(document: Mapping[str, Any]) -> JournalLine:
+    return JournalLine(
+        line_id=document["_id"],
+        movement_id=document["movement_id"],
+        purpose=MovementPurpose(document["purpose"]),
+        account=Account.parse(document["account"]),
+        seq=int(document["seq"]),
+        amount=int(document["amount"]),
+        balance_after=int(document["balance_after"]),
+        at=document["at"],
+        order_id=document.get("order_id"),
+    )

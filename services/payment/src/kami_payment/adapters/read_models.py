@@ -1,0 +1,336 @@
+"""Payment's read models of other services' facts, and its small stores.
+
+- `orders`: each order's saga state as ordering announced it (what may be paid,
+  for how much, until when). Later states win: an older event replayed after a
+  newer one changes nothing. One order's events come in order from one
+  partition, so no two writers compete for an order.
+- `buyers` / `sellers`: tiers, daily limits and suspensions, approved sellers
+  (identity's events).
+- `daily_spend`: what each buyer committed to pay per Asia/Shanghai day.
+- `wallet_credentials` and `wallet_password_attempts`: the argon2id hash of
+  each buyer's payment password, and the attempts made with it.
+
+Races are decided the way `docs/storage.md` requires on FerretDB, where a
+conditional update or an `$inc` does not decide a race: by inserting under a
+unique key. The daily spend is a journal per buyer and day, each entry with
+the next `seq` (unique per day) and the running total, so two racing
+payments cannot both fit under the limit. Password attempts take numbered
+slots (unique per password generation) before the password is checked, so
+however many guesses race, at most `max_attempts` are ever checked.
+
+All are rebuildable from events except the credentials (a secret, never in
+an event).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
+from uuid import uuid4
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from kami_events.catalogue.identity import KycTier
+from kami_events.mongo import Document
+from kami_payment.domain.parties import BuyerStanding, OrderStatus, OrderView, SellerAccount
+
+# -- ports ---------------------------------------------------------------------
+
+
+class OrderBook(Protocol):
+    async def advance(self, order_id: str, status: OrderStatus, fields: dict[str, Any]) -> None:
+        """Move the order to `status` with `fields`, unless it is already as far."""
+
+    async def get(self, order_id: str) -> OrderView | None: ...
+
+
+class Parties(Protocol):
+    async def record_tier(self, user_id: str, tier: KycTier, daily_payment_limit: int) -> None: ...
+
+    async def record_suspension(self, user_id: str, until: datetime | None) -> None: ...
+
+    async def record_seller(self, user_id: str, shop_name: str, approved_at: datetime) -> None: ...
+
+    async def buyer(self, user_id: str, default_daily_limit: int) -> BuyerStanding: ...
+
+    async def seller(self, user_id: str) -> SellerAccount | None: ...
+
+
+class DailySpend(Protocol):
+    async def reserve(
+        self, buyer_id: str, day: date, payment_id: str, amount: int, limit: int
+    ) -> bool:
+        """Count `amount` against the day's limit once per payment; False if it
+        would exceed it."""
+
+    async def release(self, buyer_id: str, day: date, payment_id: str, amount: int) -> None: ...
+
+    async def spent(self, buyer_id: str, day: date) -> int: ...
+
+
+@dataclass(frozen=True)
+class WalletCredential:
+    """A payment password's hash. `generation` names the current run of
+    attempts: a new one starts when the password is set, after a success and
+    when a lock is imposed."""
+
+    buyer_id: str
+    password_hash: str
+    generation: str
+    locked_until: datetime | None = None
+
+    def locked(self, now: datetime) -> bool:
+        return self.locked_until is not None and now < self.locked_until
+
+
+class Credentials(Protocol):
+    async def get(self, buyer_id: str) -> WalletCredential | None: ...
+
+    async def set_hash(self, buyer_id: str, password_hash: str) -> None:
+        """Store a new password (a new generation, no lock)."""
+
+    async def claim_attempt(self, credential: WalletCredential, max_attempts: int) -> int | None:
+        """Take the next attempt slot (1..max) of the credential's generation,
+        before checking a password; None when every slot is taken."""
+
+    async def new_generation(self, buyer_id: str, locked_until: datetime | None) -> None:
+        """Start counting attempts afresh (after a success), or lock until then."""
+
+
+# -- MongoDB ---------------------------------------------------------------------
+
+
+class MongoOrderBook:
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._orders: AsyncCollection[Document] = database["orders"]
+
+    async def advance(self, order_id: str, status: OrderStatus, fields: dict[str, Any]) -> None:
+        # No match and a duplicate key: the order is already as far or further
+        # (a replayed older event).
+        with contextlib.suppress(DuplicateKeyError):
+            await self._orders.update_one(
+                {"_id": order_id, "rank": {"$lt": status.rank}},
+                {"$set": {**fields, "status": status.value, "rank": status.rank}},
+                upsert=True,
+            )
+
+    async def get(self, order_id: str) -> OrderView | None:
+        doc = await self._orders.find_one({"_id": order_id})
+        if doc is None or "total" not in doc or "payment_deadline" not in doc:
+            return None
+        return OrderView(
+            order_id=order_id,
+            buyer_id=doc["buyer_id"],
+            seller_id=doc["seller_id"],
+            total=int(doc["total"]),
+            status=OrderStatus(doc["status"]),
+            payment_deadline=doc["payment_deadline"],
+            reservation_expires_at=doc.get("reservation_expires_at"),
+        )
+
+
+class MongoParties:
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._buyers: AsyncCollection[Document] = database["buyers"]
+        self._sellers: AsyncCollection[Document] = database["sellers"]
+
+    async def record_tier(self, user_id: str, tier: KycTier, daily_payment_limit: int) -> None:
+        await self._buyers.update_one(
+            {"_id": user_id},
+            {"$set": {"tier": tier.value, "daily_payment_limit": daily_payment_limit}},
+            upsert=True,
+        )
+
+    async def record_suspension(self, user_id: str, until: datetime | None) -> None:
+        await self._buyers.update_one(
+            {"_id": user_id},
+            {"$set": {"suspended": True, "suspended_until": until}},
+            upsert=True,
+        )
+
+    async def record_seller(self, user_id: str, shop_name: str, approved_at: datetime) -> None:
+        await self._sellers.update_one(
+            {"_id": user_id},
+            # `$set` only: FerretDB drops `$setOnInsert` beside `$set` (docs/storage.md).
+            {"$set": {"shop_name": shop_name, "approved_at": approved_at}},
+            upsert=True,
+        )
+
+    async def buyer(self, user_id: str, default_daily_limit: int) -> BuyerStanding:
+        doc = await self._buyers.find_one({"_id": user_id}) or {}
+        tier = doc.get("tier")
+        return BuyerStanding(
+            buyer_id=user_id,
+            tier=KycTier(tier) if tier else None,
+            daily_payment_limit=int(doc.get("daily_payment_limit", default_daily_limit)),
+            suspended=bool(doc.get("suspended", False)),
+            suspended_until=doc.get("suspended_until"),
+        )
+
+    async def seller(self, user_id: str) -> SellerAccount | None:
+        doc = await self._sellers.find_one({"_id": user_id})
+        if doc is None:
+            return None
+        return SellerAccount(user_id, doc["shop_name"], doc["approved_at"])
+
+
+class MongoDailySpend:
+    """Per buyer and day, a journal: `count` and `release` entries for each
+    payment (numbered, so a payment released and counted again is counted
+    once more), each carrying the day's running total."""
+
+    MAX_ATTEMPTS = 200
+
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._entries: AsyncCollection[Document] = database["daily_spend"]
+
+    async def ensure_indexes(self) -> None:
+        await self._entries.create_index(
+            [("day_key", ASCENDING), ("seq", ASCENDING)], unique=True, name="day_seq_unique"
+        )
+        await self._entries.create_index(
+            [("day_key", ASCENDING), ("payment_id", ASCENDING)], name="day_payment"
+        )
+
+    async def reserve(
+        self, buyer_id: str, day: date, payment_id: str, amount: int, limit: int
+    ) -> bool:
+        if amount > limit:
+            return False
+        key = _day_key(buyer_id, day)
+        for _ in range(self.MAX_ATTEMPTS):
+            counted, round_ = await self._state(key, payment_id)
+            if counted:
+                return True
+            last = await self._last(key)
+            total = int(last["total"]) if last else 0
+            if total + amount > limit:
+                return False
+            outcome = await self._insert(
+                key, f"{key}|{payment_id}|count|{round_ + 1}", payment_id, last, amount
+            )
+            if outcome != "seq_taken":
+                return True  # inserted, or a racing request counted this payment
+        raise RuntimeError(f"daily spend of {key} stayed contended")
+
+    async def release(self, buyer_id: str, day: date, payment_id: str, amount: int) -> None:
+        key = _day_key(buyer_id, day)
+        for _ in range(self.MAX_ATTEMPTS):
+            counted, round_ = await self._state(key, payment_id)
+            if not counted:
+                return
+            last = await self._last(key)
+            outcome = await self._insert(
+                key, f"{key}|{payment_id}|release|{round_}", payment_id, last, -amount
+            )
+            if outcome != "seq_taken":
+                return
+        raise RuntimeError(f"daily spend of {key} stayed contended")
+
+    async def spent(self, buyer_id: str, day: date) -> int:
+        last = await self._last(_day_key(buyer_id, day))
+        return int(last["total"]) if last else 0
+
+    async def _state(self, key: str, payment_id: str) -> tuple[bool, int]:
+        """Whether the payment counts now, and how many times it was counted."""
+        entries = await self._entries.find(
+            {"day_key": key, "payment_id": payment_id}, {"kind": 1}
+        ).to_list()
+        counts = sum(1 for e in entries if e["kind"] == "count")
+        releases = sum(1 for e in entries if e["kind"] == "release")
+        return counts > releases, counts
+
+    async def _last(self, key: str) -> Document | None:
+        return await self._entries.find_one({"day_key": key}, sort=[("seq", DESCENDING)])
+
+    async def _insert(
+        self, key: str, entry_id: str, payment_id: str, last: Document | None, amount: int
+    ) -> str:
+        try:
+            await self._entries.insert_one(
+                {
+                    "_id": entry_id,
+                    "day_key": key,
+                    "payment_id": payment_id,
+                    "kind": "count" if amount > 0 else "release",
+                    "seq": (int(last["seq"]) if last else 0) + 1,
+                    "amount": amount,
+                    "total": (int(last["total"]) if last else 0) + amount,
+                }
+            )
+        except DuplicateKeyError:
+            if await self._entries.find_one({"_id": entry_id}, {"_id": 1}) is not None:
+                return "exists"
+            return "seq_taken"
+        return "inserted"
+
+
+def _day_key(buyer_id: str, day: date) -> str:
+    return f"{buyer_id}|{day.isoformat()}"
+
+
+class MongoCredentials:
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._credentials: AsyncCollection[Document] = database["wallet_credentials"]
+        self._attempts: AsyncCollection[Document] = database["wallet_password_attempts"]
+
+    async def ensure_indexes(self) -> None:
+        await self._attempts.create_index(
+            [("buyer_id", ASCENDING), ("generation", ASCENDING)], name="buyer_generation"
+        )
+
+    async def get(self, buyer_id: str) -> WalletCredential | None:
+        doc = await self._credentials.find_one({"_id": buyer_id})
+        return _credential(doc) if doc else None
+
+    async def set_hash(self, buyer_id: str, password_hash: str) -> None:
+        await self._credentials.update_one(
+            {"_id": buyer_id},
+            {
+                "$set": {
+                    "password_hash": password_hash,
+                    "generation": uuid4().hex,
+                    "locked_until": None,
+                }
+            },
+            upsert=True,
+        )
+
+    async def claim_attempt(self, credential: WalletCredential, max_attempts: int) -> int | None:
+        used = await self._attempts.count_documents(
+            {"buyer_id": credential.buyer_id, "generation": credential.generation}
+        )
+        for slot in range(used + 1, max_attempts + 1):
+            try:
+                await self._attempts.insert_one(
+                    {
+                        "_id": f"{credential.buyer_id}|{credential.generation}|{slot}",
+                        "buyer_id": credential.buyer_id,
+                        "generation": credential.generation,
+                        "slot": slot,
+                    }
+                )
+            except DuplicateKeyError:
+                continue  # a racing attempt took it: try the next
+            return slot
+        return None
+
+    async def new_generation(self, buyer_id: str, locked_until: datetime | None) -> None:
+        await self._credentials.update_one(
+            {"_id": buyer_id},
+            {"$set": {"generation": uuid4().hex, "locked_until": locked_until}},
+        )
+
+
+def _credential(doc: Document) -> WalletCredential:
+    return WalletCredential(
+        buyer_id=doc["_id"],
+        password_hash=doc["password_hash"],
+        generation=doc["generation"],
+        locked_until=doc.get("locked_until"),
+    )

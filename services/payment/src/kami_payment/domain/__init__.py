@@ -1,0 +1,1 @@
+"""The payment service's domain: pure rules, no I/O."""

@@ -1,0 +1,194 @@
+"""The ledger movement of every money flow, built from the payment's plans.
+
+| flow | debit | credit |
+|---|---|---|
+| wallet payment | buyer wallet (guarded) | escrow |
+| gateway payment | channel clearing | escrow |
+| settlement | escrow (guarded) | seller balance (net), platform fees (fee) |
+| refund before settlement | escrow (guarded) | buyer wallet or channel clearing |
+| refund after settlement | seller deposit (guarded) + receivable (the rest) | wallet or clearing |
+| chargeback before settlement | escrow (guarded) | channel clearing |
+| chargeback after settlement | seller receivable | channel clearing |
+| chargeback recovery | seller deposit (guarded) | seller receivable |
+| wallet / deposit top-up | channel clearing | buyer wallet / seller deposit |
+
+Movement ids name what they realise, so that submitting the same thing twice
+moves money once: `capture:<channel>:<out_trade_no>`, `settle:<payment>:<n>`,
+`refund:<refund_id>:<n>`, `reversal:<payment>:<n>`. `<n>` numbers the attempts of
+a flow whose guarded debit may be refused and then planned again (a wallet
+short of funds, a deposit drawn by a concurrent refund).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from kami_events.catalogue.payment import PaymentChannel, ReversalReason
+from kami_payment.domain.ledger import (
+    Account,
+    Movement,
+    MovementPurpose,
+    buyer_wallet,
+    channel_clearing,
+    escrow,
+    platform_fees,
+    postings_of,
+    seller_balance,
+    seller_deposit,
+    seller_receivable,
+)
+from kami_payment.domain.payment import Payment, RefundPlan, ReversalPlan, SettlementPlan
+
+
+def gateway_capture_id(channel: PaymentChannel, out_trade_no: str) -> str:
+    return f"capture:{channel.value}:{out_trade_no}"
+
+
+def wallet_capture(movement_id: str, payment: Payment, *, counted_at: datetime) -> Movement:
+    """The buyer's wallet pays the order into the payment's escrow. `counted_at`
+    names the day whose limit the payment counts against, released if refused."""
+    return Movement(
+        id=movement_id,
+        purpose=MovementPurpose.PAYMENT_CAPTURE,
+        postings=postings_of(
+            (buyer_wallet(payment.buyer_id), payment.amount),
+            (escrow(payment.id), -payment.amount),
+        ),
+        meta={
+            **_payment_meta(payment),
+            "amount": payment.amount,
+            "channel_reference": movement_id,
+            "limit_counted_at": counted_at.isoformat(),
+        },
+    )
+
+
+def gateway_capture(
+    *,
+    purpose: MovementPurpose,
+    channel: PaymentChannel,
+    out_trade_no: str,
+    amount: int,
+    credited: Account,
+    channel_reference: str,
+    meta: dict[str, str | int | None],
+) -> Movement:
+    """A channel captured `amount`: the channel now holds it for Kami (clearing),
+    and Kami owes it to `credited` (an escrow, a wallet or a deposit)."""
+    return Movement(
+        id=gateway_capture_id(channel, out_trade_no),
+        purpose=purpose,
+        postings=postings_of((channel_clearing(channel), amount), (credited, -amount)),
+        meta={
+            **meta,
+            "out_trade_no": out_trade_no,
+            "amount": amount,
+            "channel": channel.value,
+            "channel_reference": channel_reference,
+        },
+    )
+
+
+def settlement(movement_id: str, payment: Payment, plan: SettlementPlan) -> Movement:
+    return Movement(
+        id=movement_id,
+        purpose=MovementPurpose.SETTLEMENT,
+        postings=postings_of(
+            (escrow(payment.id), plan.gross),
+            (seller_balance(payment.seller_id), -plan.net),
+            (platform_fees(), -plan.fee),
+        ),
+        meta={**_payment_meta(payment), "gross": plan.gross, "fee": plan.fee},
+    )
+
+
+def refund(
+    movement_id: str, payment: Payment, plan: RefundPlan, deposit_available: int
+) -> Movement:
+    """A refund (or chargeback recovery). From the deposit, whatever it cannot
+    cover becomes a receivable from the seller: the platform advances it, and
+    the deposit never goes below zero."""
+    if not plan.moves_money:
+        raise ValueError(f"refund {plan.refund_id} moves no money")
+    meta = {
+        **_payment_meta(payment),
+        "refund_id": plan.refund_id,
+        "amount": plan.amount,
+        "source": plan.source.value,
+        "reason": plan.reason.value,
+        "destination": plan.destination,
+    }
+    if plan.destination == "none":
+        # A chargeback recovery: the buyer already has the money back from the
+        # channel; the seller's deposit pays off what the seller owes.
+        drawn = min(plan.amount, deposit_available)
+        if drawn == 0:
+            raise NothingToDraw(payment.seller_id)
+        return Movement(
+            id=movement_id,
+            purpose=MovementPurpose.CHARGEBACK_RECOVERY,
+            postings=postings_of(
+                (seller_deposit(payment.seller_id), drawn),
+                (seller_receivable(payment.seller_id), -drawn),
+            ),
+            meta={**meta, "drawn_from_deposit": drawn},
+        )
+    destination = (
+        buyer_wallet(payment.buyer_id)
+        if plan.destination == "wallet"
+        else channel_clearing(payment.channel)
+    )
+    if plan.source.value == "escrow":
+        debits = [(escrow(payment.id), plan.amount)]
+        drawn = 0
+    else:
+        drawn = min(plan.amount, deposit_available)
+        debits = [
+            (seller_deposit(payment.seller_id), drawn),
+            (seller_receivable(payment.seller_id), plan.amount - drawn),
+        ]
+    return Movement(
+        id=movement_id,
+        purpose=MovementPurpose.REFUND,
+        postings=postings_of(*debits, (destination, -plan.amount)),
+        meta={**meta, "drawn_from_deposit": drawn},
+    )
+
+
+class NothingToDraw(Exception):
+    """The seller's deposit is empty: a recovery stays owed in full."""
+
+
+def reversal(
+    movement_id: str,
+    payment: Payment,
+    plan: ReversalPlan,
+    reason: ReversalReason,
+    channel_reference: str,
+) -> Movement:
+    """The channel took `amount` back from Kami. Unsettled, escrow pays it;
+    settled, the seller owes it until recovered from the deposit."""
+    debited = seller_receivable(payment.seller_id) if plan.settled else escrow(payment.id)
+    return Movement(
+        id=movement_id,
+        purpose=MovementPurpose.REVERSAL,
+        postings=postings_of(
+            (debited, plan.amount), (channel_clearing(payment.channel), -plan.amount)
+        ),
+        meta={
+            **_payment_meta(payment),
+            "amount": plan.amount,
+            "settled": int(plan.settled),
+            "reason": reason.value,
+            "channel_reference": channel_reference,
+        },
+    )
+
+
+def _payment_meta(payment: Payment) -> dict[str, str | int | None]:
+    return {
+        "payment_id": payment.id,
+        "order_id": payment.order_id,
+        "buyer_id": payment.buyer_id,
+        "seller_id": payment.seller_id,
+    }

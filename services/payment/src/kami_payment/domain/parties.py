@@ -1,0 +1,117 @@
+"""What payment knows of orders, buyers and sellers: read models built from
+ordering's and identity's events, and the rules payment applies with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from enum import StrEnum
+
+from kami_events.catalogue.identity import KycTier
+from kami_payment.domain.refusals import RefusalKind, Refused
+
+# China has kept UTC+8 without daylight saving since 1991; a fixed offset
+# needs no tz database on the host.
+SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
+
+
+def payment_day(moment: datetime) -> date:
+    """The calendar day (Asia/Shanghai) a payment counts against."""
+    return moment.astimezone(SHANGHAI).date()
+
+
+class OrderStatus(StrEnum):
+    """The order's saga state as payment last heard it."""
+
+    PLACED = "placed"
+    RESERVED = "reserved"
+    PAID = "paid"
+    DELIVERED = "delivered"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    REFUND_REQUESTED = "refund_requested"
+
+    @property
+    def rank(self) -> int:
+        """Later states outrank earlier ones; a replayed older event never wins."""
+        return _RANKS[self]
+
+
+_RANKS = {
+    OrderStatus.PLACED: 0,
+    OrderStatus.RESERVED: 1,
+    OrderStatus.PAID: 2,
+    OrderStatus.DELIVERED: 3,
+    OrderStatus.COMPLETED: 4,
+    OrderStatus.CANCELLED: 5,
+    OrderStatus.REFUND_REQUESTED: 5,
+}
+
+
+@dataclass(frozen=True)
+class OrderView:
+    order_id: str
+    buyer_id: str
+    seller_id: str
+    total: int
+    status: OrderStatus
+    payment_deadline: datetime
+    reservation_expires_at: datetime | None = None
+
+    def check_payable_by(self, buyer_id: str, now: datetime) -> None:
+        """Payment's own pre-check before any money moves: the buyer's order,
+        awaiting payment, before its deadline. Raises `Refused` otherwise."""
+        if buyer_id != self.buyer_id:
+            # The same answer as for an unknown order: ids of others' orders leak nothing.
+            raise order_not_found(self.order_id)
+        if self.status is OrderStatus.PLACED:
+            raise Refused(
+                "order_not_reserved",
+                f"Order {self.order_id} is not awaiting payment yet (its keys are being "
+                "reserved); retry in a moment.",
+            )
+        if self.status is not OrderStatus.RESERVED:
+            raise Refused(
+                "order_not_payable",
+                f"Order {self.order_id} is {self.status.value} and can no longer be paid.",
+            )
+        if now >= self.payment_deadline:
+            raise Refused(
+                "payment_deadline_passed",
+                f"The payment deadline of order {self.order_id} passed at "
+                f"{self.payment_deadline.isoformat()}.",
+            )
+
+
+def order_not_found(order_id: str) -> Refused:
+    return Refused(
+        "order_not_found",
+        f"No order {order_id} of yours awaits payment (a just-placed order takes a "
+        "moment to reach payment; retry shortly).",
+        RefusalKind.NOT_FOUND,
+    )
+
+
+@dataclass(frozen=True)
+class BuyerStanding:
+    """A buyer's KYC tier and daily limit (from `IdentityVerified`) and any
+    suspension (from `UserSuspended`)."""
+
+    buyer_id: str
+    tier: KycTier | None
+    daily_payment_limit: int
+    suspended: bool = False
+    suspended_until: datetime | None = None
+
+    def is_suspended(self, now: datetime) -> bool:
+        return self.suspended and (self.suspended_until is None or now < self.suspended_until)
+
+
+@dataclass(frozen=True)
+class SellerAccount:
+    """A seller approved by identity (`SellerApproved`): it may keep a deposit."""
+
+    seller_id: str
+    shop_name: str
+    approved_at: datetime

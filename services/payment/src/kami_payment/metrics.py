@@ -1,0 +1,51 @@
+"""Prometheus metrics of the payment service (DESIGN §7)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+LEDGER_TOTALS = Gauge(
+    "kami_ledger_balance_fen",
+    "Sum of the applied postings per ledger account type, in fen (debits positive, "
+    "credits negative); the types sum to zero",
+    ["account_type"],
+)
+LEDGER_IN_FLIGHT = Gauge(
+    "kami_ledger_movements_in_flight",
+    "Ledger movements recorded but not yet applied or rejected (the sweeper finishes them)",
+)
+MOVEMENTS = Counter(
+    "kami_ledger_movements_total",
+    "Ledger movements finished, by purpose and outcome (applied, rejected)",
+    ["purpose", "outcome"],
+)
+REFUNDS = Counter(
+    "kami_payment_refunds_total",
+    "Refunds recorded, by source (escrow, seller_deposit) and reason",
+    ["source", "reason"],
+)
+REFUNDED_FEN = Counter(
+    "kami_payment_refunded_fen_total",
+    "Fen refunded (or recovered after a chargeback), by source",
+    ["source"],
+)
+SETTLED_FEN = Counter(
+    "kami_payment_settled_fen_total",
+    "Fen settled out of escrow, split into seller net and platform fee",
+    ["part"],
+)
+PAYMENTS = Counter(
+    "kami_payments_total",
+    "Payment intents that ended, by channel and outcome (confirmed, failed reason)",
+    ["channel", "outcome"],
+)
+CALLBACKS = Counter(
+    "kami_payment_callbacks_total",
+    "Channel notifications received, by channel, kind (payment, reversal) and outcome",
+    ["channel", "kind", "outcome"],
+)
+GATEWAY_POLLS = Counter(
+    "kami_payment_gateway_polls_total",
+    "Trades the poller queried because no callback came, by channel and what it found",
+    ["channel", "found"],
+)

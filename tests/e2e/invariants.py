@@ -1,0 +1,132 @@
+"""An auditor of DESIGN §9 (1) and (2), independent of the services' code:
+it reads their event stores and asks payment for its trial balance."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from kami_actors import Person
+from kami_events.mongo import connect
+from kami_local import Platform
+
+
+@dataclass
+class Audit:
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def of(self, event_type: str) -> list[dict[str, Any]]:
+        return self.events.get(event_type, [])
+
+
+async def read_events(platform: Platform) -> Audit:
+    audit = Audit()
+    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    client = connect(platform.mongodb_uri, app_name="kami-e2e-auditor")
+    try:
+        for service in platform.ports:
+            commits = client[f"{platform.database_prefix}_{service}"]["events"]
+            async for commit in commits.find({}, {"events": 1}).sort("position", 1):
+                for envelope in commit["events"]:
+                    by_type[envelope["event_type"]].append(envelope)
+    finally:
+        await client.close()
+    audit.events = dict(by_type)
+    return audit
+
+
+def check_keys_sold_once(audit: Audit) -> None:
+    """§9.1: no key is delivered to two orders, and no order gets a key twice."""
+    owner: dict[str, str] = {}
+    for envelope in audit.of("KeyDelivered"):
+        order_id = envelope["payload"]["order_id"]
+        key_ids = envelope["payload"]["key_ids"]
+        if len(set(key_ids)) != len(key_ids):
+            audit.problems.append(f"order {order_id} got a key twice: {key_ids}")
+        for key_id in key_ids:
+            if owner.setdefault(key_id, order_id) != order_id:
+                audit.problems.append(f"key {key_id} delivered to {owner[key_id]} and {order_id}")
+    delivered_orders = [e["payload"]["order_id"] for e in audit.of("KeyDelivered")]
+    if len(delivered_orders) != len(set(delivered_orders)):
+        audit.problems.append("an order was delivered twice")
+    # Whatever was delivered was reserved for that very order by inventory
+    # (it is marked sold on OrderPaid, which may still be on its way).
+    reserved_for: dict[str, set[str]] = defaultdict(set)
+    for envelope in audit.of("KeyReserved"):
+        for key_id in envelope["payload"]["key_ids"]:
+            reserved_for[key_id].add(envelope["payload"]["order_id"])
+    for key_id, order_id in owner.items():
+        if order_id not in reserved_for[key_id]:
+            audit.problems.append(f"key {key_id} delivered to {order_id}, not reserved for it")
+    # A key is sold to one order at most.
+    sold: dict[str, str] = {}
+    for envelope in audit.of("KeysSold"):
+        order_id = envelope["payload"]["order_id"]
+        for key_id in envelope["payload"]["key_ids"]:
+            if sold.setdefault(key_id, order_id) != order_id:
+                audit.problems.append(f"key {key_id} sold to {sold[key_id]} and {order_id}")
+
+
+def check_money(audit: Audit, trial_balance: dict[str, Any]) -> None:
+    """§9.2: the ledger sums to zero; each order's money ends with the seller
+    or back with the buyer, never both, never neither."""
+    total = trial_balance.get("total")
+    if total != 0:
+        audit.problems.append(f"ledger does not sum to zero: {trial_balance}")
+    captured: dict[str, int] = defaultdict(int)
+    for envelope in audit.of("PaymentConfirmed"):
+        captured[envelope["payload"]["order_id"]] += envelope["payload"]["amount"]
+    refunded: dict[str, int] = defaultdict(int)
+    for envelope in audit.of("PaymentRefunded"):
+        refunded[envelope["payload"]["order_id"]] += envelope["payload"]["amount"]
+    settled: dict[str, int] = defaultdict(int)
+    for envelope in audit.of("FundsSettled"):
+        settled[envelope["payload"]["order_id"]] += envelope["payload"]["gross"]
+    final_state = final_order_states(audit)
+    for order_id, amount in captured.items():
+        state = final_state.get(order_id)
+        back_to_buyer = refunded[order_id]
+        if back_to_buyer > amount:
+            audit.problems.append(f"order {order_id}: refunded {back_to_buyer} > captured {amount}")
+        if state == "completed":
+            if back_to_buyer or settled[order_id] != amount:
+                audit.problems.append(
+                    f"completed order {order_id}: captured {amount}, settled "
+                    f"{settled[order_id]}, refunded {back_to_buyer}"
+                )
+        elif state in ("refunded", "cancelled") and back_to_buyer != amount:
+            audit.problems.append(
+                f"{state} order {order_id}: captured {amount} but refunded {back_to_buyer}"
+            )
+
+
+def final_order_states(audit: Audit) -> dict[str, str]:
+    ends = {
+        "OrderCompleted": "completed",
+        "OrderRefunded": "refunded",
+        "OrderCancelled": "cancelled",
+        "OrderDelivered": "delivered",
+        "OrderPaid": "paid",
+    }
+    state: dict[str, str] = {}
+    latest: dict[str, int] = {}
+    for event_type, name in ends.items():
+        for envelope in audit.of(event_type):
+            order_id = envelope["aggregate_id"]
+            version = envelope["aggregate_version"]
+            if version > latest.get(order_id, 0):
+                latest[order_id] = version
+                state[order_id] = name
+    return state
+
+
+async def assert_invariants(platform: Platform, operator: Person) -> Audit:
+    audit = await read_events(platform)
+    check_keys_sold_once(audit)
+    response = await operator.call("payment", "GET", "/ledger/trial-balance")
+    assert response.status_code == 200, response.text
+    check_money(audit, response.json())
+    assert audit.problems == [], "\n".join(audit.problems)
+    return audit

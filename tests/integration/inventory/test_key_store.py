@@ -1,0 +1,164 @@
+"""The key pool's atomic moves on the real FerretDB: many orders racing for
+few keys, and the claim log that makes every move happen once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+from kami_events.catalogue.inventory import KeyReservationFailed, KeyReserved, StockChanged
+from kami_events.clock import utc_now
+from kami_inventory.domain import keys as t
+from kami_inventory.domain.imports import FileFormat
+from kami_inventory.domain.keys import KeyStatus
+from kami_inventory.domain.reservations import Reservation
+from kami_inventory.handlers import (
+    ImportKeys,
+    import_keys,
+    record_offer_listed,
+    reserve_for_order,
+)
+from tests.integration.inventory.conftest import PoolOnMongo
+from tests.unit.inventory.samples import SELLER, message, offer_listed, order_placed
+
+OFFER = "offer-race"
+
+
+async def stock(pool: PoolOnMongo, count: int) -> None:
+    await record_offer_listed(offer_listed(OFFER), 1, pool.inventory)
+    content = "".join(f"RACE-KEY-{n:04d}-{'x' * 8}\n" for n in range(count))
+    report, _ = await import_keys(
+        ImportKeys(SELLER, OFFER, "import-1", FileFormat.TXT, content), pool.inventory
+    )
+    assert report.imported == count
+
+
+async def race(pool: PoolOnMongo, orders: int, quantity: int) -> list[Reservation]:
+    deadline = utc_now() + timedelta(minutes=15)
+    placed = [
+        order_placed(f"order-{n:03d}", OFFER, quantity=quantity, deadline=deadline)
+        for n in range(orders)
+    ]
+    results = await asyncio.gather(
+        *(reserve_for_order(o, pool.inventory, *message(o.order_id)) for o in placed)
+    )
+    return [r for r in results if r is not None]
+
+
+async def last_stock(pool: PoolOnMongo) -> StockChanged:
+    envelopes = await pool.store.load("inventory.pool", OFFER)
+    changes = [e.payload for e in envelopes if isinstance(e.payload, StockChanged)]
+    return changes[-1]
+
+
+async def test_forty_orders_race_for_ten_keys_and_exactly_ten_get_one(pool: PoolOnMongo) -> None:
+    await stock(pool, 10)
+
+    reservations = await race(pool, orders=40, quantity=1)
+
+    winners = [r for r in reservations if r.succeeded]
+    assert len(winners) == 10
+    held = [key_id for r in winners for key_id in r.key_ids]
+    assert len(set(held)) == 10  # no key to two orders
+    # The stored keys agree with what each order was told.
+    owner = {r.key_ids[0]: r.order_id for r in winners}
+    async for doc in pool.db["keys"].find({"offer_id": OFFER}):
+        assert doc["status"] == KeyStatus.RESERVED.value
+        assert doc["order_id"] == owner[doc["_id"]]
+    # Each key was claimed exactly once, and each order answered exactly once.
+    claims = Counter([doc["key_id"] async for doc in pool.db["key_claims"].find()])
+    assert set(claims.values()) == {1} and len(claims) == 10
+    events = [e.payload for e in await pool.store.load("inventory.pool", OFFER)]
+    answers = Counter(type(e).__name__ for e in events if not isinstance(e, StockChanged))
+    assert answers == {"KeysImported": 1, "KeyReserved": 10, "KeyReservationFailed": 30}
+    reserved_events = [e for e in events if isinstance(e, KeyReserved)]
+    assert sorted(k for e in reserved_events for k in e.key_ids) == sorted(held)
+    # The last count announced counts every move.
+    assert await last_stock(pool) == StockChanged(offer_id=OFFER, available=0, reserved=10)
+
+
+async def test_orders_of_three_racing_for_ten_keys_get_all_or_nothing(pool: PoolOnMongo) -> None:
+    await stock(pool, 10)
+
+    reservations = await race(pool, orders=12, quantity=3)
+
+    winners = [r for r in reservations if r.succeeded]
+    assert 1 <= len(winners) <= 3
+    held = [key_id for r in winners for key_id in r.key_ids]
+    assert len(held) == len(set(held)) == 3 * len(winners)
+    for loser in (r for r in reservations if not r.succeeded):
+        assert await pool.adapters.keys.of_order(loser.order_id, KeyStatus.RESERVED) == []
+    levels = await pool.adapters.keys.stock(OFFER, utc_now())
+    assert (levels.reserved, levels.available) == (len(held), 10 - len(held))
+    assert await last_stock(pool) == StockChanged(
+        offer_id=OFFER, available=10 - len(held), reserved=len(held)
+    )
+    failures = [
+        e.payload
+        for e in await pool.store.load("inventory.pool", OFFER)
+        if isinstance(e.payload, KeyReservationFailed)
+    ]
+    assert len(failures) == 12 - len(winners)
+
+
+async def test_one_key_moves_once_however_many_try(pool: PoolOnMongo) -> None:
+    await stock(pool, 1)
+    keys = pool.adapters.keys
+    (key,) = await keys.available(OFFER, utc_now(), (), 1)
+    until = utc_now() + timedelta(minutes=17)
+
+    won = await asyncio.gather(
+        *(keys.move(key, t.reserve(f"order-{n}", until), f"reserve:order-{n}") for n in range(20))
+    )
+
+    assert won.count(True) == 1
+    winner = f"order-{won.index(True)}"
+    (now,) = await keys.get([key.key_id])
+    assert (now.status, now.order_id, now.gen) == (KeyStatus.RESERVED, winner, 1)
+    # A stale copy (generation 0) cannot move the key again, even to release it.
+    assert not await keys.move(key, t.reserve("late", until), "reserve:late")
+    # The winner's retry recognises its own move.
+    assert await keys.move(key, t.reserve(winner, until), f"reserve:{winner}")
+    assert await keys.moved_by(f"reserve:{winner}") == [key.key_id]
+
+
+async def test_a_move_decided_but_not_written_is_seen_and_finished(pool: PoolOnMongo) -> None:
+    await stock(pool, 1)
+    keys = pool.adapters.keys
+    (key,) = await keys.available(OFFER, utc_now(), (), 1)
+    until = utc_now() + timedelta(minutes=17)
+    # A process claims the key and dies before writing it.
+    target = t.reserve("order-1", until).apply(key)
+    await pool.db["key_claims"].insert_one(
+        {
+            "_id": f"{key.key_id}@0",
+            "key_id": key.key_id,
+            "offer_id": OFFER,
+            "gen": 0,
+            "op": "reserve:order-1",
+            "transition": "reserve",
+            "to": {
+                "status": target.status.value,
+                "order_id": target.order_id,
+                "reserved_until": target.reserved_until,
+                "reason": None,
+            },
+            "at": utc_now() - timedelta(minutes=5),
+            "applied": False,
+        }
+    )
+    # Readers see the decided state; nobody else can take the key.
+    (seen,) = await keys.get([key.key_id])
+    assert (seen.status, seen.order_id) == (KeyStatus.RESERVED, "order-1")
+    assert not await keys.move(key, t.reserve("order-2", until), "reserve:order-2")
+
+    assert await keys.finish_stale_moves(timedelta(seconds=30)) == 1
+
+    doc = await pool.db["keys"].find_one({"_id": key.key_id})
+    assert doc is not None and (doc["status"], doc["order_id"], doc["gen"]) == (
+        "reserved",
+        "order-1",
+        1,
+    )
+    assert await keys.finish_stale_moves(timedelta(seconds=30)) == 0

@@ -1,0 +1,73 @@
+"""Inventory's read model and journals on the real FerretDB."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kami_events.catalogue.common import DeliveryMode
+from kami_events.catalogue.inventory import BlockReason, KeysBlocked
+from kami_events.clock import utc_now
+from kami_inventory.domain.imports import FileFormat
+from kami_inventory.domain.keys import KeyStatus
+from kami_inventory.domain.offers import Offer
+from kami_inventory.handlers import (
+    ImportKeys,
+    VoidKeys,
+    block_expiring_keys,
+    import_keys,
+    record_offer_delisted,
+    record_offer_listed,
+    void_seller_keys,
+)
+from tests.integration.inventory.conftest import PoolOnMongo
+from tests.unit.inventory.samples import SELLER, offer_delisted, offer_listed
+
+
+async def test_offer_events_apply_in_stream_order_and_replays_change_nothing(
+    pool: PoolOnMongo,
+) -> None:
+    inv = pool.inventory
+    await record_offer_listed(offer_listed("offer-1"), 1, inv)
+    await record_offer_delisted(offer_delisted("offer-1"), 2, inv)
+    # A redelivered (older) OfferListed does not relist it.
+    await record_offer_listed(offer_listed("offer-1"), 1, inv)
+    assert await inv.offers.get("offer-1") == Offer(
+        "offer-1", SELLER, "product-1", DeliveryMode.AUTO, listed=False
+    )
+    await record_offer_listed(offer_listed("offer-1"), 3, inv)
+    offer = await inv.offers.get("offer-1")
+    assert offer is not None and offer.listed
+    assert [o.offer_id for o in await inv.offers.of_seller(SELLER)] == ["offer-1"]
+    assert await inv.offers.of_seller("someone-else") == []
+
+
+async def test_expiring_keys_are_blocked_and_a_seller_void_is_replayable(
+    pool: PoolOnMongo,
+) -> None:
+    inv = pool.inventory
+    await record_offer_listed(offer_listed("offer-1"), 1, inv)
+    now = utc_now()
+    content = "".join(
+        f"BLOCK-TEST-{n:02d},{(now + timedelta(hours=hours)).isoformat()}\n"
+        for n, hours in enumerate([2, 12, 72, 96])
+    )
+    report, _ = await import_keys(
+        ImportKeys(SELLER, "offer-1", "import-1", FileFormat.CSV, content), inv
+    )
+    assert report.imported == 4
+
+    assert await block_expiring_keys(inv) == 2  # within the one-day margin
+
+    levels = await inv.keys.stock("offer-1", utc_now())
+    assert (levels.available, levels.blocked) == (2, 2)
+    events = [e.payload for e in await pool.store.load("inventory.pool", "offer-1")]
+    (blocked,) = [e for e in events if isinstance(e, KeysBlocked)]
+    assert blocked.reason is BlockReason.NEAR_EXPIRY and len(blocked.key_ids) == 2
+
+    available = [k.key_id for k in await inv.keys.page("offer-1", KeyStatus.AVAILABLE, None, 10)]
+    command = VoidKeys(SELLER, "offer-1", (available[0],), "void-1")
+    first = await void_seller_keys(command, inv)
+    again = await void_seller_keys(command, inv)
+    assert first == again and first.voided == (available[0],)
+    events = [e.payload for e in await pool.store.load("inventory.pool", "offer-1")]
+    assert [type(e).__name__ for e in events].count("KeysVoided") == 1
