@@ -4,8 +4,8 @@ Used by the demo seeding and by the end-to-end tests."""
 
 from __future__ import annotations
 
-import itertools
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,17 +17,23 @@ from kami_local import Platform
 # The password of every demo and test account (local platform only).
 PASSWORD = "E2e-correct-horse-42"  # noqa: S105
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_phones = itertools.count(1)
-_sequences = itertools.count(100)
 
 
 def next_phone() -> str:
-    return f"137{next(_phones):08d}"
+    """A fresh mainland mobile number (random, so repeated runs do not meet)."""
+    return f"137{secrets.randbelow(10**8):08d}"
 
 
-def resident_id(birth: str = "19900307", region: str = "110101") -> str:
-    """A valid GB 11643 ID number, unique per call (sequence code 100..998)."""
-    body = region + birth + f"{next(_sequences) % 899 + 100:03d}"
+def resident_id(region: str = "110101") -> str:
+    """A valid GB 11643 ID number of an adult, random so that runs do not
+    collide (sequence codes 000 and 999 are left to the L2 simulator)."""
+    year, month, day = (
+        1970 + secrets.randbelow(30),
+        1 + secrets.randbelow(12),
+        1 + secrets.randbelow(28),
+    )
+    birth = f"{year}{month:02d}{day:02d}"
+    body = region + birth + f"{100 + secrets.randbelow(899):03d}"
     remainder = sum(int(d) * w for d, w in zip(body, _WEIGHTS, strict=True)) % 11
     return body + "10X98765432"[remainder]
 

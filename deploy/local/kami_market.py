@@ -188,3 +188,23 @@ async def operator_of(platform: Platform, phone: str) -> Person:
         person._take_tokens(login.json())
         return person
     return await sign_up(platform, phone)
+
+
+async def funded_deposit(seller: Person, amount: int) -> None:
+    """The seller tops up its deposit through a gateway (payment learns of
+    the seller's approval by event, so the first try may come too early)."""
+    top_up = await until(
+        lambda: seller.call(
+            "payment", "POST", "/deposits/top-ups", json={"amount": amount, "channel": "alipay"}
+        ),
+        lambda r: r.status_code != 403,
+        what="payment to know the seller",
+    )
+    assert top_up.status_code == 201, top_up.text
+    paid = await seller.call("payment", "POST", top_up.json()["pay"]["simulator_pay"])
+    assert paid.status_code == 200, paid.text
+    await until(
+        lambda: seller.call("payment", "GET", "/deposits/me"),
+        lambda r: r.status_code == 200 and r.json()["balance"] >= amount,
+        what="the deposit top-up",
+    )

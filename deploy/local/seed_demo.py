@@ -1,9 +1,12 @@
 """Demo data for the local platform, through the same APIs people use.
 
-    python deploy/local/seed_demo.py
+    python deploy/local/seed_demo.py catalogue   # before the services start
+    python deploy/local/seed_demo.py market      # once they run
 
-Publishes the starter catalogue (`../shared/data/catalog-sample.json`), then
-over HTTP: an operator, an approved seller with a deposit, an offer with 20
+`catalogue` publishes the starter catalogue (`../shared/data/catalog-sample.json`)
+with catalog's own seed command; it runs before catalog serves, because
+catalog loads its search index at start. `market` then creates, over HTTP:
+an operator, an approved seller with a deposit, an offer with 20
 keys for each automatically delivered product, and a buyer with a funded
 wallet and a payment password. Prints who is who and what to try. Running it
 again adds another seller, offers and buyer; the catalogue stays as it is.
@@ -11,6 +14,7 @@ again adds another seller, offers and buyer; the catalogue stays as it is.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import json
@@ -23,7 +27,7 @@ import httpx
 
 from kami_actors import PASSWORD, Person, approved_seller
 from kami_local import DEMO_OPERATOR_PHONE, REPO, Platform
-from kami_market import PAYMENT_PASSWORD, funded_buyer, operator_of, until
+from kami_market import PAYMENT_PASSWORD, funded_buyer, funded_deposit, operator_of, until
 
 SAMPLE = REPO.parent / "shared" / "data" / "catalog-sample.json"
 KEYS_PER_OFFER = 20
@@ -42,14 +46,9 @@ def seed_catalogue(platform: Platform) -> None:
 
 async def list_offers(platform: Platform, operator: Person) -> tuple[Person, list[dict[str, Any]]]:
     seller = await approved_seller(platform, operator, "演示卡铺")
-    deposit = await seller.call(
-        "payment", "POST", "/deposits/top-ups", json={"amount": 500_000, "channel": "alipay"}
-    )
-    deposit.raise_for_status()
-    paid = await seller.call("payment", "POST", deposit.json()["pay"]["simulator_pay"])
-    paid.raise_for_status()
+    await funded_deposit(seller, 500_000)
     found = await until(
-        lambda: operator.call("catalog", "GET", "/search", params={"delivery_mode": "auto"}),
+        lambda: operator.call("catalog", "GET", "/search", params={"limit": 50}),
         lambda r: r.status_code == 200 and bool(_items(r.json())),
         what="the seeded products in search",
     )
@@ -90,12 +89,11 @@ async def import_keys(seller: Person, offer_id: str, content: str) -> httpx.Resp
 
 
 def _items(page: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(page["items"])
+    """Products delivered automatically (the search's delivery filter is by offers)."""
+    return [item for item in page["items"] if item["delivery_mode"] == "auto"]
 
 
-async def main() -> None:
-    platform = Platform(os.environ["KAMI_KAFKA_BOOTSTRAP"], os.environ["KAMI_MONGODB_URI"])
-    seed_catalogue(platform)
+async def seed_market(platform: Platform) -> None:
     operator = await operator_of(platform, DEMO_OPERATOR_PHONE)
     seller, offers = await list_offers(platform, operator)
     buyer = await funded_buyer(platform, 100_000)
@@ -115,5 +113,16 @@ async def main() -> None:
     )
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Seed the local platform with demo data.")
+    parser.add_argument("step", choices=["catalogue", "market"])
+    step = parser.parse_args().step
+    platform = Platform(os.environ["KAMI_KAFKA_BOOTSTRAP"], os.environ["KAMI_MONGODB_URI"])
+    if step == "catalogue":
+        seed_catalogue(platform)
+    else:
+        asyncio.run(seed_market(platform))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

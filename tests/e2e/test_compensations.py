@@ -14,6 +14,7 @@ from kami_actors import Person, sign_up
 from kami_local import Platform
 from kami_market import (
     funded_buyer,
+    funded_deposit,
     list_offer_with_keys,
     not_yet_payable,
     operator_of,
@@ -107,18 +108,7 @@ async def test_chargeback_after_settlement_is_recovered_from_the_seller_deposit(
 ) -> None:
     offer = await list_offer_with_keys(platform, operator, keys=2, unit_price=2000)
     seller = offer.seller
-    top_up = await seller.call(
-        "payment", "POST", "/deposits/top-ups", json={"amount": 200_000, "channel": "wechat_pay"}
-    )
-    assert top_up.status_code == 201, top_up.text
-    assert (
-        await seller.call("payment", "POST", top_up.json()["pay"]["simulator_pay"])
-    ).status_code == 200
-    await until(
-        lambda: seller.call("payment", "GET", "/deposits/me"),
-        lambda r: r.status_code == 200 and r.json()["balance"] == 200_000,
-        what="the deposit top-up",
-    )
+    await funded_deposit(seller, 200_000)
 
     buyer = await sign_up(platform)
     order_id = await place_order(buyer, offer)
