@@ -57,8 +57,15 @@ def check_keys_sold_once(audit: Audit) -> None:
     for envelope in audit.of("KeyReserved"):
         for key_id in envelope["payload"]["key_ids"]:
             reserved_for[key_id].add(envelope["payload"]["order_id"])
+    from_pools = {
+        key_id
+        for envelope in audit.of("KeyDelivered")
+        if envelope["payload"]["mode"] == "auto"
+        for key_id in envelope["payload"]["key_ids"]
+    }
     for key_id, order_id in owner.items():
-        if order_id not in reserved_for[key_id]:
+        # Keys a seller delivered by hand never were in a pool.
+        if key_id in from_pools and order_id not in reserved_for[key_id]:
             audit.problems.append(f"key {key_id} delivered to {order_id}, not reserved for it")
     # A key is sold to one order at most.
     sold: dict[str, str] = {}

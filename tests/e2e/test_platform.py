@@ -6,8 +6,9 @@ from __future__ import annotations
 import httpx
 import jwt
 
-from kami_actors import approved_seller, sign_up
+from kami_actors import approved_seller
 from kami_local import Platform
+from kami_market import operator_of
 from tests.e2e.conftest import OPERATOR_PHONE
 
 
@@ -25,7 +26,7 @@ async def test_every_service_is_ready_and_exposes_metrics(platform: Platform) ->
 async def test_operator_approves_a_seller_whose_next_token_carries_the_role(
     platform: Platform, platform_databases: None
 ) -> None:
-    operator = await sign_up(platform, OPERATOR_PHONE)
+    operator = await operator_of(platform, OPERATOR_PHONE)
     seller = await approved_seller(platform, operator, "小明的卡铺")
     claims = jwt.decode(seller.access_token, options={"verify_signature": False})
     assert "seller" in claims["roles"]
