@@ -210,7 +210,10 @@ class MongoDailySpend:
             last = await self._last(key)
             total = int(last["total"]) if last else 0
             if total + amount > limit:
-                return False
+                # Over the limit only if a racing twin of this request did not
+                # count this very payment in the meantime.
+                counted, _ = await self._state(key, payment_id)
+                return counted
             outcome = await self._insert(
                 key, f"{key}|{payment_id}|count|{round_ + 1}", payment_id, last, amount
             )
