@@ -169,7 +169,11 @@ async def test_price_comparison_of_three_sellers_follows_stock_and_deposits_over
     view = await comparison(c, product_id)
     assert best_is(view, "s-2")
     assert view["best_value_offer_id"] == offers["s-2"]
-    assert view["product"]["min_price"] == 9_500 and view["product"]["stock"] == 19
+    # The product's summary follows the offers a moment later.
+    await eventually(
+        lambda: _summary_is(c, product_id, min_price=9_500, stock=19),
+        message="the product summary did not follow the stock change",
+    )
 
     # s-2 fails one delivery in two: still listed, no longer the best value.
     for event in (
@@ -245,3 +249,8 @@ async def test_price_comparison_of_three_sellers_follows_stock_and_deposits_over
 async def _seller_success(c: CatalogUnderTest, seller_id: str, expected: int) -> bool:
     response = await c.client.get(f"/sellers/{seller_id}")
     return response.status_code == 200 and response.json()["delivery_success_bp"] == expected
+
+
+async def _summary_is(c: Any, product_id: str, *, min_price: int, stock: int) -> bool:
+    product = (await comparison(c, product_id))["product"]
+    return bool(product["min_price"] == min_price and product["stock"] == stock)
