@@ -14,9 +14,12 @@ from uuid import uuid4
 
 import pytest
 
+from kami_actors import Person
 from kami_events.mongo import connect
 from kami_local import DEMO_OPERATOR_PHONE, SERVICES, Platform, available_services
+from kami_market import operator_of
 from tests.conftest import Servers
+from tests.e2e.invariants import assert_invariants
 
 OPERATOR_PHONE = DEMO_OPERATOR_PHONE
 SUPPORT_PHONE = "13900000002"
@@ -75,3 +78,11 @@ async def platform_databases(platform: Platform, servers: Servers) -> AsyncItera
                 await client.drop_database(name)
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def operator(platform: Platform, platform_databases: None) -> AsyncIterator[Person]:
+    """The operator; after the test, the DESIGN §9 audit of everything so far."""
+    person = await operator_of(platform, OPERATOR_PHONE)
+    yield person
+    await assert_invariants(platform, person)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
@@ -17,23 +17,14 @@ from kami_market import (
     funded_deposit,
     list_offer_with_keys,
     not_yet_payable,
-    operator_of,
     order_state,
     pay_by_wallet,
     place_order,
     until,
 )
-from tests.e2e.conftest import OPERATOR_PHONE
-from tests.e2e.invariants import assert_invariants, read_events
+from tests.e2e.invariants import read_events
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-async def operator(platform: Platform, platform_databases: None) -> AsyncIterator[Person]:
-    person = await operator_of(platform, OPERATOR_PHONE)
-    yield person
-    await assert_invariants(platform, person)
 
 
 async def pay_by_gateway(buyer: Person, order_id: str, channel: str) -> dict[str, Any]:

@@ -3,30 +3,17 @@ the seller, who submits the key within the SLA (DESIGN §3, issue 4)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from uuid import uuid4
-
-import pytest
 
 from kami_actors import Person, approved_seller
 from kami_local import Platform
 from kami_market import (
     funded_buyer,
-    operator_of,
     order_state,
     pay_by_wallet,
     publish_product,
     until,
 )
-from tests.e2e.conftest import OPERATOR_PHONE
-from tests.e2e.invariants import assert_invariants
-
-
-@pytest.fixture
-async def operator(platform: Platform, platform_databases: None) -> AsyncIterator[Person]:
-    person = await operator_of(platform, OPERATOR_PHONE)
-    yield person
-    await assert_invariants(platform, person)
 
 
 async def test_seller_delivers_an_account_bound_order_by_hand(

@@ -3,30 +3,16 @@ the invariants of DESIGN §9 (1) and (2) audited after each test."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from kami_actors import Person
 from kami_local import Platform
 from kami_market import (
     funded_buyer,
     list_offer_with_keys,
-    operator_of,
     order_state,
     pay_by_wallet,
     place_order,
     until,
 )
-from tests.e2e.conftest import OPERATOR_PHONE
-from tests.e2e.invariants import assert_invariants
-
-
-@pytest.fixture
-async def operator(platform: Platform, platform_databases: None) -> AsyncIterator[Person]:
-    person = await operator_of(platform, OPERATOR_PHONE)
-    yield person
-    await assert_invariants(platform, person)
 
 
 async def test_buy_a_key_with_the_wallet_and_confirm_arrival(

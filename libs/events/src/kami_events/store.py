@@ -91,6 +91,31 @@ class StoredCommit:
     published: bool
 
 
+def wrap_commit(
+    events: Sequence[Event],
+    producer: str,
+    aggregate_id: str,
+    expected_version: int,
+    context: CommitContext,
+    *,
+    occurred_at: datetime,
+) -> list[Envelope[Event]]:
+    """The envelopes of one commit: versions follow `expected_version`."""
+    return [
+        Envelope.wrap(
+            event,
+            producer=producer,
+            aggregate_id=aggregate_id,
+            aggregate_version=expected_version + offset,
+            correlation_id=context.correlation_id,
+            causation_id=context.causation_id,
+            traceparent=context.traceparent,
+            occurred_at=occurred_at,
+        )
+        for offset, event in enumerate(events, start=1)
+    ]
+
+
 def stream_id_of(aggregate_type: str, aggregate_id: str) -> str:
     return f"{aggregate_type}/{aggregate_id}"
 
@@ -164,19 +189,9 @@ class MongoEventStore:
                 raise TypeError(f"{event.event_type} does not belong to {aggregate_type}")
 
         now = self._clock()
-        envelopes = [
-            Envelope.wrap(
-                event,
-                producer=self.producer,
-                aggregate_id=aggregate_id,
-                aggregate_version=expected_version + offset,
-                correlation_id=context.correlation_id,
-                causation_id=context.causation_id,
-                traceparent=context.traceparent,
-                occurred_at=now,
-            )
-            for offset, event in enumerate(events, start=1)
-        ]
+        envelopes = wrap_commit(
+            events, self.producer, aggregate_id, expected_version, context, occurred_at=now
+        )
         stream_id = stream_id_of(aggregate_type, aggregate_id)
         tracking_key = tracking.key if tracking else f"commit:{uuid4()}"
         document: Document = {

@@ -17,6 +17,7 @@ from kami_events.store import (
     ConcurrencyError,
     Tracking,
     stream_id_of,
+    wrap_commit,
 )
 
 __all__ = [
@@ -55,20 +56,14 @@ class InMemoryEventStore:
             raise ConcurrencyError(
                 f"{aggregate_type}/{aggregate_id} is at {len(stream)}, not {expected_version}"
             )
-        now = self._clock()
-        envelopes: list[Envelope[Event]] = [
-            Envelope.wrap(
-                event,
-                producer=self.producer,
-                aggregate_id=aggregate_id,
-                aggregate_version=expected_version + offset,
-                correlation_id=context.correlation_id,
-                causation_id=context.causation_id,
-                traceparent=context.traceparent,
-                occurred_at=now,
-            )
-            for offset, event in enumerate(events, start=1)
-        ]
+        envelopes = wrap_commit(
+            events,
+            self.producer,
+            aggregate_id,
+            expected_version,
+            context,
+            occurred_at=self._clock(),
+        )
         stream.extend(envelopes)
         self.committed.extend(envelopes)
         if tracking is not None:
