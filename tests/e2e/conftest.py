@@ -1,6 +1,6 @@
 """Every service as its own process, on the real servers, driven over HTTP.
 
-One platform per test session: its own ports (91xx), databases
+One platform per test session: its own free ports, databases
 (`e2e<run>_<service>`) and Kafka topic namespace (`kami-e2e-<run>`), so it
 never meets a running demo or an earlier run's events.
 """
@@ -8,6 +8,7 @@ never meets a running demo or an earlier run's events.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -44,11 +45,18 @@ E2E_ENV = {
 }
 
 
+def _free_port() -> int:
+    """A port nobody listens on now, so two test runs can share a machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
 def platform(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     run = uuid4().hex[:8]
     home: Path = tmp_path_factory.mktemp("platform")
-    ports = {name: 9100 + index for index, name in enumerate(SERVICES, start=1)}
+    ports = {name: _free_port() for name in SERVICES}
     instance = Platform(
         servers.kafka_bootstrap,
         servers.mongodb_uri,
