@@ -26,6 +26,7 @@ to `append`, so the effect and the dedupe mark are one atomic write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -37,6 +38,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
@@ -96,11 +98,12 @@ class MongoInbox:
         return await self._collection.find_one({"_id": key}, {"_id": 1}) is not None
 
     async def record(self, key: str, outcome: str) -> None:
-        await self._collection.update_one(
-            {"_id": key},
-            {"$setOnInsert": {"outcome": outcome, "processed_at": self._clock()}},
-            upsert=True,
-        )
+        # An insert, not an upsert: FerretDB checks a unique `_id` on insert
+        # without reading the collection, while an update scans it first.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._collection.insert_one(
+                {"_id": key, "outcome": outcome, "processed_at": self._clock()}
+            )
 
 
 class DeadLetters(Protocol):

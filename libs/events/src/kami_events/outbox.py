@@ -25,7 +25,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import uuid4
 
@@ -108,16 +108,21 @@ class RelayLease:
         self._ttl = ttl
         self._clock = clock
         self.holder = f"relay-{uuid4()}"
+        self._held_until: datetime | None = None
 
     async def acquire(self) -> bool:
         """Hold (taking or renewing) the lease; False while another live relay holds it."""
         now = self._clock()
+        if self._held_until is not None and self._held_until - now > self._ttl / 2:
+            return True  # ours for a while yet: no need to ask the database
+        self._held_until = None
         current = await self._collection.find_one({"name": self._name}, sort=[("term", -1)])
         if current is not None:
             expires_at = current["expires_at"]
             if current["holder"] != self.holder and expires_at > now:
                 return False
             if current["holder"] == self.holder and expires_at - now > self._ttl / 2:
+                self._held_until = expires_at
                 return True
         term = int(current["term"]) + 1 if current else 1
         try:
@@ -132,6 +137,7 @@ class RelayLease:
             )
         except DuplicateKeyError:
             return False  # another relay took this term first
+        self._held_until = now + self._ttl
         await self._collection.delete_many(
             {"name": self._name, "term": {"$lt": term - self.KEEP_TERMS}}
         )
@@ -139,6 +145,7 @@ class RelayLease:
 
     async def release(self) -> None:
         """Give up the lease at once (on shutdown) instead of letting it expire."""
+        self._held_until = None
         current = await self._collection.find_one({"name": self._name}, sort=[("term", -1)])
         if current is not None and current["holder"] == self.holder:
             await self._collection.delete_one({"_id": current["_id"], "holder": self.holder})

@@ -25,8 +25,9 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
 
-    # Outbox relay: how often it looks for unpublished commits when idle.
-    outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
+    # Outbox relay: it wakes at once for its own process's commits, and polls
+    # this often for commits of other processes (replicas, CLI tools).
+    outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
 
     # Consumer: bounded retries with exponential backoff, then dead-letter.

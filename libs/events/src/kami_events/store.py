@@ -327,6 +327,8 @@ class MongoEventStore:
         # The claims first: a claim made after this read is above every
         # position read below, and a claim gone by then was published.
         state = await self.outbox_state()
+        if state.highest <= after_position:
+            return []  # nothing new: spare the scan of the commits
         query: Document = {"position": {"$gt": after_position}}
         cursor = self.commits.find(query).sort("position", ASCENDING).limit(limit)
         written = [doc async for doc in cursor]
