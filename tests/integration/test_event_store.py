@@ -175,7 +175,7 @@ async def test_a_slow_writer_whose_claim_was_voided_claims_again(
             await store.void(claim)
         return await real_insert(document)
 
-    store.commits.insert_one = void_first_then_insert  # type: ignore[method-assign]
+    store.commits.insert_one = void_first_then_insert  # type: ignore[method-assign,assignment]
     [written] = await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
     store.commits.insert_one = real_insert  # type: ignore[method-assign]
     [commit] = await store.read_commits()
