@@ -7,6 +7,13 @@ from (`kami_events.consumer`). Redriving publishes the original message
 every consumer of that topic sees it once more, and those that handled it
 already skip it by `event_id` (their inbox).
 
+The consumer that gave up recorded the event in its inbox as
+`dead_lettered` (so that a redelivery of the same offset is not dead-lettered
+twice); that record would make it skip the redriven copy as a duplicate. So
+a redrive first removes exactly that record, `<service>:<event_id>` with
+outcome `dead_lettered`, from the failing service's inbox; every other
+consumer's inbox still holds the event and skips it.
+
 What was redriven is recorded in the operator database
 (`<prefix>_operations.dead_letter_redrives`, one document per dead letter,
 `_id` = `<topic>:<partition>:<offset>`), so a second redrive does not send
@@ -18,12 +25,13 @@ consumers' inboxes make harmless, rather than never.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -106,12 +114,10 @@ async def read_dead_letters(bootstrap: str, service: str) -> list[DeadLetter]:
         raise CliError(f"Kafka at {bootstrap} is unreachable: {exc!r}") from None
     letters: list[DeadLetter] = []
     try:
-        if topic not in await consumer.topics():  # fetches the cluster's metadata
-            return []  # nothing was ever dead-lettered
-        partitions = consumer.partitions_for_topic(topic)
+        partitions = await _partitions(bootstrap, topic)
         if not partitions:
             return []  # nothing was ever dead-lettered
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        assigned = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned)
@@ -140,6 +146,18 @@ async def read_dead_letters(bootstrap: str, service: str) -> list[DeadLetter]:
     return sorted(
         letters, key=lambda letter: (letter.timestamp_ms, letter.partition, letter.offset)
     )
+
+
+async def _partitions(bootstrap: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            return []
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(int(p["partition"]) for p in described["partitions"])
 
 
 class RedriveLog:
@@ -202,8 +220,28 @@ def select(letters: list[DeadLetter], wanted: list[str]) -> list[DeadLetter]:
     return chosen
 
 
+class Inboxes:
+    """The failing consumers' inboxes (`<prefix>_<service>.inbox`)."""
+
+    def __init__(self, inbox_of: Callable[[str], AsyncCollection[Document]]) -> None:
+        self._inbox_of = inbox_of
+
+    async def forget_dead_letter(self, letter: DeadLetter) -> bool:
+        consumer, event_id = letter.headers.get("dlq_consumer"), letter.event_id
+        if not consumer or not event_id:
+            return False  # a malformed message: no inbox record was written
+        inbox = self._inbox_of(consumer)
+        key = f"{consumer}:{event_id}"
+        # By _id alone (FerretDB scans for anything else); only a give-up is undone.
+        record = await inbox.find_one({"_id": key})
+        if record is None or record.get("outcome") != "dead_lettered":
+            return False
+        await inbox.delete_one({"_id": key})
+        return True
+
+
 async def redrive(
-    bootstrap: str, letters: list[DeadLetter], log: RedriveLog
+    bootstrap: str, letters: list[DeadLetter], log: RedriveLog, inboxes: Inboxes
 ) -> list[RedriveOutcome]:
     already = await log.sent(letters)
     outcomes: list[RedriveOutcome] = []
@@ -227,6 +265,7 @@ async def redrive(
                 outcomes.append(RedriveOutcome(letter, False, "no dlq_source_topic header"))
                 continue
             await log.sending(letter)
+            await inboxes.forget_dead_letter(letter)
             headers: dict[str, Any] = letter.original_headers()
             headers[REDRIVEN_FROM_HEADER] = letter.record_id
             await producer.send_and_wait(

@@ -134,18 +134,23 @@ def serve(
     host: Annotated[str, typer.Option(help="`all` only: the address every server binds")] = (
         "127.0.0.1"
     ),
+    base_port: Annotated[
+        int, typer.Option(min=1, max=65_000, help="`all` only: identity's port; the others follow")
+    ] = 8101,
 ) -> None:
     """Run a service: its HTTP API, consumer, outbox relay and pollers.
 
     One service is configured by the environment exactly as `python -m
     kami_<service>` is (KAMI_HTTP_PORT...); the container image runs this.
     `all` runs every service in one process on ports 8101-8107 (a laptop, a
-    demo), databases <prefix>_<service>.
+    demo; --base-port moves them), databases <prefix>_<service>.
     """
     from kami_cli import serve as serving
 
     if service == "all":
-        serving.serve_all(host=host, database_prefix=settings_of(ctx).database_prefix)
+        serving.serve_all(
+            host=host, base_port=base_port, database_prefix=settings_of(ctx).database_prefix
+        )
     else:
         serving.serve_one(service)
 
@@ -494,8 +499,9 @@ async def _redrive(
     letters = await dead_letters.read_dead_letters(settings.kafka_bootstrap, service)
     chosen = letters if everything else dead_letters.select(letters, wanted)
     client, log = _redrive_log(settings)
+    inboxes = dead_letters.Inboxes(lambda consumer: client[settings.database(consumer)]["inbox"])
     try:
-        return await dead_letters.redrive(settings.kafka_bootstrap, chosen, log)
+        return await dead_letters.redrive(settings.kafka_bootstrap, chosen, log, inboxes)
     finally:
         await client.close()
 
@@ -508,6 +514,9 @@ async def _redrive(
 def projections_rebuild(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="the service whose read models to rebuild")],
+    database: Annotated[
+        str | None, typer.Option(help="the service's database (default <prefix>_<service>)")
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="rebuild even though the service answers at its URL")
     ] = False,
@@ -516,7 +525,7 @@ def projections_rebuild(
     from kami_cli.projections import rebuild
 
     settings = settings_of(ctx)
-    counts = asyncio.run(rebuild(settings, _known(service), force=force))
+    counts = asyncio.run(rebuild(settings, _known(service), database=database, force=force))
     out.print(
         f"{service}: rebuilt " + ", ".join(f"{name} ({n} documents)" for name, n in counts.items()),
         highlight=False,

@@ -35,7 +35,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-async def rebuild(settings: CliSettings, service: str, *, force: bool) -> dict[str, int]:
+async def rebuild(
+    settings: CliSettings, service: str, *, database: str | None, force: bool
+) -> dict[str, int]:
     if service != "catalog":
         raise CliError(f"{service} has no projections to rebuild: {WHY_NOT[service]}", 2)
     if not force and _answers(settings.url(service)):
@@ -49,6 +51,6 @@ async def rebuild(settings: CliSettings, service: str, *, force: bool) -> dict[s
     catalog = CatalogSettings(
         kafka_bootstrap=settings.kafka_bootstrap,
         mongodb_uri=settings.mongodb_uri,
-        mongodb_database=settings.database(service),
+        mongodb_database=database or settings.database(service),
     )
     return await rebuild_projections(catalog)

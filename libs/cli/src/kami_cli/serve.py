@@ -225,9 +225,12 @@ async def _run_all(running: list[_Running]) -> None:
             loop.remove_signal_handler(sig)
 
 
-def serve_all(*, host: str, database_prefix: str) -> None:
+def serve_all(*, host: str, base_port: int, database_prefix: str) -> None:
     services = servable_services()
-    planned = plan_all(services, host=host, ports=SERVICE_PORTS, database_prefix=database_prefix)
+    # The local table's order and spacing (identity 8101 ... aftersales 8107).
+    first = min(SERVICE_PORTS.values())
+    ports = {name: base_port + port - first for name, port in SERVICE_PORTS.items()}
+    planned = plan_all(services, host=host, ports=ports, database_prefix=database_prefix)
     configure_logging()
     running = []
     for service in services:
