@@ -78,15 +78,17 @@ class _Inventory:
             return httpx.Response(
                 409, json={"error": {"code": "import_id_reused", "message": "used"}}
             )
+        lines = body["content"].split("\n")
+        assert lines.pop() == "", "every line of a chunk ends with a line break"
         rejected = [
             {"line": n, "reason": "empty", "message": "the line has no key"}
-            for n, line in enumerate(body["content"].split("\n"), start=1)
+            for n, line in enumerate(lines, start=1)
             if not line
         ]
         return httpx.Response(
             201,
             json={
-                "imported": body["content"].count("\n") + 1 - len(rejected),
+                "imported": len(lines) - len(rejected),
                 "duplicates": 0,
                 "rejected": len(rejected),
                 "rejected_lines": rejected,

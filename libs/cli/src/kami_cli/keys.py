@@ -37,7 +37,9 @@ class Chunk:
 
     @property
     def content(self) -> str:
-        return "\n".join(self.lines)
+        # Every line ends with a break: inventory drops only the file's final one,
+        # so a chunk's last line survives even when it is empty.
+        return "".join(f"{line}\n" for line in self.lines)
 
 
 @dataclass(frozen=True)
