@@ -53,12 +53,29 @@ SERVICES: dict[str, int] = {
 
 
 def available_services() -> list[str]:
-    """Services that can run as a process (they have a `__main__`)."""
+    """Services that `kami serve` can run (they have an app)."""
     return [
         name
         for name in SERVICES
-        if (REPO / "services" / name / "src" / f"kami_{name}" / "__main__.py").exists()
+        if (REPO / "services" / name / "src" / f"kami_{name}" / "app.py").exists()
     ]
+
+
+def serve_command(service: str) -> list[str]:
+    """`kami serve <service>`: the venv's console script, else the same as a module."""
+    script = Path(sys.executable).parent / "kami"
+    if script.exists():
+        return [str(script), "serve", service]
+    return [sys.executable, "-m", "kami_cli", "serve", service]
+
+
+def is_serve_command(cmdline: bytes, service: str) -> bool:
+    """Whether a process's /proc cmdline is `kami serve <service>` (either form),
+    so a pid file left by a dead process and reused by another is not ours."""
+    argv = [part.decode(errors="replace") for part in cmdline.split(b"\0") if part]
+    if argv[-2:] != ["serve", service]:
+        return False
+    return any(Path(part).name == "kami" or part == "kami_cli" for part in argv[:-2])
 
 
 def generate_secrets() -> dict[str, str]:
@@ -162,7 +179,7 @@ class Platform:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return None
-        return pid if f"kami_{service}".encode() in cmdline else None
+        return pid if is_serve_command(cmdline, service) else None
 
     def start(self, service: str) -> int:
         existing = self.pid(service)
@@ -170,7 +187,7 @@ class Platform:
             return existing
         log = self.log_file(service).open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", f"kami_{service}"],
+            serve_command(service),
             cwd=REPO,
             env=self.env_for(service),
             stdout=log,

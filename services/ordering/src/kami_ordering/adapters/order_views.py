@@ -52,6 +52,15 @@ class OrderSummary:
 
 
 @dataclass(frozen=True)
+class OverdueSaga:
+    order_id: str
+    state: str
+    deadline: str  # payment | delivery | guarantee
+    due_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
 class OrderPage:
     orders: list[OrderSummary]
     next_cursor: str | None
@@ -141,11 +150,36 @@ class MongoOrderViews:
         return counts
 
     async def count_past_deadline(self, before: datetime) -> int:
+        return len(await self.past_deadline(before))
+
+    async def past_deadline(self, before: datetime) -> list[OverdueSaga]:
+        """Orders whose deadline passed before `before` (none held by a claim),
+        most overdue first; an order's stale rows yield to its newest version."""
         held = await self._held_orders()
         query: dict[str, Any] = {"due_at": {"$lt": before}}
         if held:
             query["order_id"] = {"$nin": sorted(held)}
-        return len({str(doc["order_id"]) async for doc in self._deadlines.find(query)})
+        newest: dict[str, Document] = {}
+        async for doc in self._deadlines.find(query):
+            order_id = str(doc["order_id"])
+            if order_id not in newest or doc["version"] > newest[order_id]["version"]:
+                newest[order_id] = doc
+        for order_id, doc in list(newest.items()):
+            # A stale row whose newer version is not overdue (it is deleted soon).
+            newer = {"order_id": order_id, "version": {"$gt": doc["version"]}}
+            if await self._deadlines.find_one(newer, {"_id": 1}):
+                del newest[order_id]
+        overdue = [
+            OverdueSaga(
+                order_id=order_id,
+                state=str(doc["state"]),
+                deadline=str(doc["kind"]),
+                due_at=doc["due_at"],
+                version=int(doc["version"]),
+            )
+            for order_id, doc in newest.items()
+        ]
+        return sorted(overdue, key=lambda saga: (saga.due_at, saga.order_id))
 
     async def list_for_buyer(self, buyer_id: str, limit: int, cursor: str | None) -> OrderPage:
         """The buyer's orders, newest first; `cursor` continues after the previous page."""
