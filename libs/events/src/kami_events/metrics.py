@@ -54,3 +54,9 @@ DEAD_LETTERED = Counter(
     "Messages sent to the dead-letter topic",
     ["service", "event_type"],
 )
+CONSUMER_LAG = Gauge(
+    "kami_consumer_lag_messages",
+    "Messages on a partition assigned to the service's consumer group that it has not "
+    "committed yet (end offset minus committed offset), refreshed periodically",
+    ["service", "topic", "partition"],
+)
