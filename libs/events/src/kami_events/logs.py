@@ -103,14 +103,15 @@ def _trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 
 def _access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """uvicorn's access log passes its parts as arguments: keep them as fields."""
+    args = event_dict.pop("positional_args", None)
     record = event_dict.get("_record")
     if (
         isinstance(record, logging.LogRecord)
         and record.name == "uvicorn.access"
-        and isinstance(record.args, tuple)
-        and len(record.args) == 5
+        and isinstance(args, tuple)
+        and len(args) == 5
     ):
-        client, method, path, _version, status = record.args
+        client, method, path, _version, status = args
         event_dict.update(client=client, method=method, path=path, status=status)
     return event_dict
 
@@ -149,6 +150,7 @@ def configure_logging(
     ]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
+        pass_foreign_args=True,
         processors=[
             _timestamp,
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
