@@ -126,6 +126,7 @@ def _service(service: str) -> Processor:
 
 def _message_field(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     event_dict["message"] = scrub(str(event_dict.pop("event", "")))
+    event_dict.pop("color_message", None)  # uvicorn's copy of the message, in ANSI colours
     return event_dict
 
 
@@ -169,11 +170,18 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # warnings become JSON lines too
     # uvicorn's loggers write through the root handler, in the same format.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    # FastStream's own loggers do not propagate and get a coloured handler
+    # unless one writing to stdout is there already: give them ours.
+    for name in ("faststream", "faststream.access.kafka"):
+        faststream_logger = logging.getLogger(name)
+        faststream_logger.handlers[:] = [handler]
+        faststream_logger.propagate = False
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
