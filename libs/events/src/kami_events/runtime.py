@@ -147,6 +147,7 @@ class ServiceRuntime:
         self._index_setups: list[Job] = [self.store.ensure_indexes]
         self._job_tasks: list[asyncio.Task[None]] = []
         self._relay_task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
         self._stop_jobs = asyncio.Event()
         self._stop_relay = asyncio.Event()
         self._subscriber: Any = None
@@ -172,18 +173,26 @@ class ServiceRuntime:
         self._relay_task = asyncio.create_task(
             self.relay.run(self._stop_relay), name="outbox-relay"
         )
-        jobs = list(self._jobs)
-        if self._subscriber is not None:
-            lag_every = self.settings.consumer_lag_refresh_seconds
-            jobs.append(("consumer-lag", lag_every, self.refresh_consumer_lag))
-        for name, interval, job in jobs:
+        for name, interval, job in self._jobs:
             self._job_tasks.append(
                 asyncio.create_task(self._repeat(name, interval, job), name=name)
+            )
+        if self._subscriber is not None:
+            lag_every = self.settings.consumer_lag_refresh_seconds
+            self._lag_task = asyncio.create_task(
+                self._repeat("consumer-lag", lag_every, self.refresh_consumer_lag),
+                name="consumer-lag",
             )
 
     async def stop(self) -> None:
         """Stop without losing or half-doing anything (see the module's doc)."""
         settings = self.settings
+        if self._lag_task is not None:
+            # A measurement is only a reading: it must not wait on a stopping consumer.
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
+            self._lag_task = None
         if self._subscriber is not None:
             await self._subscriber.stop()
             self.consumer.assignment.left()
