@@ -23,8 +23,9 @@ would otherwise share, and how each is kept apart:
 - signals: each uvicorn server would install its own SIGTERM handler over
   the previous one's; here one handler stops every server, and each shuts
   its runtime down (consumer, relay, pollers) in its lifespan.
-- logs: one handler for the process; each line names its service (a context
-  variable set in each server's task, inherited by every task it starts).
+- logs: one JSON handler for the process (`kami_events.logs`); each line
+  names its service, bound in each server's task context and inherited by
+  every task it starts.
 """
 
 from __future__ import annotations
@@ -36,17 +37,19 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Generator, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
 from kami_cli.config import SERVICE_PORTS, SERVICES
 from kami_cli.errors import CliError
+from kami_events.logs import configure_logging, log_context
 from kami_events.settings import ServiceSettings
+from kami_web.serve import run_service
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +57,6 @@ log = logging.getLogger(__name__)
 # one process the same port, database or consumer group.
 SINGLE_SERVICE_VARIABLES = ("KAMI_HTTP_PORT", "KAMI_MONGODB_DATABASE", "KAMI_SERVICE_NAME")
 OUTBOX_GAUGE_REFRESH_SECONDS = 15.0
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(service)s] %(name)s %(message)s"
-
-serving: ContextVar[str] = ContextVar("kami_serving", default="-")
 
 
 @dataclass(frozen=True)
@@ -95,21 +95,6 @@ def servable_services() -> list[Servable]:
     return found
 
 
-class _ServiceTag(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.service = serving.get()
-        return True
-
-
-def configure_logging() -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(_ServiceTag())
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-
-
 def _settings(service: Servable, **overrides: Any) -> ServiceSettings:
     try:
         return service.settings_class(**overrides)
@@ -123,15 +108,7 @@ def _settings(service: Servable, **overrides: Any) -> ServiceSettings:
 
 def serve_one(name: str) -> None:
     service = servable(name)
-    settings = _settings(service)
-    configure_logging()
-    serving.set(name)
-    uvicorn.run(
-        service.create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-    )
+    run_service(_settings(service), service.create_app)
 
 
 class _InProcessServer(uvicorn.Server):
@@ -195,7 +172,7 @@ async def _run_all(running: list[_Running]) -> None:
         loop.add_signal_handler(sig, stop_all)
 
     async def serve(each: _Running) -> None:
-        serving.set(each.service.name)
+        structlog.contextvars.bind_contextvars(service=each.service.name)
         try:
             await each.server.serve()
         except SystemExit as exc:  # uvicorn's way to say the app or the port failed
@@ -231,17 +208,16 @@ def serve_all(*, host: str, base_port: int, database_prefix: str) -> None:
     first = min(SERVICE_PORTS.values())
     ports = {name: base_port + port - first for name, port in SERVICE_PORTS.items()}
     planned = plan_all(services, host=host, ports=ports, database_prefix=database_prefix)
-    configure_logging()
+    configure_logging("all")
     running = []
     for service in services:
         settings = planned[service.name]
-        serving.set(service.name)
-        app = service.create_app(settings)
+        with log_context(service=service.name):
+            app = service.create_app(settings)
         config = uvicorn.Config(
             app, host=settings.http_host, port=settings.http_port, log_config=None
         )
         running.append(_Running(service, app, _InProcessServer(config)))
-    serving.set("-")
     log.info(
         "serving %s in one process",
         ", ".join(f"{r.service.name}:{r.server.config.port}" for r in running),

@@ -35,6 +35,21 @@ class ServiceSettings(BaseSettings):
     consumer_retry_base_delay_seconds: float = Field(default=0.2, ge=0)
     consumer_retry_max_delay_seconds: float = Field(default=5.0, ge=0)
 
+    # Logs: the level of the process's JSON log lines.
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    # Shutdown on SIGTERM: in-flight HTTP requests get `http_shutdown_grace_seconds`,
+    # in-flight messages `consumer_shutdown_grace_seconds`, periodic jobs
+    # `jobs_shutdown_grace_seconds`, and the final outbox flush
+    # `outbox_flush_seconds` (the pod's terminationGracePeriodSeconds must cover the sum).
+    http_shutdown_grace_seconds: float = Field(default=10.0, gt=0)
+    consumer_shutdown_grace_seconds: float = Field(default=15.0, gt=0)
+    jobs_shutdown_grace_seconds: float = Field(default=5.0, gt=0)
+    outbox_flush_seconds: float = Field(default=10.0, gt=0)
+
+    # How often the consumer lag gauge is measured against the broker.
+    consumer_lag_refresh_seconds: float = Field(default=15.0, gt=0)
+
     @property
     def database_name(self) -> str:
         return self.mongodb_database or f"kami_{self.service_name.replace('-', '_')}"

@@ -7,6 +7,8 @@
 - `buyers` / `sellers`: tiers, daily limits and suspensions, approved sellers
   (identity's events).
 - `daily_spend`: what each buyer committed to pay per Asia/Shanghai day.
+- `deposit_standings`: each seller's deposit balance against the minimum (for
+  the `kami_payment_deposits_below_minimum` gauge).
 - `wallet_credentials` and `wallet_password_attempts`: the argon2id hash of
   each buyer's payment password, and the attempts made with it.
 
@@ -24,6 +26,7 @@ an event).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -70,6 +73,14 @@ class DailySpend(Protocol):
     async def release(self, buyer_id: str, day: date, payment_id: str, amount: int) -> None: ...
 
     async def spent(self, buyer_id: str, day: date) -> int: ...
+
+
+class DepositStandings(Protocol):
+    async def record(self, seller_id: str, version: int, balance: int, minimum: int) -> None:
+        """Keep a deposit's balance as of its stream `version`; an older
+        version than the kept one changes nothing."""
+
+    async def count_below_minimum(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,36 @@ class MongoOrderBook:
             status=OrderStatus(doc["status"]),
             payment_deadline=doc["payment_deadline"],
             reservation_expires_at=doc.get("reservation_expires_at"),
+            traceparent=doc.get("traceparent"),
         )
+
+
+class MongoDepositStandings:
+    """`deposit_standings`: one document per seller (`_id` = seller id) with
+    its deposit's last balance, for the below-minimum gauge. One document per
+    seller keeps the periodic count small."""
+
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._standings: AsyncCollection[Document] = database["deposit_standings"]
+
+    async def record(self, seller_id: str, version: int, balance: int, minimum: int) -> None:
+        # A newer (or the same) version already kept makes the upsert collide.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._standings.update_one(
+                {"_id": seller_id, "version": {"$lt": version}},
+                {
+                    "$set": {
+                        "version": version,
+                        "balance": balance,
+                        "minimum": minimum,
+                        "below_minimum": balance < minimum,
+                    }
+                },
+                upsert=True,
+            )
+
+    async def count_below_minimum(self) -> int:
+        return await self._standings.count_documents({"below_minimum": True})
 
 
 class MongoParties:
