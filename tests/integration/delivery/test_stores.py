@@ -100,6 +100,33 @@ async def test_an_expired_lease_is_claimed_again_and_retries_wait_their_turn(
     assert await queue.counts() == {"queued": 0, "working": 0, "parked": 1}
 
 
+async def test_a_worker_dead_between_claim_and_update_holds_the_job_only_for_its_lease(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    """kill -9 of delivery right after a worker inserted its claim: the job is
+    still `queued` with attempt 1 taken. Claiming must neither spin forever
+    on that claim (it once did, wedging the lane until the next restart) nor
+    hold back the other jobs; once the lease is over the job is claimed again."""
+    stores = DeliveryStores(mongo_db)
+    await stores.ensure_indexes()
+    queue = stores.queue
+    await queue.enqueue(job(1, 2, 0), now=T0)
+    await queue.enqueue(job(2, 0, 1), now=T0)
+    stuck = delivery_id_for("order-1")
+    await mongo_db["delivery_claims"].insert_one(
+        {"_id": f"{stuck}#1", "claimed_at": T0, "lease_until": T0 + timedelta(minutes=1)}
+    )
+
+    now = T0 + timedelta(seconds=5)
+    other = await asyncio.wait_for(queue.claim(now, now + timedelta(minutes=1)), timeout=30)
+    assert other is not None and other.order.order_id == "order-2"
+    assert await asyncio.wait_for(queue.claim(now, now + timedelta(minutes=1)), timeout=30) is None
+
+    later = T0 + timedelta(minutes=1)
+    again = await asyncio.wait_for(queue.claim(later, later + timedelta(minutes=1)), timeout=30)
+    assert again is not None and again.delivery_id == stuck and again.attempts == 2
+
+
 def entry(key_id: str, delivery: str, *, owner: str = "buyer-1") -> VaultEntry:
     return VaultEntry(
         key_id=key_id,

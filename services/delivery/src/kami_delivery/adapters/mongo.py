@@ -198,6 +198,9 @@ class MongoDeliveryQueue:
 
     # How many due jobs a claim looks at before reading the lane again.
     SCAN = 16
+    # How often it reads the lane again when every candidate was taken, before
+    # it gives up until the next call (which brings a fresh `now`).
+    RESCANS = 20
 
     def __init__(
         self, collection: AsyncCollection[Document], claims: AsyncCollection[Document]
@@ -238,7 +241,7 @@ class MongoDeliveryQueue:
                 {"status": "working", "lease_until": {"$lte": now}},
             ]
         }
-        while True:
+        for _ in range(self.RESCANS):
             cursor = self._c.find(due).sort([("priority", DESCENDING), ("enqueued_at", ASCENDING)])
             candidates = await cursor.limit(self.SCAN).to_list()
             if not candidates:
@@ -265,8 +268,11 @@ class MongoDeliveryQueue:
                         traceparent=doc.get("traceparent"),
                         attempts=attempt,
                     )
-            # Every candidate went to another worker; their updates are landing.
+            # Every candidate went to another worker, whose update is landing; or
+            # a worker died between its claim and its update, and that claim
+            # holds the job until its lease passes, which only a later `now` sees.
             await asyncio.sleep(0.01)
+        return None
 
     async def _take(
         self, delivery_id: str, attempt: int, now: datetime, lease_until: datetime
