@@ -195,6 +195,14 @@ class Platform:
             start_new_session=True,
         )
         self._pid_file(service).write_text(str(process.pid))
+        # Just after exec, /proc/<pid>/cmdline reads empty for a moment, and
+        # `pid()` would take the new process for a stranger (or for dead).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{process.pid}/cmdline").read_bytes():
+                    break
+            time.sleep(0.01)
         return process.pid
 
     def wait_ready(self, service: str, timeout: float = 60.0) -> None:
