@@ -47,7 +47,13 @@ def test_every_service_in_one_process_gets_its_own_port_database_name_and_peers(
 
 
 @pytest.mark.parametrize(
-    "variable", ["KAMI_HTTP_PORT", "KAMI_MONGODB_DATABASE", "KAMI_SERVICE_NAME"]
+    "variable",
+    [
+        "KAMI_HTTP_PORT",
+        "KAMI_MONGODB_DATABASE",
+        "KAMI_SERVICE_NAME",
+        "KAMI_CONSUMER_GROUP_OVERRIDE",
+    ],
 )
 def test_single_service_variables_are_refused_in_one_process(variable: str) -> None:
     with pytest.raises(CliError, match=variable):

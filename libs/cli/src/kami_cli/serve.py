@@ -9,11 +9,12 @@ All services in one process (a laptop, a demo): one event loop, one uvicorn
 server per service on its own port. What several services in one process
 would otherwise share, and how each is kept apart:
 
-- settings: `KAMI_HTTP_PORT`, `KAMI_MONGODB_DATABASE` and `KAMI_SERVICE_NAME`
-  name one service's port, database and identity (its consumer group), so
-  every service would take the same. Here each service's are set explicitly
-  (its port from the local table, database `<prefix>_<service>`, its own
-  name), and those three variables are refused. Service-to-service URLs
+- settings: `KAMI_HTTP_PORT`, `KAMI_MONGODB_DATABASE`, `KAMI_SERVICE_NAME`
+  and `KAMI_CONSUMER_GROUP_OVERRIDE` name one service's port, database,
+  identity and consumer group, so every service would take the same. Here
+  each service's are set explicitly (its port from the local table, database
+  `<prefix>_<service>`, its own name and group), and those variables are
+  refused. Service-to-service URLs
   (`delivery_inventory_url`) point at the in-process servers.
 - Prometheus: the metrics live in the process-wide default registry. Their
   names do not collide (each service's metrics are its own; the shared
@@ -55,7 +56,12 @@ log = logging.getLogger(__name__)
 
 # Variables that configure a single service and would give every service of
 # one process the same port, database or consumer group.
-SINGLE_SERVICE_VARIABLES = ("KAMI_HTTP_PORT", "KAMI_MONGODB_DATABASE", "KAMI_SERVICE_NAME")
+SINGLE_SERVICE_VARIABLES = (
+    "KAMI_HTTP_PORT",
+    "KAMI_MONGODB_DATABASE",
+    "KAMI_SERVICE_NAME",
+    "KAMI_CONSUMER_GROUP_OVERRIDE",
+)
 OUTBOX_GAUGE_REFRESH_SECONDS = 15.0
 
 

@@ -130,6 +130,7 @@ class ServiceRuntime:
                 max_delay=settings.consumer_retry_max_delay_seconds,
             ),
             clock=clock,
+            group_override=settings.consumer_group_override,
         )
         self.lease = RelayLease(self.db["leases"], clock=clock)
         publisher_broker: Any = self.broker

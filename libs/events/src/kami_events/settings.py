@@ -34,6 +34,12 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_base_delay_seconds: float = Field(default=0.2, ge=0)
     consumer_retry_max_delay_seconds: float = Field(default=5.0, ge=0)
+    # Another consumer group than `kami-<service>` (`KAMI_CONSUMER_GROUP_OVERRIDE`):
+    # a fresh group re-reads every topic from the start (a replay); the inbox,
+    # keyed by service, still makes every handler run once.
+    consumer_group_override: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$"
+    )
 
     # Logs: the level of the process's JSON log lines.
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
@@ -56,4 +62,4 @@ class ServiceSettings(BaseSettings):
 
     @property
     def consumer_group(self) -> str:
-        return f"kami-{self.service_name}"
+        return self.consumer_group_override or f"kami-{self.service_name}"
