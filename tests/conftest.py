@@ -31,6 +31,9 @@ class Servers:
     kafka_bootstrap: str
     mongodb_uri: str
     origin: str
+    # The local stack this run started itself (so its tests may restart its
+    # servers, tests/faults); None for servers it was given or found running.
+    stack_home: Path | None = None
 
 
 def _docker_answers() -> bool:
@@ -116,11 +119,13 @@ def servers() -> Iterator[Servers]:
     if up.returncode != 0:
         pytest.exit(f"could not start the local stack:\n{up.stdout}\n{up.stderr}", returncode=3)
     env = _stack_env()
+    owned = not already_up and not kafka and not mongo
     try:
         yield Servers(
             kafka or env["KAMI_KAFKA_BOOTSTRAP"],
             mongo or env["KAMI_MONGODB_URI"],
             "local stack",
+            Path(os.environ.get("KAMI_STACK_HOME") or REPO / ".local-stack") if owned else None,
         )
     finally:
         if not already_up:
