@@ -30,6 +30,9 @@ from tests.faults.harness import (
 from tests.faults.shopping import Market, open_market
 from tests.faults.stack_control import NotOurs, StackControl
 
+# The soak runs only when asked for (it takes KAMI_SOAK_MINUTES minutes).
+collect_ignore = [] if os.environ.get("KAMI_SOAK_MINUTES") else ["test_soak.py"]
+
 
 @pytest.fixture(scope="session")
 def faults_seed() -> int:

@@ -26,6 +26,58 @@ class Market:
     operator: Person
     offer: Offer
     buyers: list[Person]
+    funds: int = 0
+
+    async def restock(self, *, keys: int = 300, low: int = 100) -> list[str]:
+        """Fresh tokens for everyone, more keys when few are left, and money
+        for a buyer running short: what a long soak needs between scenarios."""
+        done = []
+        for person in (self.operator, self.offer.seller, *self.buyers):
+            await persist(person, "identity", "GET", "/me", done=answered(200), what="a token")
+        stock = await persist(
+            self.offer.seller,
+            "inventory",
+            "GET",
+            f"/offers/{self.offer.offer_id}/stock",
+            done=answered(200),
+            what="the stock",
+        )
+        if stock.json()["available"] < low:
+            secrets = [f"SOAK-{uuid4().hex[:16].upper()}" for _ in range(keys)]
+            await persist(
+                self.offer.seller,
+                "inventory",
+                "POST",
+                f"/offers/{self.offer.offer_id}/imports",
+                json={"import_id": str(uuid4()), "format": "txt", "content": "\n".join(secrets)},
+                done=answered(200, 201),
+                what="more keys",
+            )
+            done.append(f"{keys} keys imported")
+        for buyer in self.buyers:
+            wallet = await persist(
+                buyer, "payment", "GET", "/wallet", done=answered(200), what="a wallet"
+            )
+            if wallet.json()["balance"] < self.funds // 5:
+                top_up = await persist(
+                    buyer,
+                    "payment",
+                    "POST",
+                    "/wallet/top-ups",
+                    json={"amount": self.funds, "channel": "alipay"},
+                    done=answered(201),
+                    what="a top-up",
+                )
+                await persist(
+                    buyer,
+                    "payment",
+                    "POST",
+                    top_up.json()["pay"]["simulator_pay"],
+                    done=answered(200),
+                    what="the top-up paid",
+                )
+                done.append(f"buyer {buyer.user_id} topped up")
+        return done
 
 
 async def open_market(
@@ -35,7 +87,7 @@ async def open_market(
         platform, operator, keys=keys, unit_price=300, max_quantity=2
     )
     people = await asyncio.gather(*(funded_buyer(platform, funds) for _ in range(buyers)))
-    return Market(operator, offer, list(people))
+    return Market(operator, offer, list(people), funds)
 
 
 @dataclass
