@@ -114,7 +114,7 @@ class DeadLetters(Protocol):
 
 
 class KafkaDeadLetters:
-    def __init__(self, broker: KafkaBroker, topic: str) -> None:
+    def __init__(self, broker: KafkaBroker | Any, topic: str) -> None:
         self._broker = broker
         self.topic = topic
 

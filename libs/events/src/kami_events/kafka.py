@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from faststream.kafka import KafkaBroker
 
 from kami_events.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 
 def make_broker(settings: ServiceSettings, **options: object) -> KafkaBroker:
@@ -39,3 +44,80 @@ class _FastStreamLog:
 
     def log(self, level: int, msg: Any, /, *args: Any, **kwargs: Any) -> None:
         self._logger.log(level, msg, *args, **kwargs)
+
+
+def publishing_broker(settings: ServiceSettings, **options: object) -> RenewingBroker:
+    """The broker a service publishes through (outbox relay, dead letters)."""
+    return RenewingBroker(lambda: make_broker(settings, **options))
+
+
+class RenewingBroker:
+    """What the outbox relay and the dead letters publish through: a broker
+    of its own, replaced by a new one after a publish fails.
+
+    aiokafka's idempotent producer numbers the batches of each partition.
+    When a batch fails (the broker was away longer than the producer's
+    request timeout), its numbers are spent but never written, and the broker
+    refuses every later batch with `OutOfOrderSequenceNumber`, for ever: the
+    Java client bumps its producer epoch then, aiokafka does not. A service
+    stopped publishing until it was restarted (tests/faults: the broker away
+    for 45 s). A new producer gets a new producer id and numbers from zero;
+    the relay re-sends what failed, and consumers dedupe the copies.
+
+    Broker-like for `KafkaEventPublisher` and `KafkaDeadLetters`: `publish`
+    takes FastStream's arguments; with `no_confirm=True` the returned
+    confirmation renews the broker too if it fails.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._broker: Any = None
+        self._lock = asyncio.Lock()
+        self.renewals = 0
+
+    async def publish(self, message: Any, **options: Any) -> Any:
+        broker = await self._current()
+        try:
+            sent = await broker.publish(message, **options)
+        except Exception:
+            await self._discard(broker)
+            raise
+        if options.get("no_confirm"):
+            return asyncio.ensure_future(self._confirmed(broker, sent))
+        return sent
+
+    async def stop(self) -> None:
+        async with self._lock:
+            broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.stop()
+
+    async def _confirmed(self, broker: Any, pending: Any) -> Any:
+        try:
+            return await pending
+        except Exception:
+            await self._discard(broker)
+            raise
+
+    async def _current(self) -> Any:
+        async with self._lock:
+            if self._broker is None:
+                broker = self._make()
+                try:
+                    await broker.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await broker.stop()
+                    raise
+                self._broker = broker
+            return self._broker
+
+    async def _discard(self, broker: Any) -> None:
+        async with self._lock:
+            if self._broker is not broker:
+                return  # already replaced, after another of its publishes failed
+            self._broker = None
+            self.renewals += 1
+        log.warning("a publish failed: the next one goes through a new Kafka producer")
+        with contextlib.suppress(Exception):
+            await broker.stop()

@@ -15,7 +15,7 @@ requests) goes in the order that loses nothing and leaves nothing half done:
 3. the relay stops polling and publishes every commit made so far, the
    ones the last handlers made included (holding its lease, so no other
    replica's relay interleaves);
-4. the broker disconnects and the database connection closes.
+4. the brokers disconnect and the database connection closes.
 
 Whatever a timeout cuts short is still safe: an unacknowledged message is
 redelivered, an unpublished commit is published by the next relay, and the
@@ -41,15 +41,22 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from kami_events import tracing
 from kami_events.clock import Clock, utc_now
-from kami_events.consumer import EventConsumer, MongoInbox, RetryPolicy, measure_lag
+from kami_events.consumer import (
+    EventConsumer,
+    KafkaDeadLetters,
+    MongoInbox,
+    RetryPolicy,
+    measure_lag,
+)
 from kami_events.envelope import Envelope
 from kami_events.event import Event
-from kami_events.kafka import make_broker
+from kami_events.kafka import make_broker, publishing_broker
 from kami_events.metrics import CONSUMER_LAG
 from kami_events.mongo import Document, connect
 from kami_events.outbox import KafkaEventPublisher, OutboxRelay, RelayLease
 from kami_events.settings import ServiceSettings
 from kami_events.store import CommitContext, MongoEventStore, Tracking
+from kami_events.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +123,15 @@ class ServiceRuntime:
         self.store: MongoEventStore = TracedEventStore(
             self.db, producer=settings.service_name, clock=clock
         )
+        middlewares = broker_middlewares(settings.service_name)
         self.broker = make_broker(
             settings,
-            middlewares=broker_middlewares(settings.service_name),
+            middlewares=middlewares,
             graceful_timeout=settings.consumer_shutdown_grace_seconds,
         )
+        # The relay and the dead letters publish through a producer that is
+        # replaced when it breaks (see RenewingBroker); the consumer's stays.
+        self.publishing = publishing_broker(settings, middlewares=middlewares)
         self.consumer = EventConsumer(
             service=settings.service_name,
             inbox=MongoInbox(self.db["inbox"], clock=clock),
@@ -133,9 +144,12 @@ class ServiceRuntime:
             group_override=settings.consumer_group_override,
         )
         self.lease = RelayLease(self.db["leases"], clock=clock)
-        publisher_broker: Any = self.broker
+        self.consumer.dead_letters = KafkaDeadLetters(
+            self.publishing, dead_letter_topic(settings.service_name)
+        )
+        publisher_broker: Any = self.publishing
         if tracing.tracer_provider() is not None:
-            publisher_broker = tracing.PublishingInTrace(self.broker)
+            publisher_broker = tracing.PublishingInTrace(self.publishing)
         self.relay = OutboxRelay(
             self.store,
             KafkaEventPublisher(publisher_broker),
@@ -206,6 +220,7 @@ class ServiceRuntime:
             await _finish([self._relay_task], settings.outbox_flush_seconds, "the relay")
             self._relay_task = None
             await self._flush_outbox()
+        await self.publishing.stop()
         await self.broker.stop()
         await self.mongo.close()
         self._clear_lag_gauges()
