@@ -208,13 +208,27 @@ class Stream:
                 asyncio.create_task(self._shop(buyer, random.Random(self.rng.random())))
             )
 
+    def burst(self, count: int) -> None:
+        """`count` purchases at once, besides the shoppers: many appends in flight."""
+        for _ in range(count):
+            buyer = self.rng.choice(self.market.buyers)
+            plans: list[Plan] = ["complete", "deliver", "cancel"]
+            self._tasks.append(
+                asyncio.create_task(
+                    self._one(buyer, self.rng.choice(plans), self.rng.choice([1, 2]))
+                )
+            )
+
+    async def _one(self, buyer: Person, plan: Plan, quantity: int) -> None:
+        done = await purchase(buyer, self.market.offer, plan, quantity=quantity)
+        self.purchases.append(done)
+        self.log.count(f"orders {done.state}")
+
     async def _shop(self, buyer: Person, rng: random.Random) -> None:
         while not self.stop.is_set():
             plans: list[Plan] = ["complete", "deliver", "cancel"]
             plan = rng.choices(plans, weights=[6, 2, 2])[0]
-            done = await purchase(buyer, self.market.offer, plan, quantity=rng.choice([1, 1, 2]))
-            self.purchases.append(done)
-            self.log.count(f"orders {done.state}")
+            await self._one(buyer, plan, rng.choice([1, 1, 2]))
 
     async def finish(self) -> list[Purchase]:
         self.stop.set()

@@ -26,10 +26,17 @@ async def test_kill_each_service_in_turn_mid_purchase(
     try:
         for service in victims:
             await asyncio.sleep(rng.uniform(0.5, 4.0))
+            # A burst of purchases first, so the kill lands amid appends and publishes.
+            burst = rng.randint(2, 6)
+            stream.burst(burst)
+            await asyncio.sleep(rng.uniform(0.05, 0.8))
             in_flight = len(stream.purchases)
             await asyncio.to_thread(faulty.stop, service, kill=True)
             down_for = rng.uniform(0.0, 2.0)
-            scenario.note(f"kill -9 {service} ({in_flight} purchases done); down {down_for:.1f}s")
+            scenario.note(
+                f"kill -9 {service} amid a burst of {burst} ({in_flight} purchases done); "
+                f"down {down_for:.1f}s"
+            )
             scenario.count("services killed")
             await asyncio.sleep(down_for)
             started = time.monotonic()

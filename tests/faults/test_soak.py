@@ -39,9 +39,7 @@ from tests.faults.test_poison import (
 from tests.faults.test_replay import (
     test_replaying_every_topic_from_offset_zero_changes_nothing as replay,
 )
-from tests.faults.test_server_restarts import (
-    test_a_server_stopped_and_started_mid_flow as server_restart,
-)
+from tests.faults.test_server_restarts import restart_mid_flow
 
 MINUTES = float(os.environ.get("KAMI_SOAK_MINUTES") or 0)
 
@@ -66,7 +64,7 @@ def scenarios(stack: StackControl | str) -> dict[str, Scenario]:
                 log: ScenarioLog,
                 server: str = server,
             ) -> None:
-                await server_restart(platform, operator, market, log, stack, server)
+                await restart_mid_flow(platform, operator, market, log, stack, server)
 
             found[f"{server} restart"] = restart
     return found
