@@ -344,3 +344,12 @@ def test_the_dashboards_ship_as_configmaps_for_the_grafana_sidecar(
     assert shipped.keys() == {d.name for d in dashboards}
     for dashboard in dashboards:
         assert shipped[dashboard.name] == dashboard.read_text().rstrip("\n")
+
+
+def test_a_topic_prefix_reaches_the_services_and_the_topic_job(helm: Path) -> None:
+    rendering = Rendered(
+        "staging-prefix", helm_template(helm, set_values=["kafka.topicPrefix=staging"])
+    )
+    assert rendering.get("ConfigMap", "kami-config")["data"]["KAMI_TOPIC_PREFIX"] == "staging"
+    (container,) = _topic_job(rendering)["spec"]["template"]["spec"]["containers"]
+    assert {"name": "KAMI_TOPIC_PREFIX", "value": "staging"} in container["env"]
