@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kami_events.runtime import ServiceRuntime
 from kami_web.errors import ErrorResponse, install_error_handlers
+from kami_web.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 
 
 def create_app(
@@ -20,7 +21,10 @@ def create_app(
     title: str,
     description: str = "",
     version: str = "0.1.0",
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
+    """`max_body_bytes`: the largest request body any route reads (413 beyond)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
@@ -34,10 +38,14 @@ def create_app(
         description=description,
         version=version,
         lifespan=lifespan,
-        responses={422: {"model": ErrorResponse}},
+        responses={
+            413: {"model": ErrorResponse, "description": "The request body is too large"},
+            422: {"model": ErrorResponse},
+        },
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -33,7 +33,7 @@ from kami_catalog.views import (
 from kami_events.catalogue.catalog import DelistReason
 from kami_events.catalogue.common import DeliveryMode
 from kami_events.catalogue.identity import Role
-from kami_events.money import PositiveFen
+from kami_events.money import PositiveAmount
 from kami_web.auth import CurrentUser, Principal, require_roles
 from kami_web.errors import ApiError, ErrorResponse
 
@@ -108,7 +108,7 @@ class NewOffer(OfferTerms):
 class NewPrice(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    unit_price: PositiveFen
+    unit_price: PositiveAmount
 
 
 class OperatorDelist(BaseModel):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kami_events.catalogue.common import Id
 from kami_events.catalogue.identity import Role
 from kami_events.catalogue.payment import PaymentChannel, PaymentFailure
-from kami_events.money import Currency, PositiveFen
+from kami_events.money import Currency, PositiveAmount
 from kami_payment.adapters.gateway_orders import GatewayOrder, GatewayPurpose
 from kami_payment.adapters.gateways.base import PayInstruction
 from kami_payment.adapters.journal import JournalLine
@@ -110,7 +110,7 @@ class WalletBody(BaseModel):
 
 
 class TopUpRequest(Body):
-    amount: PositiveFen
+    amount: PositiveAmount
     channel: GatewayChannel
 
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from kami_events.catalogue.payment import PaymentChannel
+from kami_events.money import PositiveAmount
 from kami_payment.adapters.gateways.base import CallbackAnswer, SignedNotice
 from kami_payment.adapters.gateways.simulator import (
     SimulatedGateway,
@@ -59,7 +60,7 @@ class SimulationBody(BaseModel):
 
 
 class ChargebackRequest(BaseModel):
-    amount: int | None = Field(default=None, gt=0, description="Default: all not refunded.")
+    amount: PositiveAmount | None = Field(default=None, description="Default: all not refunded.")
 
 
 def simulators(request: Request) -> dict[PaymentChannel, SimulatedGateway]:
