@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 from uuid import uuid4
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kami_catalog.adapters.queries import SearchRequest
@@ -31,7 +31,7 @@ from kami_catalog.views import (
     SellerReliabilityView,
 )
 from kami_events.catalogue.catalog import DelistReason
-from kami_events.catalogue.common import DeliveryMode
+from kami_events.catalogue.common import ID_PATTERN, DeliveryMode
 from kami_events.catalogue.identity import Role
 from kami_events.money import PositiveAmount
 from kami_web.auth import CurrentUser, Principal, require_roles
@@ -294,7 +294,7 @@ def routers() -> list[APIRouter]:
     @operate.put("/products/{product_id}", summary="Republish a product with new details")
     async def republish(
         request: Request,
-        product_id: str,
+        product_id: Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)],
         body: ProductSpec,
         user: Operator,
         request_id: RequestId = None,

@@ -28,7 +28,7 @@ from kami_payment.adapters.gateways.simulator import (
     SimulatorError,
 )
 from kami_payment.api import Service
-from kami_web.errors import ApiError
+from kami_web.errors import ApiError, ErrorResponse
 
 SimulatedChannel = Literal["wechat_pay", "alipay"]
 
@@ -70,7 +70,11 @@ def simulators(request: Request) -> dict[PaymentChannel, SimulatedGateway]:
 
 Simulators = Annotated[dict[PaymentChannel, SimulatedGateway], Depends(simulators)]
 
-router = APIRouter(prefix="/simulator", tags=["local gateway simulator"])
+router = APIRouter(
+    prefix="/simulator",
+    tags=["local gateway simulator"],
+    responses={status: {"model": ErrorResponse} for status in (404, 409)},
+)
 
 
 @router.post("/{channel}/pay/{gateway_trade_no}", summary="SIMULATOR: the buyer pays the trade")
