@@ -5,7 +5,7 @@ documented status, content type and schema; invalid input is refused with
 a 4xx.
 
 Bounded and repeatable: `KAMI_FUZZ_EXAMPLES` examples per operation and
-mode (default 12), derandomized (a fixed seed per operation), no shrinking.
+mode (default 10), derandomized (a fixed seed per operation), no shrinking.
 The fuzzing accounts are fresh ones, so whatever the generated requests do
 to them (a locked wallet, a changed password) touches no other test.
 """
@@ -46,7 +46,7 @@ from tests.security.world import (
 # One line per service: aftersales joins when it serves HTTP.
 SERVICES = ["identity", "catalog", "inventory", "ordering", "payment", "delivery"]
 
-EXAMPLES = int(os.environ.get("KAMI_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("KAMI_FUZZ_EXAMPLES", "10"))
 
 # Unknown query parameters are ignored, not refused, so schemathesis's
 # negative_data_rejection is not among them: invalid input is checked by
@@ -63,7 +63,9 @@ ACTING_ORDER = (BUYER, SELLER, OPERATOR, SUPPORT, SERVICE, ANONYMOUS)
 
 
 def acting_principal(service: str, method: str, route: str) -> str:
-    entry = next(e for e in MATRIX if e.key == (service, method, route))
+    entry = next((e for e in MATRIX if e.key == (service, method, route)), None)
+    if entry is None:  # test_authorization fails for it; fuzz it signed out meanwhile
+        return ANONYMOUS
     admitted = [p for p in ACTING_ORDER if 200 <= entry.expect.get(p, 0) < 300]
     return admitted[0] if admitted else ANONYMOUS
 

@@ -181,6 +181,15 @@ async def place(person: Person, offer_id: str, **body: Any) -> str:
     return str(placed.json()["order_id"])
 
 
+def not_yet_known(response: httpx.Response) -> bool:
+    """Payment learns of an order by events: until then it is not found, or
+    not reserved yet; a client retries (as the refusal says)."""
+    return response.status_code in (404, 409) and response.json()["error"]["code"] in (
+        "order_not_found",
+        "order_not_reserved",
+    )
+
+
 async def pay(person: Person, order_id: str, payment_password: str) -> None:
     paid = await until(
         lambda: person.call(
@@ -189,7 +198,7 @@ async def pay(person: Person, order_id: str, payment_password: str) -> None:
             "/payments",
             json={"order_id": order_id, "channel": "wallet", "payment_password": payment_password},
         ),
-        lambda r: not (r.status_code == 409 and r.json()["error"]["code"] == "order_not_reserved"),
+        lambda r: not not_yet_known(r),
         what="payment to learn the order is payable",
     )
     assert paid.status_code in (200, 201), paid.text
