@@ -19,7 +19,7 @@ from kami_actors import sign_up
 from kami_events.mongo import connect
 from kami_local import Platform
 from tests.security.leaks import find_leaks
-from tests.security.world import BUYER, OPERATOR, SELLER, World
+from tests.security.world import ANONYMOUS, BUYER, OPERATOR, SELLER, World
 
 MIB = 1024 * 1024
 JSON = {"content-type": "application/json"}
@@ -60,7 +60,7 @@ def abuses(world: World, marker: str) -> list[Abuse]:
         # -- oversized bodies, declared and streamed ---------------------------------------
         Abuse(
             "2 MiB login",
-            "anonymous",
+            ANONYMOUS,
             "identity",
             "POST",
             "/auth/login",
@@ -134,7 +134,7 @@ def abuses(world: World, marker: str) -> list[Abuse]:
         # -- deeply nested JSON -------------------------------------------------------------
         Abuse(
             "JSON nested 100 000 deep",
-            "anonymous",
+            ANONYMOUS,
             "identity",
             "POST",
             "/auth/otp",
@@ -179,7 +179,7 @@ def abuses(world: World, marker: str) -> list[Abuse]:
         # -- invalid UTF-8 ------------------------------------------------------------------
         Abuse(
             "invalid UTF-8 JSON",
-            "anonymous",
+            ANONYMOUS,
             "identity",
             "POST",
             "/auth/login",
@@ -221,7 +221,7 @@ def abuses(world: World, marker: str) -> list[Abuse]:
         ),
         Abuse(
             "invalid UTF-8 in the query",
-            "anonymous",
+            ANONYMOUS,
             "catalog",
             "GET",
             "/search?q=%FF%FE",
@@ -405,6 +405,64 @@ def abuses(world: World, marker: str) -> list[Abuse]:
             f"/wallet/statement?offset={2**64}",
             {},
             422,
+        ),
+        # -- queries a search or a page is built from (read-only: 200 or a 4xx) -----------
+        *(
+            Abuse(
+                f"search by {query}",
+                ANONYMOUS,
+                "catalog",
+                "GET",
+                f"/search?{query}",
+                {},
+                (200, 422),
+            )
+            for query in (
+                f"price_min={2**64}",
+                f"face_value_max={10**30}",
+                "price_min=-1",
+                "q=%00%FF",
+                "cursor=%FF%FE%00",
+                "cursor=" + "A" * 1000,
+                "category=" + "x" * 5000,  # 422: a slug is at most 64 characters
+                "sort=price&sort=rating",
+            )
+        ),
+        Abuse(
+            "orders from a forged cursor",
+            BUYER,
+            "ordering",
+            "GET",
+            "/orders?cursor=eyJub3QiOiAiYSBjdXJzb3IifQ",
+            {},
+            (200, 400, 422),
+        ),
+        Abuse(
+            "keys after a null byte",
+            SELLER,
+            "inventory",
+            "GET",
+            f"/offers/{offer}/keys?after=%00",
+            {},
+            (200, 422),
+        ),
+        Abuse(
+            "an order id of 5 000 characters",
+            BUYER,
+            "ordering",
+            "GET",
+            "/orders/" + "o" * 5000,
+            {},
+            (404, 422),
+        ),
+        Abuse(
+            "an order id with a null byte",
+            BUYER,
+            "payment",
+            "GET",
+            "/orders/%00/payment",
+            {},
+            (404, 422),
         ),
     ]
 

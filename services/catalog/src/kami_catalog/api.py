@@ -181,7 +181,9 @@ def routers() -> list[APIRouter]:
     async def search(
         request: Request,
         q: Annotated[str | None, Query(max_length=100)] = None,
-        category: Annotated[str | None, Query(description="A slug; includes its subtree.")] = None,
+        category: Annotated[
+            str | None, Query(max_length=64, description="A slug; includes its subtree.")
+        ] = None,
         face_value_min: Annotated[int | None, Query(ge=0)] = None,
         face_value_max: Annotated[int | None, Query(ge=0)] = None,
         delivery_mode: DeliveryMode | None = None,
