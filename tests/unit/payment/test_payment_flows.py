@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Literal
 
 import pytest
 
@@ -282,6 +283,26 @@ async def test_a_suspended_buyer_cannot_pay(world: World) -> None:
     assert suspended.value.code == "buyer_suspended"
     assert world.last(PaymentFailed, order.payment_id).reason is PaymentFailure.BUYER_SUSPENDED
     assert world.balance(buyer_wallet("buyer-1")) == 5_000
+
+
+@pytest.mark.parametrize(
+    ("purpose", "owner"),
+    [(GatewayPurpose.WALLET_TOP_UP, "buyer-1"), (GatewayPurpose.DEPOSIT_TOP_UP, "seller-1")],
+)
+async def test_a_suspended_account_cannot_top_up(
+    world: World,
+    purpose: Literal[GatewayPurpose.WALLET_TOP_UP, GatewayPurpose.DEPOSIT_TOP_UP],
+    owner: str,
+) -> None:
+    await world.funded_deposit("seller-1", 1_000)
+    await world.identity_event(
+        UserSuspended(user_id=owner, reason=SuspensionReason.FRAUD_SUSPECTED, suspended_by="op-1")
+    )
+    with pytest.raises(Refused) as suspended:
+        await world.service.start_top_up(
+            purpose=purpose, owner_id=owner, amount=1_000, channel=ALIPAY, idempotency_key=None
+        )
+    assert suspended.value.code == "account_suspended"
 
 
 # -- the channels ---------------------------------------------------------------------

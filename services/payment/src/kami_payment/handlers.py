@@ -812,6 +812,14 @@ class PaymentService:
                 "Only approved sellers keep a deposit.",
                 RefusalKind.FORBIDDEN,
             )
+        # A suspended account moves no money in either (fraud, chargebacks).
+        standing = await self.parties.buyer(owner_id, self.policy.default_daily_limit)
+        if standing.is_suspended(self.clock()):
+            raise Refused(
+                "account_suspended",
+                "Your account is suspended: it cannot top up.",
+                RefusalKind.FORBIDDEN,
+            )
         if channel not in self.gateways:
             raise Refused(
                 "channel_unavailable",
