@@ -1,0 +1,101 @@
+"""Hourly issue counters that are race-free on FerretDB 1.24 (docs/storage.md).
+
+A bucket is one scope (`seller:<id>`, `offer:<id>`, `product:<id>`,
+`platform`) for one UTC hour. Its counts are never changed in place (`$inc`
+and conditional updates are not atomic there): each event that counts writes
+a new *revision* of the bucket, `<bucket>|<rev>`, by `insert_one` under the
+`_id` index, so of two racing writers exactly one gets a revision and the
+other re-reads and tries the next. A revision carries the ids of the events
+it counts, so counting an event twice (a redelivery, a retry after a crash)
+changes nothing. Older revisions are deleted afterwards; a small `<bucket>`
+document points at the newest one (a hint: readers also probe past it).
+
+Everything is read by `_id`: a window of N hours is N bucket reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from kami_events.mongo import Document
+
+MAX_ATTEMPTS = 100
+# Revisions deleted by a writer are skipped over while probing; a bucket never
+# has this many deleted ones in a row unless something is badly wrong.
+MAX_PROBE = 1000
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def bucket_id(scope: str, hour: datetime) -> str:
+    return f"{scope}|{hour_of(hour):%Y%m%d%H}"
+
+
+class HourlyCounters:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._docs = collection
+
+    async def add(self, scope: str, at: datetime, event_id: str, counts: Mapping[str, int]) -> bool:
+        """Count `event_id` once in `scope`'s bucket for the hour of `at`.
+        Returns False when it was counted before."""
+        bucket = bucket_id(scope, at)
+        for _ in range(MAX_ATTEMPTS):
+            rev, doc = await self._latest(bucket)
+            events: list[str] = list(doc["events"]) if doc else []
+            if event_id in events:
+                return False
+            merged = dict(doc["counts"]) if doc else {}
+            for name, n in counts.items():
+                merged[name] = int(merged.get(name, 0)) + n
+            try:
+                await self._docs.insert_one(
+                    {
+                        "_id": _revision(bucket, rev + 1),
+                        "counts": merged,
+                        "events": [*events, event_id],
+                    }
+                )
+            except DuplicateKeyError:
+                continue  # another writer took this revision: re-read, retry
+            await self._docs.update_one({"_id": bucket}, {"$max": {"rev": rev + 1}}, upsert=True)
+            if rev:
+                await self._docs.delete_one({"_id": _revision(bucket, rev)})
+            return True
+        raise RuntimeError(f"{bucket}: no free revision after {MAX_ATTEMPTS} attempts")
+
+    async def read(self, scope: str, hour: datetime) -> dict[str, int]:
+        _, doc = await self._latest(bucket_id(scope, hour))
+        return {k: int(v) for k, v in doc["counts"].items()} if doc else {}
+
+    async def window(self, scope: str, now: datetime, hours: int) -> dict[str, int]:
+        """The counts of the last `hours` hours, this one included."""
+        totals: dict[str, int] = {}
+        current = hour_of(now)
+        for back in range(hours):
+            for name, n in (await self.read(scope, current - timedelta(hours=back))).items():
+                totals[name] = totals.get(name, 0) + n
+        return totals
+
+    async def _latest(self, bucket: str) -> tuple[int, Document | None]:
+        head = await self._docs.find_one({"_id": bucket})
+        rev = int(head["rev"]) if head else 0
+        doc = await self._docs.find_one({"_id": _revision(bucket, rev)}) if rev else None
+        for _ in range(MAX_PROBE):
+            following = await self._docs.find_one({"_id": _revision(bucket, rev + 1)})
+            if following is not None:
+                rev, doc = rev + 1, following
+            elif doc is None and rev > 0:
+                rev += 1  # this revision was superseded and deleted: a newer one exists
+            else:
+                return rev, doc
+        raise RuntimeError(f"{bucket}: revisions do not end")
+
+
+def _revision(bucket: str, rev: int) -> str:
+    return f"{bucket}|{rev:06d}"
