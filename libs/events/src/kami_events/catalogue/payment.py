@@ -74,9 +74,6 @@ class DepositChangeCause(StrEnum):
     CHARGEBACK_RECOVERY = "chargeback_recovery"
     WITHDRAWAL = "withdrawal"
     ADJUSTMENT = "adjustment"
-    # A top-up first pays back what the seller owes (`seller_receivable`);
-    # only the rest reaches the deposit.
-    RECEIVABLE_REPAID = "receivable_repaid"
 
 
 class PaymentEvent(AggregateEvent):
