@@ -11,7 +11,7 @@
 | chargeback after settlement | seller receivable | channel clearing |
 | chargeback recovery | seller deposit (guarded) | seller receivable |
 | wallet / deposit top-up | channel clearing | buyer wallet / seller deposit |
-| deposit top-up while the seller owes | channel clearing | seller receivable (what is owed), seller deposit (the rest) |
+| top-up while the seller owes | channel clearing | receivable (the debt), deposit (rest) |
 
 Movement ids name what they realise, so that submitting the same thing twice
 moves money once: `capture:<channel>:<out_trade_no>`, `settle:<payment>:<n>`,
