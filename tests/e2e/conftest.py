@@ -42,6 +42,12 @@ E2E_ENV = {
     "KAMI_IDENTITY_ARGON2_MEMORY_KIB": "8192",
     "KAMI_IDENTITY_ARGON2_PARALLELISM": "1",
     "KAMI_OUTBOX_POLL_INTERVAL_SECONDS": "0.05",
+    # After-sales judges a seller from 3 delivered orders (not 20), and only
+    # flags critical (delisting) over 90% (so a test sees a warning demote).
+    "KAMI_AFTERSALES_FLAG_MIN_ORDERS": "3",
+    "KAMI_AFTERSALES_FLAG_CRITICAL_BP": "9000",
+    # Inventory's maintenance (near-expiry blocking) runs every second.
+    "KAMI_INVENTORY_MAINTENANCE_INTERVAL_SECONDS": "1",
 }
 
 
