@@ -207,8 +207,9 @@ async def funded_deposit(seller: Person, amount: int) -> None:
     assert top_up.status_code == 201, top_up.text
     paid = await seller.call("payment", "POST", top_up.json()["pay"]["simulator_pay"])
     assert paid.status_code == 200, paid.text
+    # Paid, not "balance >= amount": a top-up first pays back what the seller owes.
     await until(
-        lambda: seller.call("payment", "GET", "/deposits/me"),
-        lambda r: r.status_code == 200 and r.json()["balance"] >= amount,
+        lambda: seller.call("payment", "GET", f"/top-ups/{top_up.json()['top_up_id']}"),
+        lambda r: r.status_code == 200 and r.json()["status"] == "paid",
         what="the deposit top-up",
     )

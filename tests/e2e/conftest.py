@@ -46,6 +46,9 @@ E2E_ENV = {
     # flags critical (delisting) over 90% (so a test sees a warning demote).
     "KAMI_AFTERSALES_FLAG_MIN_ORDERS": "3",
     "KAMI_AFTERSALES_FLAG_CRITICAL_BP": "9000",
+    # A seller's deposit minimum of 10 yuan (not 1000), so a test can draw a
+    # deposit below it with an order a phone-tier buyer may pay.
+    "KAMI_PAYMENT_DEPOSIT_MINIMUM": "1000",
     # Inventory's maintenance (near-expiry blocking) runs every second.
     "KAMI_INVENTORY_MAINTENANCE_INTERVAL_SECONDS": "1",
 }

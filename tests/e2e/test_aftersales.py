@@ -354,8 +354,12 @@ async def test_an_escalated_ticket_is_resolved_by_an_agent_from_the_priority_que
 async def test_a_deposit_too_small_leaves_a_receivable_and_delists_until_topped_up(
     platform: Platform, operator: Person
 ) -> None:
-    offer = await list_offer_with_keys(platform, operator, secrets=invalid_keys(2))
-    await funded_deposit(offer.seller, 500)
+    price = 1_500
+    offer = await list_offer_with_keys(
+        platform, operator, secrets=invalid_keys(2), unit_price=price
+    )
+    minimum = 1_000  # KAMI_PAYMENT_DEPOSIT_MINIMUM of the e2e platform
+    await funded_deposit(offer.seller, minimum)
     buyer = await funded_buyer(platform, 5_000)
     order_id = await delivered_order(buyer, offer)
     await settled(buyer, order_id, True)
@@ -366,10 +370,10 @@ async def test_a_deposit_too_small_leaves_a_receivable_and_delists_until_topped_
     assert await wallet(buyer) == 5_000  # the buyer is made whole all the same
     owed = await until(
         lambda: offer.seller.call("payment", "GET", "/deposits/me"),
-        lambda r: r.json()["owed"] == PRICE - 500,
+        lambda r: r.json()["owed"] == price - minimum,
         what="the receivable",
     )
-    assert owed.json()["balance"] == 0
+    assert (owed.json()["balance"], owed.json()["minimum"]) == (0, minimum)
     delisted = await until(
         lambda: operator.call("catalog", "GET", f"/offers/{offer.offer_id}"),
         lambda r: r.json()["status"] == "delisted",
@@ -377,19 +381,29 @@ async def test_a_deposit_too_small_leaves_a_receivable_and_delists_until_topped_
     )
     assert delisted.json()["delist_reason"] == "deposit_below_minimum"
 
-    minimum = owed.json()["minimum"]
-    await funded_deposit(offer.seller, minimum + PRICE - 500)
-    restored = await until(
+    await funded_deposit(offer.seller, minimum + price - minimum - 1)  # one fen short
+    short = await until(
         lambda: offer.seller.call("payment", "GET", "/deposits/me"),
         lambda r: r.json()["owed"] == 0,
         what="the top-up to pay the receivable back",
     )
-    assert restored.json()["balance"] == minimum
+    assert short.json()["balance"] == minimum - 1
+    assert (await operator.call("catalog", "GET", f"/offers/{offer.offer_id}")).json()[
+        "status"
+    ] == "delisted"
+    await funded_deposit(offer.seller, 1)
     await until(
         lambda: operator.call("catalog", "GET", f"/offers/{offer.offer_id}"),
         lambda r: r.json()["status"] == "listed",
         what="the offer to be listed again",
     )
+    statement = await offer.seller.call("payment", "GET", "/sellers/me/statement")
+    receivable = [
+        line["change"]
+        for line in statement.json()["lines"]
+        if line["account_type"] == "seller_receivable"
+    ]
+    assert sorted(receivable) == [-(price - minimum), price - minimum]
 
 
 # -- issue analytics -------------------------------------------------------------------------
