@@ -89,17 +89,13 @@ def check_money(audit: Audit, trial_balance: dict[str, Any]) -> None:
     for envelope in audit.of("PaymentConfirmed"):
         captured[envelope["payload"]["order_id"]] += envelope["payload"]["amount"]
     refunded: dict[str, int] = defaultdict(int)
-    # Refunds out of escrow (before settlement), and refunds for reasons other
-    # than an upheld after-sales claim (only a claim may give part back).
+    # Refunds out of escrow: money that never reached the seller.
     from_escrow: dict[str, int] = defaultdict(int)
-    not_claims: dict[str, int] = defaultdict(int)
     for envelope in audit.of("PaymentRefunded"):
         payload = envelope["payload"]
         refunded[payload["order_id"]] += payload["amount"]
         if payload["source"] == "escrow":
             from_escrow[payload["order_id"]] += payload["amount"]
-        if payload["reason"] != "claim_upheld":
-            not_claims[payload["order_id"]] += payload["amount"]
     settled: dict[str, int] = defaultdict(int)
     for envelope in audit.of("FundsSettled"):
         settled[envelope["payload"]["order_id"]] += envelope["payload"]["gross"]
@@ -110,9 +106,10 @@ def check_money(audit: Audit, trial_balance: dict[str, Any]) -> None:
         if back_to_buyer > amount:
             audit.problems.append(f"order {order_id}: refunded {back_to_buyer} > captured {amount}")
         if state == "completed":
-            # All of it went to the seller, less what escrow gave back for a
-            # partial claim; a claim after settlement was drawn from the seller.
-            if not_claims[order_id] or settled[order_id] + from_escrow[order_id] != amount:
+            # All of it went to the seller, less what escrow gave back (a
+            # partial claim before settlement); a refund after settlement was
+            # drawn back from the seller.
+            if settled[order_id] + from_escrow[order_id] != amount:
                 audit.problems.append(
                     f"completed order {order_id}: captured {amount}, settled "
                     f"{settled[order_id]}, refunded {back_to_buyer} "
@@ -136,6 +133,8 @@ def final_order_states(audit: Audit) -> dict[str, str]:
     latest: dict[str, int] = {}
     for event_type, name in ends.items():
         for envelope in audit.of(event_type):
+            if envelope["payload"].get("ends_order") is False:
+                continue  # a partial compensation: the order went on
             order_id = envelope["aggregate_id"]
             version = envelope["aggregate_version"]
             if version > latest.get(order_id, 0):

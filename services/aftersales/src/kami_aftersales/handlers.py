@@ -364,8 +364,7 @@ async def project_order_event(deps: AftersalesDeps, envelope: Envelope[Any]) -> 
                 event.order_id, event.refund_id, event.amount, event.ticket_id, event.source.value
             )
         case OrderRefunded():
-            facts = await stores.order_facts(event.order_id)
-            if facts is not None and facts.refunds_requested >= facts.paid_amount:
+            if event.ends_order:
                 await stores.record_order(
                     event.order_id, version, {**ids, "stage": OrderStage.REFUNDED.value}
                 )

@@ -177,7 +177,8 @@ async def hide_refunded_keys(deps: DeliveryDeps, event: OrderRefunded) -> None:
             hidden,
             extra=_extra(event.order_id),
         )
-    await deps.orders.set_state(event.order_id, OrderState.REFUNDED)
+    if event.ends_order:  # a partial compensation leaves the order (and arrival) open
+        await deps.orders.set_state(event.order_id, OrderState.REFUNDED)
 
 
 async def record_tier(deps: DeliveryDeps, event: IdentityVerified, version: int) -> None:

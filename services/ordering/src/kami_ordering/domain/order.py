@@ -424,6 +424,7 @@ class Order(Aggregate):
                 currency=amount.currency,
                 source=source,
                 reason=refund.reason,
+                ends_order=refund.ends_order,
             )
         )
         return _applied("refund done" + (": refunded" if refund.ends_order else ""))
