@@ -312,8 +312,6 @@ async def resolve(
 
 # -- operators ----------------------------------------------------------------------------
 
-_WINDOWS = {"24h": 24, "7d": 7 * 24}
-
 
 @router.get(
     "/reports/issues",
@@ -327,7 +325,7 @@ async def issue_report(
     window: Annotated[Literal["24h", "7d"], Query()] = "24h",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> IssueReport:
-    lines = await handlers.frequent_issues(deps, _WINDOWS[window], limit)
+    lines = await handlers.frequent_issues(deps, window, limit)
     return IssueReport(window=window, issues=[IssueLineView(**line.__dict__) for line in lines])
 
 

@@ -8,7 +8,7 @@ import httpx
 from fastapi import FastAPI
 
 from kami_aftersales import consumers, handlers
-from kami_aftersales.adapters.counters import HourlyCounters
+from kami_aftersales.adapters.counters import IssueCounters
 from kami_aftersales.adapters.stores import Stores
 from kami_aftersales.adapters.timeline import HttpOrderTimelines, OrderTimelines
 from kami_aftersales.adapters.verification import HttpKeyVerification, KeyVerification
@@ -68,7 +68,7 @@ def create_app(
         tickets=AggregateRepository(runtime.store, Ticket),
         sellers=AggregateRepository(runtime.store, Seller),
         stores=stores,
-        counters=HourlyCounters(stores.counters),
+        counters=IssueCounters(stores.counters),
         verifier=verifier
         or HttpKeyVerification(
             http,

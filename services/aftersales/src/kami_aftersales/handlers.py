@@ -20,7 +20,7 @@ from typing import Any, Literal
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from kami_aftersales import metrics
-from kami_aftersales.adapters.counters import HourlyCounters
+from kami_aftersales.adapters.counters import HOUR, IssueCounters
 from kami_aftersales.adapters.stores import Stores
 from kami_aftersales.adapters.timeline import OrderTimelines
 from kami_aftersales.adapters.verification import KeyVerification, VerificationUnavailable
@@ -63,7 +63,7 @@ class AftersalesDeps:
     tickets: AggregateRepository[Ticket]
     sellers: AggregateRepository[Seller]
     stores: Stores
-    counters: HourlyCounters
+    counters: IssueCounters
     verifier: KeyVerification
     timelines: OrderTimelines
     rules: RulesPolicy
@@ -470,12 +470,14 @@ async def count_ticket(deps: AftersalesDeps, envelope: Envelope[TicketOpened]) -
     for scope in scopes:
         await deps.counters.add(scope, at, event.ticket_id, counts)
     product = event.product_id or "unknown"
-    await deps.counters.add(PLATFORM, at, event.ticket_id, {f"{product}|{event.category.value}": 1})
+    issue = {f"{product}|{event.category.value}": 1}
+    await deps.counters.add(PLATFORM, at, event.ticket_id, issue)
+    await deps.counters.add(PLATFORM, at, event.ticket_id, issue, unit=HOUR)
     await review_seller(deps, event.seller_id, offer_ids=[event.offer_id])
 
 
 async def issue_counts(deps: AftersalesDeps, scope: str) -> IssueCounts:
-    totals = await deps.counters.window(scope, deps.clock(), deps.flags.window_days * 24)
+    totals = await deps.counters.window(scope, deps.clock(), deps.flags.window_days)
     tickets: dict[IssueCategory, int] = {}
     for name, n in totals.items():
         if name.startswith("tickets:"):
@@ -532,8 +534,13 @@ class IssueLine:
     count: int
 
 
-async def frequent_issues(deps: AftersalesDeps, hours: int, limit: int) -> list[IssueLine]:
-    totals = await deps.counters.window(PLATFORM, deps.clock(), hours)
+async def frequent_issues(deps: AftersalesDeps, window: str, limit: int) -> list[IssueLine]:
+    """The most frequent (product, category) pairs: over the last 24 hours, or
+    the last 7 days (today and the 6 before it)."""
+    if window == "24h":
+        totals = await deps.counters.window(PLATFORM, deps.clock(), 24, unit=HOUR)
+    else:
+        totals = await deps.counters.window(PLATFORM, deps.clock(), 7)
     lines = []
     for name, n in totals.items():
         product_id, _, category = name.rpartition("|")

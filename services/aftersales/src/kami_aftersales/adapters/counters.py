@@ -1,7 +1,7 @@
-"""Hourly issue counters that are race-free on FerretDB 1.24 (docs/storage.md).
+"""Issue counters that are race-free on FerretDB 1.24 (docs/storage.md).
 
 A bucket is one scope (`seller:<id>`, `offer:<id>`, `product:<id>`,
-`platform`) for one UTC hour. Its counts are never changed in place (`$inc`
+`platform`) for one UTC day or hour. Its counts are never changed in place (`$inc`
 and conditional updates are not atomic there): each event that counts writes
 a new *revision* of the bucket, `<bucket>|<rev>`, by `insert_one` under the
 `_id` index, so of two racing writers exactly one gets a revision and the
@@ -10,7 +10,9 @@ it counts, so counting an event twice (a redelivery, a retry after a crash)
 changes nothing. Older revisions are deleted afterwards; a small `<bucket>`
 document points at the newest one (a hint: readers also probe past it).
 
-Everything is read by `_id`: a window of N hours is N bucket reads.
+Everything is read by `_id`: a window of N days (or hours) is N bucket
+reads, which is why rates are kept per day (a 7-day window is 7 reads) and
+only the platform-wide report also per hour (its last 24 hours).
 """
 
 from __future__ import annotations
@@ -29,22 +31,34 @@ MAX_ATTEMPTS = 100
 MAX_PROBE = 1000
 
 
-def hour_of(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
-def bucket_id(scope: str, hour: datetime) -> str:
-    return f"{scope}|{hour_of(hour):%Y%m%d%H}"
+def bucket_id(scope: str, at: datetime, unit: timedelta) -> str:
+    moment = at.astimezone(UTC)
+    if unit == DAY:
+        return f"{scope}|{moment:%Y%m%d}"
+    if unit == HOUR:
+        return f"{scope}|{moment:%Y%m%d%H}"
+    raise ValueError(f"buckets are a day or an hour, not {unit}")
 
 
-class HourlyCounters:
+class IssueCounters:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._docs = collection
 
-    async def add(self, scope: str, at: datetime, event_id: str, counts: Mapping[str, int]) -> bool:
-        """Count `event_id` once in `scope`'s bucket for the hour of `at`.
-        Returns False when it was counted before."""
-        bucket = bucket_id(scope, at)
+    async def add(
+        self,
+        scope: str,
+        at: datetime,
+        event_id: str,
+        counts: Mapping[str, int],
+        unit: timedelta = DAY,
+    ) -> bool:
+        """Count `event_id` once in `scope`'s bucket for the day (or hour) of
+        `at`. Returns False when it was counted before."""
+        bucket = bucket_id(scope, at, unit)
         for _ in range(MAX_ATTEMPTS):
             rev, doc = await self._latest(bucket)
             events: list[str] = list(doc["events"]) if doc else []
@@ -69,16 +83,17 @@ class HourlyCounters:
             return True
         raise RuntimeError(f"{bucket}: no free revision after {MAX_ATTEMPTS} attempts")
 
-    async def read(self, scope: str, hour: datetime) -> dict[str, int]:
-        _, doc = await self._latest(bucket_id(scope, hour))
+    async def read(self, scope: str, at: datetime, unit: timedelta = DAY) -> dict[str, int]:
+        _, doc = await self._latest(bucket_id(scope, at, unit))
         return {k: int(v) for k, v in doc["counts"].items()} if doc else {}
 
-    async def window(self, scope: str, now: datetime, hours: int) -> dict[str, int]:
-        """The counts of the last `hours` hours, this one included."""
+    async def window(
+        self, scope: str, now: datetime, buckets: int, unit: timedelta = DAY
+    ) -> dict[str, int]:
+        """The counts of the last `buckets` days (or hours), the current one included."""
         totals: dict[str, int] = {}
-        current = hour_of(now)
-        for back in range(hours):
-            for name, n in (await self.read(scope, current - timedelta(hours=back))).items():
+        for back in range(buckets):
+            for name, n in (await self.read(scope, now - back * unit, unit)).items():
                 totals[name] = totals.get(name, 0) + n
         return totals
 

@@ -1,7 +1,8 @@
 """Issue rates and the flags they raise (issue 6, analytics).
 
-A scope (a seller, or one offer of a seller) has, over a rolling window,
-orders delivered and tickets opened by category. Two rates are watched:
+A scope (a seller, or one offer of a seller) has, over a rolling window of
+`window_days` UTC days (today and the days before it), orders delivered and
+tickets opened by category. Two rates are watched:
 
 - `high_claim_rate`: every ticket, per delivered order;
 - `high_invalid_key_rate`: tickets about a faulty key (invalid, used, expired).
