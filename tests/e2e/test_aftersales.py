@@ -8,6 +8,7 @@ Keys carry the simulated issuer's markers (`kami_delivery.adapters.issuers`):
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -95,8 +96,17 @@ def payment_settling_on(platform: Platform, mode: str) -> Iterator[None]:
     def restart(env: dict[str, str]) -> None:
         platform.stop("payment")
         platform.extra_env = env
-        platform.start("payment")
-        platform.wait_ready("payment")
+        for attempt in range(3):
+            platform.start("payment")
+            try:
+                platform.wait_ready("payment")
+                return
+            except RuntimeError:
+                # Seen once on this loaded machine: the new process died at
+                # start, printing nothing. Try again; the last failure stands.
+                if attempt == 2:
+                    raise
+                time.sleep(2)
 
     restart({**original, "KAMI_PAYMENT_SETTLE_ON": mode})
     try:
@@ -412,7 +422,7 @@ async def test_a_deposit_too_small_leaves_a_receivable_and_delists_until_topped_
 async def test_a_seller_over_the_issue_rate_is_flagged_and_demoted_in_search(
     platform: Platform, operator: Person
 ) -> None:
-    flagged = await list_offer_with_keys(platform, operator, keys=3, unit_price=900)
+    flagged = await list_offer_with_keys(platform, operator, keys=5, unit_price=900)
     good = await list_offer_with_keys(
         platform, operator, keys=3, unit_price=1_000, product_id=flagged.product_id
     )
@@ -441,9 +451,10 @@ async def test_a_seller_over_the_issue_rate_is_flagged_and_demoted_in_search(
     }
     demoted = await until(
         lambda: operator.call("catalog", "GET", f"/products/{flagged.product_id}/offers"),
-        lambda r: r.json()["best_value_offer_id"] == good.offer_id,
+        lambda r: any(line["seller"]["flagged"] for line in r.json()["offers"]),
         what="catalog to demote the flagged seller",
     )
+    assert demoted.json()["best_value_offer_id"] == good.offer_id
     lines = demoted.json()["offers"]
     assert [line["offer"]["offer_id"] for line in lines] == [good.offer_id, flagged.offer_id]
     assert lines[-1]["seller"]["flagged"] == "warning"
