@@ -7,8 +7,11 @@ a new *revision* of the bucket, `<bucket>|<rev>`, by `insert_one` under the
 `_id` index, so of two racing writers exactly one gets a revision and the
 other re-reads and tries the next. A revision carries the ids of the events
 it counts, so counting an event twice (a redelivery, a retry after a crash)
-changes nothing. Older revisions are deleted afterwards; a small `<bucket>`
-document points at the newest one (a hint: readers also probe past it).
+changes nothing. A superseded revision is emptied to a small stub, never
+deleted: a freed `_id` would let a writer holding a stale read insert an
+orphan revision there (the ABA race, seen on FerretDB in the integration
+test). A `<bucket>` document points at the newest revision (a hint: readers
+probe past it).
 
 Everything is read by `_id`: a window of N days (or hours) is N bucket
 reads, which is why rates are kept per day (a 7-day window is 7 reads) and
@@ -79,7 +82,10 @@ class IssueCounters:
                 continue  # another writer took this revision: re-read, retry
             await self._docs.update_one({"_id": bucket}, {"$max": {"rev": rev + 1}}, upsert=True)
             if rev:
-                await self._docs.delete_one({"_id": _revision(bucket, rev)})
+                await self._docs.update_one(
+                    {"_id": _revision(bucket, rev)},
+                    {"$set": {"superseded": True}, "$unset": {"counts": "", "events": ""}},
+                )
             return True
         raise RuntimeError(f"{bucket}: no free revision after {MAX_ATTEMPTS} attempts")
 
@@ -105,8 +111,11 @@ class IssueCounters:
             following = await self._docs.find_one({"_id": _revision(bucket, rev + 1)})
             if following is not None:
                 rev, doc = rev + 1, following
-            elif doc is None and rev > 0:
-                rev += 1  # this revision was superseded and deleted: a newer one exists
+            elif doc is not None and doc.get("superseded"):
+                # Emptied after its successor was inserted; the successor was
+                # just read as missing: a stale read. Read this one again.
+                doc = await self._docs.find_one({"_id": _revision(bucket, rev)})
+                continue
             else:
                 return rev, doc
         raise RuntimeError(f"{bucket}: revisions do not end")
