@@ -232,6 +232,22 @@ async def test_a_claim_after_the_window_is_a_ticket_not_a_refund(
     assert await wallet(buyer) == 5_000 - PRICE
 
 
+async def test_arrival_is_confirmed_when_the_issuer_vouches_for_every_key(
+    platform: Platform, operator: Person
+) -> None:
+    offer = await list_offer_with_keys(
+        platform, operator, secrets=[f"HOK-VALID-{uuid4().hex[:12].upper()}"]
+    )
+    buyer = await funded_buyer(platform, 5_000)
+    order_id = await place_order(buyer, offer)
+    await order_state(buyer, order_id, "RESERVED")
+    assert (await pay_by_wallet(buyer, order_id)).status_code in (200, 201)
+    completed = await order_state(buyer, order_id, "COMPLETED")
+    assert completed["completed_by"] == "buyer_confirmed"  # ArrivalConfirmed, by the issuer
+    timeline = (await buyer.call("ordering", "GET", f"/orders/{order_id}/timeline")).json()
+    assert "ArrivalConfirmed" in [e["event_type"] for e in timeline["events"]]
+
+
 # -- tickets: decided by a rule, or by an agent -------------------------------------------------
 
 

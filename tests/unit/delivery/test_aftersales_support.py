@@ -12,7 +12,7 @@ from kami_delivery.domain.rejections import Forbidden, NotFound
 from kami_events.catalogue.aftersales import Resolution, TicketResolved
 from kami_events.catalogue.catalog import OfferListed
 from kami_events.catalogue.common import DeliveryMode
-from kami_events.catalogue.delivery import KeyDelivered
+from kami_events.catalogue.delivery import ArrivalConfirmed, KeyDelivered
 from kami_events.catalogue.identity import PhoneVerified
 from kami_events.catalogue.inventory import BlockReason, KeysBlocked
 from tests.unit.delivery.events import envelope, paid, placed
@@ -116,3 +116,22 @@ async def test_the_seller_hears_of_keys_blocked_near_expiry() -> None:
     by_seller = KeysBlocked(offer_id="offer-1", key_ids=["k-3"], reason=BlockReason.SELLER_BLOCKED)
     await handlers.notify_keys_blocked(w.deps, by_seller, "event-2")
     assert len(w.messages.for_user("seller-1")) == 1
+
+
+async def test_arrival_is_confirmed_when_the_issuer_vouches_for_every_key() -> None:
+    w = world()
+    w.deps.issuers = IssuerDirectory({IssuerDirectory.ANY: SimulatedIssuer()})
+    await delivered(w, {"k-1": "HOK-VALID-1", "k-2": "HOK-VALID-2"})
+    [confirmed] = w.events(ArrivalConfirmed)
+    assert isinstance(confirmed, ArrivalConfirmed)
+    assert confirmed.confirmed_by == "key_verification"
+
+
+async def test_one_key_the_issuer_does_not_vouch_for_leaves_arrival_to_the_buyer() -> None:
+    w = world()
+    w.deps.issuers = IssuerDirectory({IssuerDirectory.ANY: SimulatedIssuer()})
+    await delivered(w, {"k-1": "HOK-VALID-1", "k-2": "HOK-PLAIN-2"})
+    assert w.events(ArrivalConfirmed) == []
+    assert await handlers.confirm_arrival(w.deps, "buyer-1", "order-1", "req-1")
+    [confirmed] = w.events(ArrivalConfirmed)
+    assert isinstance(confirmed, ArrivalConfirmed) and confirmed.confirmed_by == "buyer"
