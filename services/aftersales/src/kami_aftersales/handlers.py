@@ -159,7 +159,7 @@ async def open_ticket(deps: AftersalesDeps, command: OpenTicket) -> Opened:
         decision=decision,
         sla=deps.sla,
     )
-    await deps.stores.add_message(
+    await deps.stores.add_opening_message(
         ticket_id,
         author_id=command.author_id or command.buyer_id,
         author_role=command.opened_by,

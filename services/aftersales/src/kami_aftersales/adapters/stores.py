@@ -278,6 +278,33 @@ class Stores:
                 seq += 1
         raise OverflowError(f"ticket {ticket_id} has {MAX_MESSAGES} messages")
 
+    async def add_opening_message(
+        self,
+        ticket_id: str,
+        *,
+        author_id: str,
+        author_role: str,
+        text: str,
+        evidence_urls: tuple[str, ...],
+        at: datetime,
+    ) -> None:
+        """The claim's description and evidence: message 1, written once
+        (before the ticket's commit, so a crash loses nothing; a retried
+        request writes the same message, which is already there)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.messages.insert_one(
+                {
+                    "_id": _message_id(ticket_id, 1),
+                    "ticket_id": ticket_id,
+                    "seq": 1,
+                    "author_id": author_id,
+                    "author_role": author_role,
+                    "text": text,
+                    "evidence_urls": list(evidence_urls),
+                    "posted_at": at,
+                }
+            )
+
     async def messages_of(self, ticket_id: str) -> list[TicketMessage]:
         found: list[TicketMessage] = []
         for seq in range(1, MAX_MESSAGES + 1):
