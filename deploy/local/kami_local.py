@@ -34,31 +34,43 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from kami_cli.config import SERVICE_PORTS
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_HOME = REPO / ".local-stack" / "platform"
 
 # The demo platform's first operator: registering this phone gives the role.
 DEMO_OPERATOR_PHONE = "13900000001"
 
-# Start order: producers of reference data first. Each has its fixed port.
-SERVICES: dict[str, int] = {
-    "identity": 8101,
-    "catalog": 8102,
-    "inventory": 8103,
-    "ordering": 8104,
-    "payment": 8105,
-    "delivery": 8106,
-    "aftersales": 8107,
-}
+# Start order: producers of reference data first. Each has its fixed port,
+# kept in one place: the CLI's table (`kami serve all` uses it too).
+SERVICES: dict[str, int] = dict(SERVICE_PORTS)
 
 
 def available_services() -> list[str]:
-    """Services that can run as a process (they have a `__main__`)."""
+    """Services that `kami serve` can run (they have an app)."""
     return [
         name
         for name in SERVICES
-        if (REPO / "services" / name / "src" / f"kami_{name}" / "__main__.py").exists()
+        if (REPO / "services" / name / "src" / f"kami_{name}" / "app.py").exists()
     ]
+
+
+def serve_command(service: str) -> list[str]:
+    """`kami serve <service>`: the venv's console script, else the same as a module."""
+    script = Path(sys.executable).parent / "kami"
+    if script.exists():
+        return [str(script), "serve", service]
+    return [sys.executable, "-m", "kami_cli", "serve", service]
+
+
+def is_serve_command(cmdline: bytes, service: str) -> bool:
+    """Whether a process's /proc cmdline is `kami serve <service>` (either form),
+    so a pid file left by a dead process and reused by another is not ours."""
+    argv = [part.decode(errors="replace") for part in cmdline.split(b"\0") if part]
+    if argv[-2:] != ["serve", service]:
+        return False
+    return any(Path(part).name == "kami" or part == "kami_cli" for part in argv[:-2])
 
 
 def generate_secrets() -> dict[str, str]:
@@ -164,7 +176,7 @@ class Platform:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return None
-        return pid if f"kami_{service}".encode() in cmdline else None
+        return pid if is_serve_command(cmdline, service) else None
 
     def start(self, service: str) -> int:
         existing = self.pid(service)
@@ -172,7 +184,7 @@ class Platform:
             return existing
         log = self.log_file(service).open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", f"kami_{service}"],
+            serve_command(service),
             cwd=REPO,
             env=self.env_for(service),
             stdout=log,

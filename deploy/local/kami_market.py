@@ -99,6 +99,8 @@ async def list_offer_with_keys(
     assert listed.status_code == 201, listed.text
     offer_id = str(listed.json()["offer_id"])
     secrets = secrets or [f"HOK-{uuid4().hex[:16].upper()}" for _ in range(keys)]
+    if not secrets:
+        return Offer(offer_id, product_id, seller, unit_price, secrets)
     imported = await until(
         lambda: seller.call(
             "inventory",

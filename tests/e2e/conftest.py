@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
@@ -41,7 +42,6 @@ E2E_ENV = {
     "KAMI_IDENTITY_ARGON2_TIME_COST": "1",
     "KAMI_IDENTITY_ARGON2_MEMORY_KIB": "8192",
     "KAMI_IDENTITY_ARGON2_PARALLELISM": "1",
-    "KAMI_OUTBOX_POLL_INTERVAL_SECONDS": "0.05",
     # After-sales judges a seller from 3 delivered orders (not 20), and only
     # flags critical (delisting) over 90% (so a test sees a warning demote).
     "KAMI_AFTERSALES_FLAG_MIN_ORDERS": "3",
@@ -51,6 +51,11 @@ E2E_ENV = {
     "KAMI_PAYMENT_DEPOSIT_MINIMUM": "1000",
     # Inventory's maintenance (near-expiry blocking) runs every second.
     "KAMI_INVENTORY_MAINTENANCE_INTERVAL_SECONDS": "1",
+    # Gauges refreshed every second, so tests read them without waiting long.
+    "KAMI_ORDERING_METRICS_REFRESH_SECONDS": "1",
+    "KAMI_PAYMENT_METRICS_SECONDS": "1",
+    "KAMI_INVENTORY_METRICS_REFRESH_SECONDS": "1",
+    "KAMI_CONSUMER_LAG_REFRESH_SECONDS": "1",
 }
 
 
@@ -61,19 +66,21 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def platform(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+@contextmanager
+def running_platform(
+    servers: Servers, home: Path, extra_env: Mapping[str, str] = E2E_ENV
+) -> Iterator[Platform]:
+    """Every service as a process, in a namespace of its own; its databases
+    are dropped at the end of the session (never under a running service)."""
     run = uuid4().hex[:8]
-    home: Path = tmp_path_factory.mktemp("platform")
-    ports = {name: _free_port() for name in SERVICES}
     instance = Platform(
         servers.kafka_bootstrap,
         servers.mongodb_uri,
         home=home,
-        ports=ports,
+        ports={name: _free_port() for name in SERVICES},
         database_prefix=f"e2e{run}",
         topic_prefix=f"kami-e2e-{run}",
-        extra_env=E2E_ENV,
+        extra_env=extra_env,
     )
     services = available_services()
     try:
@@ -81,24 +88,34 @@ def platform(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield instance
     finally:
         instance.down(services)
+        _finished_platforms.append(instance.database_prefix)
+
+
+_finished_platforms: list[str] = []
 
 
 @pytest.fixture(scope="session")
-async def platform_databases(platform: Platform, servers: Servers) -> AsyncIterator[None]:
-    """Drops the run's databases at the end of the session."""
+def platform(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with running_platform(servers, tmp_path_factory.mktemp("platform")) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def platform_databases(servers: Servers) -> AsyncIterator[None]:
+    """Drops the databases of every platform of the session at its end."""
     yield
     client = connect(servers.mongodb_uri, app_name="kami-e2e-cleanup")
     try:
-        prefix = f"{platform.database_prefix}_"
+        prefixes = tuple(f"{prefix}_" for prefix in _finished_platforms)
         for name in await client.list_database_names():
-            if name.startswith(prefix):
+            if prefixes and name.startswith(prefixes):
                 await client.drop_database(name)
     finally:
         await client.close()
 
 
 @pytest.fixture
-async def operator(platform: Platform, platform_databases: None) -> AsyncIterator[Person]:
+async def operator(platform: Platform) -> AsyncIterator[Person]:
     """The operator; after the test, the DESIGN §9 audit of everything so far."""
     person = await operator_of(platform, OPERATOR_PHONE)
     yield person

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from kami_events.clock import ManualClock
 from kami_events.mongo import Document
@@ -18,6 +20,9 @@ from kami_events.store import (
     ConcurrencyError,
     MongoEventStore,
     Tracking,
+    commit_id_of,
+    position_key,
+    stream_id_of,
 )
 from tests.unit.events.sample_events import Counter, CounterIncremented, CounterOpened
 
@@ -104,23 +109,97 @@ async def test_tracking_makes_a_consumer_effect_exactly_once(store: MongoEventSt
     assert await store.load(AGG, "c2") == []
 
 
-async def test_commits_are_read_in_position_order_and_marked_published(
+async def test_commits_are_read_in_position_order_and_checkpointed(
     store: MongoEventStore, unique: Callable[[str], str]
 ) -> None:
     ids = [unique("c") for _ in range(5)]
     for aggregate_id in ids:
         await store.append(AGG, aggregate_id, 0, [CounterOpened(name="n")], CommitContext("c"))
-    commits = await store.read_commits(unpublished_only=True)
+    commits = await store.read_commits()
     assert [c.events[0].aggregate_id for c in commits] == ids
     positions = [c.position for c in commits]
-    assert positions == sorted(positions) and len(set(positions)) == 5
+    assert positions == [1, 2, 3, 4, 5]
+    assert not any(c.published for c in commits)
+    state = await store.outbox_state()
+    assert [claim.position for claim in state.claims] == positions
 
-    await store.mark_published(positions[:3])
-    left = await store.read_commits(unpublished_only=True)
-    assert [c.position for c in left] == positions[3:]
+    await store.advance_checkpoint(positions[2])
+    state = await store.outbox_state()
+    assert state.checkpoint == 3
+    assert [claim.position for claim in state.claims] == positions[3:]
+    assert [c.published for c in await store.read_commits()] == [True] * 3 + [False] * 2
     assert [c.position for c in await store.read_commits(after_position=positions[1])] == (
         positions[2:]
     )
+
+
+async def test_a_reader_never_passes_a_claim_whose_commit_is_not_written_yet(
+    store: MongoEventStore, mongo_db: AsyncDatabase[Document]
+) -> None:
+    await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
+    # A writer in another process claimed position 2 and has not written its
+    # commit yet; a third commit lands at position 3 meanwhile.
+    await mongo_db[store.outbox.name].insert_one(
+        {
+            "_id": position_key(2),
+            "position": 2,
+            "commit_id": commit_id_of(stream_id_of(AGG, "slow"), 1),
+            "claimed_at": datetime(2026, 3, 1, 12, tzinfo=UTC),
+            "void": False,
+        }
+    )
+    other = MongoEventStore(mongo_db, producer="tests")  # no position hint in memory
+    await other.append(AGG, "c3", 0, [CounterOpened(name="n")], CommitContext("c"))
+    assert [c.position for c in await store.read_commits()] == [1]
+
+    # The relay gives up on the claim: a tombstone takes the position, and the
+    # slow writer's late insert at position 2 is refused by it.
+    [claim] = [c for c in (await store.outbox_state()).claims if c.position == 2]
+    assert await store.void(claim) is None
+    assert [c.position for c in await store.read_commits()] == [1, 3]
+    with pytest.raises(DuplicateKeyError):
+        await store.commits.insert_one({"_id": claim.commit_id, "position": 2, "tracking": "t"})
+
+
+async def test_a_slow_writer_whose_claim_was_voided_claims_again(
+    store: MongoEventStore,
+) -> None:
+    voided: list[int] = []
+    real_insert = store.commits.insert_one
+
+    async def void_first_then_insert(document: Document) -> Any:
+        # The relay voids the writer's claim between its claim and its insert.
+        if not voided:
+            [claim] = (await store.outbox_state()).claims
+            voided.append(claim.position)
+            await store.void(claim)
+        return await real_insert(document)
+
+    store.commits.insert_one = void_first_then_insert  # type: ignore[method-assign,assignment]
+    [written] = await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
+    store.commits.insert_one = real_insert  # type: ignore[method-assign]
+    [commit] = await store.read_commits()
+    assert voided == [1] and commit.position == 2
+    assert commit.events == (written,)
+    assert [
+        e.payload
+        for e in await MongoEventStore(store.commits.database, producer="x").load(AGG, "c1")
+    ] == [CounterOpened(name="n")]
+
+
+async def test_loads_follow_the_stream_without_the_cache(
+    store: MongoEventStore, mongo_db: AsyncDatabase[Document]
+) -> None:
+    await store.append(
+        AGG, "c1", 0, [CounterOpened(name="n"), CounterIncremented(by=1)], CommitContext("c")
+    )
+    fresh = MongoEventStore(mongo_db, producer="tests")
+    await fresh.append(AGG, "c1", 2, [CounterIncremented(by=2)], CommitContext("c"))
+    # `store` cached versions 1-2; it still finds version 3, written elsewhere.
+    assert [e.aggregate_version for e in await store.load(AGG, "c1")] == [1, 2, 3]
+    assert await store.last_version(AGG, "c1") == 3
+    with pytest.raises(ConcurrencyError):
+        await store.append(AGG, "c1", 2, [CounterIncremented(by=9)], CommitContext("c"))
 
 
 async def test_rejects_events_of_another_aggregate_type(store: MongoEventStore) -> None:

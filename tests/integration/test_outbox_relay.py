@@ -128,11 +128,14 @@ async def test_crash_between_publish_and_mark_duplicates_on_wire_but_not_in_effe
         real = KafkaEventPublisher(broker)
         with pytest.raises(SimulatedCrash):
             await OutboxRelay(store, CrashAfterPublish(real)).publish_pending()
-        assert (await store.read_commits(unpublished_only=True))[0].events[0] == opened
+        assert (await OutboxRelay(store, real).lag()).unpublished_commits == 1
+        [pending] = await store.read_commits()
+        assert pending.events[0] == opened and not pending.published
 
         # "Restart": a new relay finds the commit unmarked and publishes it again.
         assert await OutboxRelay(store, real).publish_pending() == 1
-        assert await store.read_commits(unpublished_only=True) == []
+        assert (await OutboxRelay(store, real).lag()).unpublished_commits == 0
+        assert [c.published for c in await store.read_commits()] == [True]
 
         records = await read_topic(
             kafka_bootstrap, TOPIC, until=lambda rs: sum(r.key == stream.encode() for r in rs) >= 2

@@ -61,7 +61,12 @@ async def test_runtime_serves_health_and_moves_events(
             assert (await client.get("/healthz")).json() == {"status": "ok"}
             ready = await client.get("/readyz")
             assert ready.status_code == 200
-            assert ready.json()["checks"] == {"mongodb": "ok", "kafka": "ok", "outbox": "ok"}
+            assert ready.json()["checks"] == {
+                "mongodb": "ok",
+                "kafka": "ok",
+                "consumer": "ok",
+                "outbox": "ok",
+            }
             metrics = (await client.get("/metrics")).text
             assert f'kami_outbox_lag_seconds{{service="{service}"}} 0.0' in metrics
             assert (

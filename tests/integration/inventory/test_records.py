@@ -15,6 +15,7 @@ from kami_inventory.app import MongoAdapters, build_inventory
 from kami_inventory.domain.imports import FileFormat
 from kami_inventory.domain.keys import KeyStatus, PoolKey
 from kami_inventory.domain.offers import Offer
+from kami_inventory.domain.stock import StockLevels
 from kami_inventory.handlers import (
     ImportKeys,
     VoidKeys,
@@ -122,3 +123,17 @@ async def test_the_near_expiry_job_blocks_exactly_the_keys_inside_the_margin(
     events = [e.payload for e in await store.load("inventory.pool", "offer-1")]
     stock = [e for e in events if isinstance(e, StockChanged)]
     assert stock[-1].available == 1  # catalog's stock dropped with each block
+
+
+async def test_the_stock_book_keeps_the_counts_of_the_newest_commit(pool: PoolOnMongo) -> None:
+    book = pool.adapters.stock_book
+    await book.record("offer-1", 3, StockLevels(available=5, reserved=2, sold=1))
+    # A slower writer that counted before commit 3 does not roll the counts back.
+    await book.record("offer-1", 2, StockLevels(available=7, reserved=1))
+    await book.record("offer-2", 1, StockLevels(available=10))
+    assert await book.all() == {
+        "offer-1": StockLevels(available=5, reserved=2, sold=1),
+        "offer-2": StockLevels(available=10),
+    }
+    await book.record("offer-1", 4, StockLevels(available=4, reserved=2, sold=2, expired=1))
+    assert (await book.all())["offer-1"] == StockLevels(available=4, reserved=2, sold=2, expired=1)

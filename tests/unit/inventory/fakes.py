@@ -312,6 +312,19 @@ class FakeDataKeys:
         return self.keys.setdefault(offer_id, wrapped)
 
 
+class FakeStockBook:
+    def __init__(self) -> None:
+        self.pools: dict[str, tuple[int, StockLevels]] = {}
+
+    async def record(self, offer_id: str, version: int, stock: StockLevels) -> None:
+        kept = self.pools.get(offer_id)
+        if kept is None or kept[0] < version:
+            self.pools[offer_id] = (version, stock)
+
+    async def all(self) -> dict[str, StockLevels]:
+        return {offer_id: stock for offer_id, (_, stock) in self.pools.items()}
+
+
 class FakeAudit:
     def __init__(self) -> None:
         self.entries: list[RevealRecord] = []
@@ -358,6 +371,7 @@ class World:
         self.reservations = FakeReservations()
         self.work = FakeWork()
         self.audit = FakeAudit()
+        self.stock_book = FakeStockBook()
         self.data_keys = FakeDataKeys()
         self.inventory = Inventory(
             store=self.store,
@@ -367,6 +381,7 @@ class World:
             reservations=self.reservations,
             work=self.work,
             audit=self.audit,
+            stock_book=self.stock_book,
             keyring=KeyRing(new_cipher(), self.data_keys),
             rules=self.rules,
             clock=self.clock,

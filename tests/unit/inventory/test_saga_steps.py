@@ -315,3 +315,19 @@ async def test_messages_naming_no_keys_change_nothing() -> None:
     assert await sell_for_paid_order(order_paid("o", OFFER, []), inv, *message("o")) == []
     assert await void_for_refund(refund_requested("o", OFFER, []), inv, *message("o")) == []
     assert world.events() == []
+
+
+async def test_the_stock_book_keeps_each_pools_counts_of_its_last_commit() -> None:
+    world = World()
+    await world.stock_pool(OFFER, [30, 10, 20])
+    await place(world, "order-1", quantity=2)
+    reserved = world.keys.by_status(OFFER, KeyStatus.RESERVED)
+    paid = order_paid("order-1", OFFER, reserved)
+    await sell_for_paid_order(paid, world.inventory, *message("order-1"))
+
+    stock = (await world.stock_book.all())[OFFER]
+    assert (stock.available, stock.reserved, stock.sold) == (1, 0, 2)
+    assert stock == await world.keys.stock(OFFER, world.clock())
+    # It is the stock the pool's last StockChanged announced.
+    last = [e for e in world.events(OFFER) if isinstance(e, StockChanged)][-1]
+    assert (last.available, last.reserved) == (stock.available, stock.reserved)

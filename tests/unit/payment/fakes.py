@@ -160,7 +160,21 @@ class InMemoryOrderBook:
             status=OrderStatus(doc["status"]),
             payment_deadline=doc["payment_deadline"],
             reservation_expires_at=doc.get("reservation_expires_at"),
+            traceparent=doc.get("traceparent"),
         )
+
+
+class InMemoryDepositStandings:
+    def __init__(self) -> None:
+        self.standings: dict[str, tuple[int, int, int]] = {}
+
+    async def record(self, seller_id: str, version: int, balance: int, minimum: int) -> None:
+        kept = self.standings.get(seller_id)
+        if kept is None or kept[0] < version:
+            self.standings[seller_id] = (version, balance, minimum)
+
+    async def count_below_minimum(self) -> int:
+        return sum(1 for _, balance, minimum in self.standings.values() if balance < minimum)
 
 
 class InMemoryParties:

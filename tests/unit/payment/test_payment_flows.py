@@ -494,6 +494,10 @@ async def test_a_deposit_that_cannot_cover_a_refund_never_goes_negative(world: W
     assert (below.balance, below.minimum, below.shortfall) == (0, 10_000, 10_000)
     view = await world.service.deposit("seller-1")
     assert (view.balance, view.owed, view.shortfall) == (0, 3_000, 10_000)
+    assert await world.service.deposits_below_minimum() == 1
+    # Topping up above the minimum takes the seller out of the count.
+    await world.funded_deposit("seller-1", 20_000)
+    assert await world.service.deposits_below_minimum() == 0
 
 
 async def test_a_top_up_pays_back_what_the_seller_owes_before_the_deposit(world: World) -> None:

@@ -26,6 +26,7 @@ from kami_payment.ledger import Ledger
 from tests.unit.payment.fakes import (
     InMemoryCredentials,
     InMemoryDailySpend,
+    InMemoryDepositStandings,
     InMemoryGatewayOrders,
     InMemoryJournal,
     InMemoryOrderBook,
@@ -58,6 +59,7 @@ class World:
         self.orders = InMemoryOrderBook()
         self.parties = InMemoryParties()
         self.daily_spend = InMemoryDailySpend()
+        self.standings = InMemoryDepositStandings()
         self.credentials = InMemoryCredentials()
         self.gateway_orders = InMemoryGatewayOrders()
         self.trade_book = InMemoryTradeBook()
@@ -94,6 +96,7 @@ class World:
             gateway_orders=self.gateway_orders,
             gateways=gateways,
             policy=policy,
+            standings=self.standings,
             clock=self.clock,
         )
 

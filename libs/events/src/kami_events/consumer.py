@@ -26,21 +26,26 @@ to `append`, so the effect and the dedupe mark are one atomic write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from opentelemetry import trace
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
 from kami_events.event import Event
+from kami_events.logs import log_context
 from kami_events.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_FAILURES, HANDLER_SECONDS
 from kami_events.mongo import Document
 from kami_events.serialization import EventDecodeError, decode
@@ -96,11 +101,12 @@ class MongoInbox:
         return await self._collection.find_one({"_id": key}, {"_id": 1}) is not None
 
     async def record(self, key: str, outcome: str) -> None:
-        await self._collection.update_one(
-            {"_id": key},
-            {"$setOnInsert": {"outcome": outcome, "processed_at": self._clock()}},
-            upsert=True,
-        )
+        # An insert, not an upsert: FerretDB checks a unique `_id` on insert
+        # without reading the collection, while an update scans it first.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._collection.insert_one(
+                {"_id": key, "outcome": outcome, "processed_at": self._clock()}
+            )
 
 
 class DeadLetters(Protocol):
@@ -116,6 +122,28 @@ class KafkaDeadLetters:
         await self._broker.publish(
             message.value, topic=self.topic, key=message.key, headers=headers
         )
+
+
+class PartitionAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The partitions the group coordinator gave this consumer: readiness
+    asks whether it has joined its group, the lag gauge which partitions to
+    measure. A member may join with no partition (more replicas than
+    partitions); it is still ready."""
+
+    def __init__(self) -> None:
+        self.partitions: frozenset[TopicPartition] = frozenset()
+        self.joined = False
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.partitions = self.partitions - set(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.partitions = frozenset(assigned)
+        self.joined = True
+
+    def left(self) -> None:
+        self.partitions = frozenset()
+        self.joined = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +169,7 @@ class EventConsumer:
     # Another group re-reads topics from the start (a replay); the inbox,
     # keyed by service, still dedupes.
     group_override: str | None = None
+    assignment: PartitionAssignment = field(default_factory=PartitionAssignment)
     _handlers: dict[tuple[str, int], Handler] = field(default_factory=dict)
     _topics: set[str] = field(default_factory=set)
 
@@ -181,6 +210,16 @@ class EventConsumer:
             EVENTS_CONSUMED.labels(self.service, event_type, "malformed").inc()
             return "malformed"
 
+        with log_context(
+            correlation_id=envelope.correlation_id,
+            event_id=str(envelope.event_id),
+            event_type=envelope.event_type,
+            order_id=_order_id_of(envelope),
+        ):
+            _describe_current_span(self.service, envelope)
+            return await self._consume_decoded(envelope, message)
+
+    async def _consume_decoded(self, envelope: Envelope[Any], message: IncomingMessage) -> str:
         event_type = envelope.event_type
         handler = self._handlers.get((event_type, envelope.schema_version))
         if handler is None:
@@ -265,7 +304,9 @@ class EventConsumer:
         *,
         auto_offset_reset: Literal["earliest", "latest", "none"] = "earliest",
     ) -> Any:
-        """Attach this consumer to a FastStream broker, with manual acknowledgement."""
+        """Attach this consumer to a FastStream broker, with manual acknowledgement;
+        returns the subscriber (its `stop()` ends consuming gracefully, its
+        `consumer` is the aiokafka client)."""
         if not self._topics:
             raise ValueError(f"{self.service} consumer has no handlers")
         if self.dead_letters is None:
@@ -290,14 +331,62 @@ class EventConsumer:
                 return
             await msg.ack()
 
-        return broker.subscriber(
+        subscriber = broker.subscriber(
             *self.topics,
             group_id=self.group_id,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset=auto_offset_reset,
+            listener=self.assignment,
             title=f"{self.service}-consumer",
-        )(on_message)
+        )
+        subscriber(on_message)
+        return subscriber
 
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
+
+
+def _order_id_of(envelope: Envelope[Any]) -> str | None:
+    order_id = getattr(envelope.payload, "order_id", None)
+    return order_id if isinstance(order_id, str) else None
+
+
+def _describe_current_span(service: str, envelope: Envelope[Any]) -> None:
+    """Name the message on the consume span FastStream's middleware opened
+    (a no-op when tracing is off)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(
+            {
+                "kami.service": service,
+                "kami.event_type": envelope.event_type,
+                "kami.event_id": str(envelope.event_id),
+                "kami.correlation_id": envelope.correlation_id,
+            }
+        )
+
+
+async def measure_lag(
+    client: AIOKafkaConsumer, partitions: Collection[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Per partition, the messages after the group's committed offset (from
+    the start of the partition when the group has committed nothing yet,
+    as `auto_offset_reset=earliest` reads it)."""
+    if not partitions:
+        return {}
+    wanted = list(partitions)
+    ends = await client.end_offsets(wanted)
+    lag: dict[TopicPartition, int] = {}
+    uncommitted: list[TopicPartition] = []
+    for partition in wanted:
+        committed = await client.committed(partition)
+        if committed is None:
+            uncommitted.append(partition)
+        else:
+            lag[partition] = max(0, ends[partition] - committed)
+    if uncommitted:
+        starts = await client.beginning_offsets(uncommitted)
+        for partition in uncommitted:
+            lag[partition] = max(0, ends[partition] - starts[partition])
+    return lag

@@ -54,3 +54,18 @@ DEAD_LETTERED = Counter(
     "Messages sent to the dead-letter topic",
     ["service", "event_type"],
 )
+
+MONGO_COMMAND_SECONDS = Histogram(
+    "kami_mongo_command_seconds",
+    "MongoDB commands by collection, command and the fields their filter names "
+    "(on FerretDB 1.24 a filter other than exactly `_id` scans the collection in Go)",
+    ["app", "collection", "command", "filter"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+CONSUMER_LAG = Gauge(
+    "kami_consumer_lag_messages",
+    "Messages on a partition assigned to the service's consumer group that it has not "
+    "committed yet (end offset minus committed offset), refreshed periodically",
+    ["service", "topic", "partition"],
+)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
+
+from kami_events.metrics import MONGO_COMMAND_SECONDS
 
 Document = dict[str, Any]
 
@@ -23,6 +26,7 @@ def connect(
     """
     return AsyncMongoClient(
         uri,
+        event_listeners=[CommandTimer(app_name)],
         appname=app_name,
         tz_aware=True,
         uuidRepresentation="standard",
@@ -31,3 +35,49 @@ def connect(
         connectTimeoutMS=timeout_ms,
         maxPoolSize=max_pool_size,
     )
+
+
+# Where each command keeps its filter.
+_FILTER_KEYS = {"find": "filter", "count": "query", "findAndModify": "query"}
+
+
+class CommandTimer(monitoring.CommandListener):
+    """Times every command by collection and filter shape (the sorted field
+    names of its filter), so an operator sees which queries cost what."""
+
+    def __init__(self, app: str) -> None:
+        self._app = app
+        self._started: dict[int, tuple[str, str, str]] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        command = event.command_name
+        collection = event.command.get(command)
+        if not isinstance(collection, str):
+            return
+        self._started[event.request_id] = (collection, command, _filter_shape(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._observe(event.request_id, event.duration_micros)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._observe(event.request_id, event.duration_micros)
+
+    def _observe(self, request_id: int, micros: int) -> None:
+        labels = self._started.pop(request_id, None)
+        if labels is not None:
+            MONGO_COMMAND_SECONDS.labels(self._app, *labels).observe(micros / 1e6)
+
+
+def _filter_shape(command: Mapping[str, Any]) -> str:
+    name = next(iter(command))
+    query: Any
+    if name in ("update", "delete"):
+        statements = command.get("updates") or command.get("deletes") or []
+        query = statements[0].get("q", {}) if statements else {}
+    elif (key := _FILTER_KEYS.get(name)) is not None:
+        query = command.get(key) or {}
+    else:
+        return ""
+    if not isinstance(query, dict):
+        return ""
+    return ",".join(sorted(query)) or "(none)"

@@ -1,11 +1,18 @@
-"""The outbox relay: publishes committed events to Kafka, then marks them.
+"""The outbox relay: publishes committed events to Kafka, then checkpoints.
 
-The commit documents of the event store are the outbox (DESIGN §5). The
-relay reads unpublished commits in position order, publishes every event
-(topic per aggregate type, key = aggregate id, idempotent producer with
-acks=all) and only then marks the commit published. A crash between the two
-re-publishes the commit on restart: delivery is at-least-once, and the
-consumers' inbox turns that into exactly-once effects.
+The commit documents of the event store are the outbox (DESIGN §5): every
+commit claims a dense position in the store's small outbox collection before
+it is written (see `kami_events.store`). The relay walks the claims from its
+checkpoint in position order, publishes each commit's events (topic per
+aggregate type, key = aggregate id, idempotent producer with acks=all), and
+only then moves the checkpoint past them. A crash between the two
+re-publishes them on restart: delivery is at-least-once, and the consumers'
+inbox turns that into exactly-once effects.
+
+It stops at a claim whose commit is not written yet (its writer is still at
+it), so it never overtakes a stream; a claim left unwritten for
+`void_after` (its writer died) is voided and skipped. It wakes up as soon as
+its own process commits, and polls for other processes' commits.
 
 Only one relay per service publishes at a time: a lease document elects it,
 so running several replicas never interleaves one stream's events.
@@ -18,7 +25,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import uuid4
 
@@ -30,7 +37,7 @@ from kami_events.envelope import Envelope
 from kami_events.metrics import EVENTS_PUBLISHED, OUTBOX_LAG, OUTBOX_UNPUBLISHED
 from kami_events.mongo import Document
 from kami_events.serialization import encode
-from kami_events.store import MongoEventStore
+from kami_events.store import MongoEventStore, StoredCommit
 from kami_events.topics import topic_for
 
 log = logging.getLogger(__name__)
@@ -101,16 +108,21 @@ class RelayLease:
         self._ttl = ttl
         self._clock = clock
         self.holder = f"relay-{uuid4()}"
+        self._held_until: datetime | None = None
 
     async def acquire(self) -> bool:
         """Hold (taking or renewing) the lease; False while another live relay holds it."""
         now = self._clock()
+        if self._held_until is not None and self._held_until - now > self._ttl / 2:
+            return True  # ours for a while yet: no need to ask the database
+        self._held_until = None
         current = await self._collection.find_one({"name": self._name}, sort=[("term", -1)])
         if current is not None:
             expires_at = current["expires_at"]
             if current["holder"] != self.holder and expires_at > now:
                 return False
             if current["holder"] == self.holder and expires_at - now > self._ttl / 2:
+                self._held_until = expires_at
                 return True
         term = int(current["term"]) + 1 if current else 1
         try:
@@ -125,6 +137,7 @@ class RelayLease:
             )
         except DuplicateKeyError:
             return False  # another relay took this term first
+        self._held_until = now + self._ttl
         await self._collection.delete_many(
             {"name": self._name, "term": {"$lt": term - self.KEEP_TERMS}}
         )
@@ -132,6 +145,7 @@ class RelayLease:
 
     async def release(self) -> None:
         """Give up the lease at once (on shutdown) instead of letting it expire."""
+        self._held_until = None
         current = await self._collection.find_one({"name": self._name}, sort=[("term", -1)])
         if current is not None and current["holder"] == self.holder:
             await self._collection.delete_one({"_id": current["_id"], "holder": self.holder})
@@ -146,6 +160,7 @@ class OutboxRelay:
         lease: RelayLease | None = None,
         batch_size: int = 200,
         poll_interval: float = 0.2,
+        void_after: timedelta = timedelta(seconds=30),
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
@@ -153,34 +168,60 @@ class OutboxRelay:
         self._lease = lease
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._void_after = void_after
         self._clock = clock
         self._service = store.producer
 
     async def publish_pending(self) -> int:
-        """Publish one batch of unpublished commits; returns how many were published."""
-        commits = await self._store.read_commits(limit=self._batch_size, unpublished_only=True)
-        if not commits:
+        """Publish one batch of pending commits; returns how many positions it
+        moved past (published commits and voided claims)."""
+        state = await self._store.outbox_state()
+        commits: list[StoredCommit] = []
+        through = state.checkpoint
+        for claim in state.claims[: self._batch_size]:
+            if claim.position != through + 1:
+                # Claims are dense; a hole means a claim this relay cannot see yet.
+                log.warning("%s outbox: no claim at position %d", self._service, through + 1)
+                break
+            check = await self._store.check_claim(claim)
+            commit = check.commit
+            if check.dead:
+                through = claim.position
+                continue
+            if commit is None and self._clock() - claim.claimed_at > self._void_after:
+                log.warning(
+                    "%s outbox: voiding position %d, unwritten for %s (%s)",
+                    self._service,
+                    claim.position,
+                    self._void_after,
+                    claim.commit_id,
+                )
+                commit = await self._store.void(claim)
+            elif commit is None:
+                break  # its writer is still at it: never overtake it
+            if commit is not None:
+                commits.append(commit)
+            through = claim.position
+        if through == state.checkpoint:
             return 0
-        await self._publisher.publish([e for commit in commits for e in commit.events])
+        if commits:
+            await self._publisher.publish([e for commit in commits for e in commit.events])
         # A crash here re-publishes the batch on restart; consumers dedupe.
-        await self._store.mark_published([commit.position for commit in commits])
+        await self._store.advance_checkpoint(through)
         for commit in commits:
             for envelope in commit.events:
                 EVENTS_PUBLISHED.labels(self._service, envelope.event_type).inc()
-        return len(commits)
+        return through - state.checkpoint
 
     async def lag(self) -> OutboxLag:
-        collection = self._store.commits
-        count = await collection.count_documents({"published": False})
-        oldest = await collection.find_one(
-            {"published": False}, {"committed_at": 1}, sort=[("position", 1)]
-        )
+        state = await self._store.outbox_state()
+        pending = [claim for claim in state.claims if not claim.void]
         age = 0.0
-        if oldest is not None:
-            age = max(0.0, (self._clock() - oldest["committed_at"]).total_seconds())
-        OUTBOX_UNPUBLISHED.labels(self._service).set(count)
+        if pending:
+            age = max(0.0, (self._clock() - pending[0].claimed_at).total_seconds())
+        OUTBOX_UNPUBLISHED.labels(self._service).set(len(pending))
         OUTBOX_LAG.labels(self._service).set(age)
-        return OutboxLag(unpublished_commits=count, oldest_age_seconds=age)
+        return OutboxLag(unpublished_commits=len(pending), oldest_age_seconds=age)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Publish until `stop` is set (or the task is cancelled)."""
@@ -188,6 +229,7 @@ class OutboxRelay:
         try:
             while not stop.is_set():
                 published = 0
+                self._store.committed.clear()
                 try:
                     if self._lease is None or await self._lease.acquire():
                         published = await self.publish_pending()
@@ -200,13 +242,23 @@ class OutboxRelay:
                     await _sleep_or_stop(stop, max(self._poll_interval, 1.0))
                     continue
                 if published < self._batch_size:
-                    await _sleep_or_stop(stop, self._poll_interval)
+                    await _wake_or_stop(stop, self._store.committed, self._poll_interval)
         finally:
             if self._lease is not None:
                 try:
                     await asyncio.shield(self._lease.release())
                 except Exception:
                     log.warning("could not release the relay lease", exc_info=True)
+
+
+async def _wake_or_stop(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    """Sleep until this process commits, `stop` is set, or `seconds` pass."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

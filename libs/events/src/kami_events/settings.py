@@ -25,14 +25,30 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
 
-    # Outbox relay: how often it looks for unpublished commits when idle.
-    outbox_poll_interval_seconds: float = Field(default=0.2, gt=0)
+    # Outbox relay: it wakes at once for its own process's commits, and polls
+    # this often for commits of other processes (replicas, CLI tools).
+    outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
 
     # Consumer: bounded retries with exponential backoff, then dead-letter.
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_base_delay_seconds: float = Field(default=0.2, ge=0)
     consumer_retry_max_delay_seconds: float = Field(default=5.0, ge=0)
+
+    # Logs: the level of the process's JSON log lines.
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    # Shutdown on SIGTERM: in-flight HTTP requests get `http_shutdown_grace_seconds`,
+    # in-flight messages `consumer_shutdown_grace_seconds`, periodic jobs
+    # `jobs_shutdown_grace_seconds`, and the final outbox flush
+    # `outbox_flush_seconds` (the pod's terminationGracePeriodSeconds must cover the sum).
+    http_shutdown_grace_seconds: float = Field(default=10.0, gt=0)
+    consumer_shutdown_grace_seconds: float = Field(default=15.0, gt=0)
+    jobs_shutdown_grace_seconds: float = Field(default=5.0, gt=0)
+    outbox_flush_seconds: float = Field(default=10.0, gt=0)
+
+    # How often the consumer lag gauge is measured against the broker.
+    consumer_lag_refresh_seconds: float = Field(default=15.0, gt=0)
 
     @property
     def database_name(self) -> str:

@@ -2,33 +2,43 @@
 
 A commit holds the events of one command for one stream (DESIGN §5). Its
 document is written with a single `insert_one`, so it is atomic on MongoDB 7+
-and on FerretDB 1.24 alike, and it is also the outbox row: the relay publishes
-commits whose `published` is false, in `position` order.
+and on FerretDB 1.24 alike.
 
-- Optimistic concurrency: a unique index on `(stream_id, version)`, where
-  `version` is the commit's first event version. Two writers that loaded the
-  same stream version both try to insert that version; one gets
-  `ConcurrencyError`.
+- A commit's `_id` is `<stream_id>@<first version>`, so two writers that
+  loaded the same stream version race on one `_id`: one wins, the other gets
+  `ConcurrencyError` (optimistic concurrency). Loading a stream follows the
+  `_id`s from version 1, each commit naming the next through `last_version`.
 - Exactly-once effects for consumers: a commit may carry a tracking key
   (`<consumer>:<event_id>` of the message that caused it) under a unique
   index, so the effect and the "processed" mark are one write. A second
   attempt gets `AlreadyProcessed`. Commits without tracking get a unique
   filler value, because FerretDB has no partial indexes.
-- `position` is a dense store-wide sequence: the writer reads the highest
-  position and inserts at the next one under a unique index, retrying when
-  another commit took it. A later commit of a stream therefore always has a
-  higher position (its writer read the earlier commit first), which is what
-  the relay's per-stream ordering needs.
+- Every commit has a dense store-wide `position`, claimed *before* the commit
+  is inserted by inserting `<position>` into the small outbox collection
+  (unique `_id`: one claimant per position). A writer claims the next
+  position only after the previous one exists, and a stream's later commit
+  is claimed after its earlier commit was written, so position order keeps
+  every stream's order. The relay (`kami_events.outbox`) publishes commits
+  in position order and records how far it got in the outbox's
+  `checkpoint` document, then deletes the claims behind it: the outbox stays
+  as small as the backlog, and "published" is `position <= checkpoint`.
+- A claim whose commit never arrives (its writer died) is voided by the
+  relay after a while: a tombstone takes the position under the commits'
+  unique `position` index, so a writer that was only slow fails its insert,
+  sees the tombstone and claims again.
 
-Every race here is decided by a unique index on an insert, the one write
-that is atomic on FerretDB 1.24 (its conditional updates and `$inc` are not:
-see docs/storage.md).
+Why this shape: on FerretDB 1.24 every query is a full table scan, decoded in
+Go unless its filter is exactly `{_id: <string>}` (then SQLite scans it, some
+50 times cheaper), and only an insert under a unique index decides a race
+(docs/storage.md). So the hot paths — append, load, the relay's polling —
+read by `_id` only, and what is polled stays small. On MongoDB the same
+reads are index lookups.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -120,6 +130,20 @@ def stream_id_of(aggregate_type: str, aggregate_id: str) -> str:
     return f"{aggregate_type}/{aggregate_id}"
 
 
+def commit_id_of(stream_id: str, version: int) -> str:
+    """The `_id` of the commit that starts at `version` of the stream."""
+    return f"{stream_id}@{version:010d}"
+
+
+def position_key(position: int) -> str:
+    # Zero-padded so the outbox's string `_id`s sort like the numbers.
+    return f"{position:015d}"
+
+
+VOID_STREAM = "~void"
+CHECKPOINT_ID = "checkpoint"
+
+
 class EventStore(Protocol):
     """What handlers need from an event store; `MongoEventStore` and the
     in-memory fake in `kami_events.testing` both provide it."""
@@ -141,10 +165,39 @@ class EventStore(Protocol):
     async def last_version(self, aggregate_type: str, aggregate_id: str) -> int: ...
 
 
+@dataclass(frozen=True)
+class OutboxClaim:
+    """A position taken for a commit that the relay has not yet passed."""
+
+    position: int
+    commit_id: str
+    claimed_at: datetime
+    void: bool
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    commit: StoredCommit | None  # written at the claimed position
+    dead: bool  # nothing will ever be written there
+
+
+@dataclass(frozen=True)
+class OutboxState:
+    """The relay's checkpoint and the claims ahead of it, in position order."""
+
+    checkpoint: int
+    claims: tuple[OutboxClaim, ...]
+
+    @property
+    def highest(self) -> int:
+        return max([self.checkpoint, *(claim.position for claim in self.claims)])
+
+
 class MongoEventStore:
-    # Concurrent appends to other streams can take the position this writer
-    # read; it retries with the next one. Bounded so a broken index cannot spin.
-    MAX_POSITION_ATTEMPTS = 100
+    MAX_CLAIM_ATTEMPTS = 100
+    # Streams are immutable and contiguous, so a cached prefix stays true and
+    # a load only asks for what follows it. Bounded by events held.
+    CACHED_EVENTS = 50_000
 
     def __init__(
         self,
@@ -156,19 +209,19 @@ class MongoEventStore:
     ) -> None:
         self.producer = producer
         self.commits: AsyncCollection[Document] = database[collection]
+        self.outbox: AsyncCollection[Document] = database[f"{collection}_outbox"]
         self._clock = clock
+        self._claim_lock = asyncio.Lock()
+        self._last_claimed: int | None = None
+        self._cache: OrderedDict[str, list[Envelope[Event]]] = OrderedDict()
+        self._cached_events = 0
+        self._versions: OrderedDict[str, int] = OrderedDict()
+        # Set on every commit, so an in-process relay publishes at once.
+        self.committed = asyncio.Event()
 
     async def ensure_indexes(self) -> None:
-        await self.commits.create_index(
-            [("stream_id", ASCENDING), ("version", ASCENDING)],
-            unique=True,
-            name="stream_version_unique",
-        )
         await self.commits.create_index("tracking", unique=True, name="tracking_unique")
         await self.commits.create_index("position", unique=True, name="position_unique")
-        await self.commits.create_index(
-            [("published", ASCENDING), ("position", ASCENDING)], name="outbox"
-        )
 
     async def append(
         self,
@@ -193,21 +246,37 @@ class MongoEventStore:
             events, self.producer, aggregate_id, expected_version, context, occurred_at=now
         )
         stream_id = stream_id_of(aggregate_type, aggregate_id)
+        commit_id = commit_id_of(stream_id, expected_version + 1)
         tracking_key = tracking.key if tracking else f"commit:{uuid4()}"
         document: Document = {
+            "_id": commit_id,
             "stream_id": stream_id,
             "aggregate_type": aggregate_type,
             "aggregate_id": aggregate_id,
             "version": expected_version + 1,
             "last_version": expected_version + len(events),
-            "position": 0,  # assigned below
+            "position": 0,  # claimed below
             "tracking": tracking_key,
             "correlation_id": context.correlation_id,
             "committed_at": now,
-            "published": False,
             "events": [envelope.to_document() for envelope in envelopes],
         }
-        await self._insert_at_next_position(document, expected_version, tracking_key, tracking)
+        for _attempt in range(self.MAX_CLAIM_ATTEMPTS):
+            position = await self._claim_position(commit_id, now)
+            document["position"] = position
+            try:
+                await self.commits.insert_one(document)
+                break
+            except DuplicateKeyError:
+                pass
+            if await self.commits.find_one({"_id": _tombstone_id(position)}, {"_id": 1}):
+                continue  # the relay gave up on this slow claim: claim again
+            await self._void_claim(position)
+            await self._raise_conflict(commit_id, tracking_key, tracking)
+        else:
+            raise RuntimeError(f"no position for {commit_id} after {self.MAX_CLAIM_ATTEMPTS}")
+        self._remember(stream_id, expected_version, envelopes)
+        self.committed.set()
         for envelope in envelopes:
             EVENTS_APPENDED.labels(self.producer, envelope.event_type).inc()
         return envelopes
@@ -217,94 +286,225 @@ class MongoEventStore:
     ) -> list[Envelope[Event]]:
         """Every event of the stream after `after_version`, in version order."""
         stream_id = stream_id_of(aggregate_type, aggregate_id)
-        cursor = self.commits.find(
-            {"stream_id": stream_id, "last_version": {"$gt": after_version}},
-            {"events": 1, "version": 1},
-        ).sort("version", ASCENDING)
-        envelopes: list[Envelope[Event]] = []
-        expected = None
-        async for commit in cursor:
+        known = list(self._cache.get(stream_id, ()))
+        while True:
+            commit = await self.commits.find_one(
+                {"_id": commit_id_of(stream_id, len(known) + 1)}, {"events": 1}
+            )
+            if commit is None:
+                break
             for raw in commit["events"]:
                 envelope = decode_document(raw)
-                if expected is not None and envelope.aggregate_version != expected:
+                if envelope.aggregate_version != len(known) + 1:
                     raise StreamCorrupted(
-                        f"{stream_id}: version {envelope.aggregate_version} follows {expected - 1}"
+                        f"{stream_id}: version {envelope.aggregate_version} "
+                        f"where {len(known) + 1} belongs"
                     )
-                expected = envelope.aggregate_version + 1
-                if envelope.aggregate_version > after_version:
-                    envelopes.append(envelope)
-        if envelopes and envelopes[0].aggregate_version != after_version + 1:
-            raise StreamCorrupted(
-                f"{stream_id}: starts at version {envelopes[0].aggregate_version}, "
-                f"expected {after_version + 1}"
-            )
-        return envelopes
+                known.append(envelope)
+        if known:
+            self._cache_stream(stream_id, known)
+        return known[after_version:]
 
     async def last_version(self, aggregate_type: str, aggregate_id: str) -> int:
-        """The stream's current version (0 if empty), without loading its events:
+        """The stream's current version (0 if empty), without decoding its events:
         the expected version for appending to a long stream."""
-        commit = await self.commits.find_one(
-            {"stream_id": stream_id_of(aggregate_type, aggregate_id)},
-            {"last_version": 1},
-            sort=[("version", -1)],
-        )
-        return int(commit["last_version"]) if commit else 0
+        stream_id = stream_id_of(aggregate_type, aggregate_id)
+        version = max(len(self._cache.get(stream_id, ())), self._versions.get(stream_id, 0))
+        while True:
+            commit = await self.commits.find_one(
+                {"_id": commit_id_of(stream_id, version + 1)}, {"last_version": 1}
+            )
+            if commit is None:
+                break
+            version = int(commit["last_version"])
+        self._remember_version(stream_id, version)
+        return version
 
-    async def read_commits(
-        self, after_position: int = 0, limit: int = 500, *, unpublished_only: bool = False
-    ) -> list[StoredCommit]:
-        """Commits in position order: for the outbox relay and for rebuilding projections."""
+    async def read_commits(self, after_position: int = 0, limit: int = 500) -> list[StoredCommit]:
+        """Commits in position order, for rebuilding projections. Stops before a
+        position that is claimed but not yet written, so a reader that
+        checkpoints the last position it got never skips a commit."""
+        # The claims first: a claim made after this read is above every
+        # position read below, and a claim gone by then was published.
+        state = await self.outbox_state()
+        if state.highest <= after_position:
+            return []  # nothing new: spare the scan of the commits
         query: Document = {"position": {"$gt": after_position}}
-        if unpublished_only:
-            query["published"] = False
         cursor = self.commits.find(query).sort("position", ASCENDING).limit(limit)
-        return [self._to_stored(doc) async for doc in cursor]
-
-    async def mark_published(self, positions: Sequence[int]) -> None:
-        await self.commits.update_many(
-            {"position": {"$in": list(positions)}, "published": False},
-            {"$set": {"published": True, "published_at": self._clock()}},
+        written = [doc async for doc in cursor]
+        positions = {int(doc["position"]) for doc in written}
+        in_flight = min(
+            (
+                claim.position
+                for claim in state.claims
+                if not claim.void
+                and claim.position > after_position
+                and claim.position not in positions
+            ),
+            default=None,
         )
+        return [
+            self._to_stored(doc, state.checkpoint)
+            for doc in written
+            if (in_flight is None or int(doc["position"]) < in_flight)
+            and doc["stream_id"] != VOID_STREAM
+        ]
 
-    async def _insert_at_next_position(
-        self,
-        document: Document,
-        expected_version: int,
-        tracking_key: str,
-        tracking: Tracking | None,
+    # -- the outbox: claims, checkpoint, tombstones (driven by the relay) ------
+
+    async def outbox_state(self) -> OutboxState:
+        """The checkpoint and pending claims: one read of the small outbox."""
+        checkpoint = 0
+        claims: list[OutboxClaim] = []
+        async for doc in self.outbox.find({}):
+            if doc["_id"] == CHECKPOINT_ID:
+                checkpoint = int(doc["position"])
+            else:
+                claims.append(
+                    OutboxClaim(
+                        position=int(doc["position"]),
+                        commit_id=doc["commit_id"],
+                        claimed_at=doc["claimed_at"],
+                        void=bool(doc.get("void", False)),
+                    )
+                )
+        pending = sorted((c for c in claims if c.position > checkpoint), key=_by_position)
+        return OutboxState(checkpoint, tuple(pending))
+
+    async def check_claim(self, claim: OutboxClaim) -> ClaimCheck:
+        """What became of a claim: its commit, or whether none will ever come."""
+        if claim.void:
+            return ClaimCheck(commit=None, dead=True)
+        doc = await self.commits.find_one({"_id": claim.commit_id})
+        if doc is None:
+            return ClaimCheck(commit=None, dead=False)  # not written (yet)
+        if int(doc["position"]) != claim.position:
+            # Its writer lost the race for the stream version: the winner's
+            # commit has this `_id`, at its own position.
+            return ClaimCheck(commit=None, dead=True)
+        return ClaimCheck(commit=self._to_stored(doc, claim.position - 1), dead=False)
+
+    async def void(self, claim: OutboxClaim) -> StoredCommit | None:
+        """Give up on a claim whose writer is gone. Returns the commit instead
+        if it was written after all (then it must be published)."""
+        try:
+            await self.commits.insert_one(
+                {
+                    "_id": _tombstone_id(claim.position),
+                    "stream_id": VOID_STREAM,
+                    "aggregate_type": VOID_STREAM,
+                    "aggregate_id": claim.commit_id,
+                    "version": 0,
+                    "last_version": 0,
+                    "position": claim.position,
+                    "tracking": _tombstone_id(claim.position),
+                    "correlation_id": "",
+                    "committed_at": self._clock(),
+                    "events": [],
+                }
+            )
+        except DuplicateKeyError:
+            check = await self.check_claim(claim)
+            if check.commit is not None:
+                return check.commit
+        await self._void_claim(claim.position)
+        return None
+
+    async def advance_checkpoint(self, position: int) -> None:
+        """Record that every position up to `position` is published (or void),
+        then drop the claims behind it."""
+        await self.outbox.update_one(
+            {"_id": CHECKPOINT_ID}, {"$set": {"position": position}}, upsert=True
+        )
+        await self.outbox.delete_many({"_id": {"$lte": position_key(position)}})
+
+    # -- internals ---------------------------------------------------------
+
+    async def _claim_position(self, commit_id: str, now: datetime) -> int:
+        async with self._claim_lock:
+            for _attempt in range(self.MAX_CLAIM_ATTEMPTS):
+                if self._last_claimed is None:
+                    self._last_claimed = (await self.outbox_state()).highest
+                position = self._last_claimed + 1
+                try:
+                    await self.outbox.insert_one(
+                        {
+                            "_id": position_key(position),
+                            "position": position,
+                            "commit_id": commit_id,
+                            "claimed_at": now,
+                            "void": False,
+                        }
+                    )
+                except DuplicateKeyError:
+                    self._last_claimed = None  # another process took it: look again
+                    continue
+                checkpoint = await self.outbox.find_one({"_id": CHECKPOINT_ID})
+                if checkpoint is not None and position <= int(checkpoint["position"]):
+                    # A stale hint took a slot the relay had already passed and freed.
+                    await self.outbox.delete_one({"_id": position_key(position)})
+                    self._last_claimed = None
+                    continue
+                self._last_claimed = position
+                return position
+        raise RuntimeError(f"could not claim a position for {commit_id}")
+
+    async def _void_claim(self, position: int) -> None:
+        await self.outbox.update_one({"_id": position_key(position)}, {"$set": {"void": True}})
+
+    async def _raise_conflict(
+        self, commit_id: str, tracking_key: str, tracking: Tracking | None
     ) -> None:
-        stream_id = document["stream_id"]
-        for attempt in range(self.MAX_POSITION_ATTEMPTS):
-            document["position"] = await self._last_position() + 1
-            document.pop("_id", None)  # insert_one set it on the failed attempt
-            try:
-                await self.commits.insert_one(document)
-                return
-            except DuplicateKeyError:
-                pass
-            # Which unique index refused it? Ask the data, not the error text,
-            # whose format differs between MongoDB and FerretDB.
-            if tracking and await self.commits.find_one({"tracking": tracking_key}, {"_id": 1}):
-                raise AlreadyProcessed(tracking_key)
-            taken = {"stream_id": stream_id, "version": expected_version + 1}
-            if await self.commits.find_one(taken, {"_id": 1}):
-                CONCURRENCY_CONFLICTS.labels(self.producer).inc()
-                raise ConcurrencyError(f"{stream_id} already has version {expected_version + 1}")
-            # Another stream's commit took the position: back off a little, retry.
-            await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))  # noqa: S311
-        raise RuntimeError(f"no free position after {self.MAX_POSITION_ATTEMPTS} attempts")
+        # Which unique index refused it? Ask the data, not the error text,
+        # whose format differs between MongoDB and FerretDB.
+        existing = await self.commits.find_one({"_id": commit_id}, {"tracking": 1})
+        if existing is not None and existing["tracking"] != tracking_key:
+            CONCURRENCY_CONFLICTS.labels(self.producer).inc()
+            stream_id, _, version = commit_id.rpartition("@")
+            raise ConcurrencyError(f"{stream_id} already has version {int(version)}")
+        if tracking is not None:
+            raise AlreadyProcessed(tracking_key)
+        raise RuntimeError(f"{commit_id} was refused by a unique index for no known reason")
 
-    async def _last_position(self) -> int:
-        last = await self.commits.find_one({}, {"position": 1}, sort=[("position", -1)])
-        return int(last["position"]) if last else 0
+    def _remember(
+        self, stream_id: str, expected_version: int, envelopes: Sequence[Envelope[Event]]
+    ) -> None:
+        cached = self._cache.get(stream_id)
+        if cached is not None and len(cached) == expected_version:
+            self._cache_stream(stream_id, [*cached, *envelopes])
+        elif expected_version == 0:
+            self._cache_stream(stream_id, list(envelopes))
+        self._remember_version(stream_id, envelopes[-1].aggregate_version)
+
+    def _cache_stream(self, stream_id: str, envelopes: list[Envelope[Event]]) -> None:
+        previous = self._cache.pop(stream_id, None)
+        self._cached_events -= len(previous or ())
+        self._cache[stream_id] = envelopes
+        self._cached_events += len(envelopes)
+        while self._cached_events > self.CACHED_EVENTS and len(self._cache) > 1:
+            _, evicted = self._cache.popitem(last=False)
+            self._cached_events -= len(evicted)
+
+    def _remember_version(self, stream_id: str, version: int) -> None:
+        self._versions[stream_id] = max(version, self._versions.pop(stream_id, 0))
+        while len(self._versions) > self.CACHED_EVENTS:
+            self._versions.popitem(last=False)
 
     @staticmethod
-    def _to_stored(doc: dict[str, Any]) -> StoredCommit:
+    def _to_stored(doc: dict[str, Any], checkpoint: int) -> StoredCommit:
         return StoredCommit(
             position=int(doc["position"]),
             stream_id=doc["stream_id"],
             version=int(doc["version"]),
             events=tuple(decode_document(raw) for raw in doc["events"]),
             committed_at=doc["committed_at"],
-            published=bool(doc["published"]),
+            published=int(doc["position"]) <= checkpoint,
         )
+
+
+def _tombstone_id(position: int) -> str:
+    return f"{VOID_STREAM}@{position_key(position)}"
+
+
+def _by_position(claim: OutboxClaim) -> int:
+    return claim.position

@@ -1,5 +1,6 @@
-"""The app factory: health, readiness and metrics routes, error handlers, and
-the service runtime started in the app's lifespan."""
+"""The app factory: health, readiness and metrics routes, error handlers,
+request metrics and log context, tracing when it is on, and the service
+runtime started in the app's lifespan."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from kami_events import tracing
 from kami_events.runtime import ServiceRuntime
 from kami_web.errors import ErrorResponse, install_error_handlers
+from kami_web.observability import RequestObservation
 
 
 def create_app(
@@ -27,7 +31,9 @@ def create_app(
         try:
             yield
         finally:
+            # uvicorn has finished the requests in flight by now (SIGTERM).
             await runtime.stop()
+            tracing.flush()
 
     app = FastAPI(
         title=title,
@@ -38,6 +44,12 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    app.add_middleware(RequestObservation, service=runtime.settings.service_name)
+    provider = tracing.tracer_provider()
+    if provider is not None:
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=provider, excluded_urls="/healthz,/readyz,/metrics"
+        )
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -46,7 +58,7 @@ def create_app(
     @app.get(
         "/readyz",
         tags=["operations"],
-        summary="MongoDB and Kafka reachable, outbox not lagging",
+        summary="MongoDB and Kafka reachable, consumer in its group, outbox not lagging",
         responses={503: {"description": "not ready"}},
     )
     async def readyz(response: Response) -> dict[str, object]:

@@ -79,10 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rebuild-projections":
         return asyncio.run(_rebuild())
 
-    import uvicorn
+    from kami_web.serve import run_service
 
-    settings = CatalogSettings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
+    run_service(CatalogSettings(), create_app)
     return 0
 
 

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
-import uvicorn
-
 from kami_identity.app import create_app
 from kami_identity.settings import IdentitySettings
+from kami_web.serve import run_service
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = IdentitySettings()  # from the environment
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
+    run_service(IdentitySettings(), create_app)  # settings (and secrets) from the environment
 
 
 if __name__ == "__main__":

@@ -12,15 +12,17 @@ from kami_events.clock import Clock, utc_now
 from kami_events.mongo import Document
 from kami_events.runtime import ServiceRuntime
 from kami_events.store import EventStore
-from kami_inventory import handlers
+from kami_inventory import handlers, metrics
 from kami_inventory.adapters.crypto import KeyCipher, KeyRing
 from kami_inventory.adapters.keys import MongoKeyStore
 from kami_inventory.adapters.records import (
+    STOCK_STATES,
     MongoDataKeyStore,
     MongoImportLog,
     MongoOfferDirectory,
     MongoReservationBook,
     MongoRevealAudit,
+    MongoStockBook,
     MongoWorkJournal,
 )
 from kami_inventory.api import install_error_mapping, router
@@ -63,6 +65,7 @@ class MongoAdapters:
     work: MongoWorkJournal
     audit: MongoRevealAudit
     data_keys: MongoDataKeyStore
+    stock_book: MongoStockBook
 
     @classmethod
     def on(cls, db: AsyncDatabase[Document], *, clock: Clock) -> MongoAdapters:
@@ -74,6 +77,7 @@ class MongoAdapters:
             work=MongoWorkJournal(db),
             audit=MongoRevealAudit(db),
             data_keys=MongoDataKeyStore(db, clock=clock),
+            stock_book=MongoStockBook(db),
         )
 
     async def ensure_indexes(self) -> None:
@@ -94,6 +98,7 @@ def build_inventory(
         reservations=adapters.reservations,
         work=adapters.work,
         audit=adapters.audit,
+        stock_book=adapters.stock_book,
         keyring=KeyRing(
             KeyCipher(settings.master_key, settings.fingerprint_key), adapters.data_keys
         ),
@@ -121,6 +126,17 @@ def create_app(
 
     runtime.every(
         "maintenance", timedelta(seconds=settings.inventory_maintenance_interval_seconds), maintain
+    )
+
+    async def refresh_keys_gauge() -> None:
+        for offer_id, stock in (await adapters.stock_book.all()).items():
+            for state in STOCK_STATES:
+                metrics.KEYS.labels(offer_id, state).set(getattr(stock, state))
+
+    runtime.every(
+        "keys-gauge",
+        timedelta(seconds=settings.inventory_metrics_refresh_seconds),
+        refresh_keys_gauge,
     )
 
     app = create_service_app(runtime, [router], title="Kami inventory", description=DESCRIPTION)

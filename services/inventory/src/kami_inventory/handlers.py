@@ -92,6 +92,7 @@ from kami_inventory.ports import (
     RevealAudit,
     RevealRecord,
     SealedKey,
+    StockBook,
     WorkJournal,
     WorkKind,
 )
@@ -142,6 +143,7 @@ class Inventory:
     reservations: ReservationBook
     work: WorkJournal
     audit: RevealAudit
+    stock_book: StockBook
     keyring: KeyRing
     rules: PoolRules
     clock: Clock
@@ -171,15 +173,22 @@ async def _commit(
     for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
         version = await inv.store.last_version(POOL, offer_id)
         batch: list[Event] = list(events)
-        if with_stock:
-            batch.append((await inv.keys.stock(offer_id, inv.clock())).changed(offer_id))
+        stock = await inv.keys.stock(offer_id, inv.clock()) if with_stock else None
+        if stock is not None:
+            batch.append(stock.changed(offer_id))
         try:
-            return await inv.store.append(POOL, offer_id, version, batch, context, tracking)
+            envelopes = await inv.store.append(POOL, offer_id, version, batch, context, tracking)
         except ConcurrencyError:
             if attempt == MAX_COMMIT_ATTEMPTS:
                 raise
             # Jitter spreads the racers out; it is not security-relevant.
             await inv.sleep(random.uniform(0, 0.005 * min(attempt, 20)))  # noqa: S311
+            continue
+        if stock is not None:
+            # For the keys gauge; a crash right here leaves the counts one
+            # commit behind until the pool's next commit.
+            await inv.stock_book.record(offer_id, envelopes[-1].aggregate_version, stock)
+        return envelopes
     raise AssertionError("unreachable")
 
 

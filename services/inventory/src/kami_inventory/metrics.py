@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 KEYS_IMPORTED = Counter("kami_inventory_keys_imported_total", "Keys added to pools by imports")
 RESERVATIONS = Counter(
@@ -14,4 +14,10 @@ KEY_REVEALS = Counter(
     "kami_inventory_key_reveals_total",
     "Keys whose secret was given to delivery (revealed) or refused (withheld)",
     ["outcome"],
+)
+KEYS = Gauge(
+    "kami_inventory_keys",
+    "Keys of an offer's pool by state, as of the pool's last commit (expired overlaps "
+    "available and blocked: keys past their expiry that were never sold)",
+    ["offer_id", "state"],
 )

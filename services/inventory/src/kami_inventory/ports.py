@@ -202,3 +202,15 @@ class RevealRecord:
 
 class RevealAudit(Protocol):
     async def record(self, entry: RevealRecord) -> None: ...
+
+
+class StockBook(Protocol):
+    """The latest key counts of each pool, one small document per offer: the
+    `kami_inventory_keys` gauge reads these instead of counting the keys."""
+
+    async def record(self, offer_id: str, version: int, stock: StockLevels) -> None:
+        """Keep the counts committed at the pool's stream `version`; counts
+        from an older version than the kept ones change nothing."""
+        ...
+
+    async def all(self) -> dict[str, StockLevels]: ...

@@ -57,6 +57,8 @@ class InventorySettings(ServiceSettings):
 
     # The maintenance job: near-expiry blocking and finishing interrupted work.
     inventory_maintenance_interval_seconds: float = Field(default=60.0, gt=0)
+    # How often the `kami_inventory_keys` gauge is read from the pools' stock records.
+    inventory_metrics_refresh_seconds: float = Field(default=15.0, gt=0)
     # Work left half-done for this long is presumed abandoned by a dead process.
     inventory_stale_work_seconds: float = Field(default=30.0, gt=0)
 

@@ -6,14 +6,16 @@ shape the answer.
 - `GET /orders`: the caller's own orders, newest first, by pages;
 - `GET /orders/{id}` and `GET /orders/{id}/timeline`: for the buyer who owns
   the order and for support and operators; anyone else gets 404;
-- `POST /orders/{id}/cancel`: the buyer cancels an order not yet paid.
+- `POST /orders/{id}/cancel`: the buyer cancels an order not yet paid;
+- `GET /sagas/past-deadline` (operators): orders whose deadline passed longer
+  ago than the poller should take to fire it (`kami sagas stuck`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from uuid import uuid4
 
@@ -22,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kami_events.catalogue.common import ID_PATTERN
 from kami_events.catalogue.identity import Role
+from kami_events.clock import Clock
 from kami_ordering.adapters.order_views import InvalidCursor, MongoOrderViews
 from kami_ordering.adapters.repository import LoadedOrder, OrderRepository
 from kami_ordering.adapters.timeline import MongoTimeline, entry_of
@@ -44,6 +47,7 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 STAFF = frozenset({Role.SUPPORT, Role.OPERATOR})
 
 Buyer = Annotated[Principal, Depends(require_roles(Role.BUYER))]
+Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class Ordering:
     views: MongoOrderViews
     timeline: MongoTimeline
     timers: SagaTimers
+    clock: Clock
+    # A deadline this much in the past counts as missed (the poller is late or stuck).
+    overdue_after: timedelta
 
 
 def _ordering(request: Request) -> Ordering:
@@ -161,6 +168,20 @@ class TimelineEvent(BaseModel):
 class Timeline(BaseModel):
     order_id: str
     events: list[TimelineEvent]
+
+
+class OverdueSagaView(BaseModel):
+    order_id: str
+    state: str
+    deadline: str = Field(description="payment, delivery or guarantee")
+    due_at: datetime
+    overdue_seconds: float
+
+
+class OverdueSagas(BaseModel):
+    as_of: datetime
+    overdue_after_seconds: float
+    sagas: list[OverdueSagaView]
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -283,6 +304,35 @@ async def cancel_order(
     except TransitionRefused as refused:
         raise ApiError(409, "order_not_cancellable", refused.decision.reason) from None
     return _order_view(loaded, deps.timers)
+
+
+@router.get(
+    "/sagas/past-deadline",
+    response_model=OverdueSagas,
+    tags=["operations"],
+    summary="Sagas whose deadline passed and was not acted on (operators)",
+    description="The orders behind the `kami_saga_past_deadline` gauge, most overdue first: "
+    "a deadline counts once it is `overdue_after_seconds` in the past (the poller fires "
+    "deadlines within seconds). Orders held by an open after-sales claim are left out.",
+    responses=ERRORS,
+)
+async def sagas_past_deadline(operator: Operator, deps: Deps) -> OverdueSagas:
+    now = deps.clock()
+    overdue = await deps.views.past_deadline(now - deps.overdue_after)
+    return OverdueSagas(
+        as_of=now,
+        overdue_after_seconds=deps.overdue_after.total_seconds(),
+        sagas=[
+            OverdueSagaView(
+                order_id=saga.order_id,
+                state=saga.state,
+                deadline=saga.deadline,
+                due_at=saga.due_at,
+                overdue_seconds=(now - saga.due_at).total_seconds(),
+            )
+            for saga in overdue
+        ],
+    )
 
 
 # -- helpers --------------------------------------------------------------------------

@@ -107,6 +107,8 @@ def create_app(
         views=views,
         timeline=timeline,
         timers=timers,
+        clock=clock,
+        overdue_after=timedelta(seconds=settings.ordering_overdue_after_seconds),
     )
     # Tokens expire by the wall clock, whatever clock the saga runs on.
     install_auth(app, TokenVerifier(auth))

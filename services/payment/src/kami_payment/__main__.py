@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from kami_payment.app import create_app
 from kami_payment.settings import PaymentSettings
+from kami_web.serve import run_service
 
 
 def main() -> None:
-    settings = PaymentSettings()  # secrets come from the environment
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
+    run_service(PaymentSettings(), create_app)  # settings (and secrets) from the environment
 
 
 if __name__ == "__main__":

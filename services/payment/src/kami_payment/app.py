@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from kami_events.catalogue.payment import PaymentChannel
 from kami_events.clock import Clock, utc_now
 from kami_events.runtime import ServiceRuntime
-from kami_payment import api, simulator_api
+from kami_payment import api, metrics, simulator_api
 from kami_payment.adapters.gateway_orders import MongoGatewayOrders
 from kami_payment.adapters.gateways.alipay import AlipayAdapter, AlipayNotifier
 from kami_payment.adapters.gateways.base import GatewayAdapter
@@ -22,6 +22,7 @@ from kami_payment.adapters.passwords import Argon2Parameters, PasswordHasher
 from kami_payment.adapters.read_models import (
     MongoCredentials,
     MongoDailySpend,
+    MongoDepositStandings,
     MongoOrderBook,
     MongoParties,
 )
@@ -120,6 +121,7 @@ def build_components(
         gateway_orders=gateway_orders,
         gateways=gateways,
         policy=policy_from(settings),
+        standings=MongoDepositStandings(db),
         clock=clock,
     )
     return PaymentComponents(
@@ -146,10 +148,13 @@ def create_app(
     )
     sweep_every = timedelta(seconds=settings.payment_sweep_seconds)
     runtime.every("ledger-sweeper", sweep_every, service.sweep)
+
+    async def refresh_gauges() -> None:
+        await service.trial_balance()  # sets the ledger gauges
+        metrics.DEPOSITS_BELOW_MINIMUM.set(await service.deposits_below_minimum())
+
     runtime.every(
-        "ledger-metrics",
-        timedelta(seconds=settings.payment_metrics_seconds),
-        service.trial_balance,
+        "payment-metrics", timedelta(seconds=settings.payment_metrics_seconds), refresh_gauges
     )
 
     routers = [api.router]

@@ -57,6 +57,7 @@ from kami_events.clock import Clock, utc_now
 from kami_events.event import Event
 from kami_events.repository import AggregateRepository
 from kami_events.store import CommitContext, ConcurrencyError, EventStore
+from kami_events.tracing import continue_trace
 from kami_payment.adapters.gateway_orders import (
     GatewayOrder,
     GatewayOrders,
@@ -74,6 +75,7 @@ from kami_payment.adapters.journal import JournalLine, StoredMovement
 from kami_payment.adapters.read_models import (
     Credentials,
     DailySpend,
+    DepositStandings,
     OrderBook,
     Parties,
     WalletCredential,
@@ -207,6 +209,7 @@ class PaymentService:
         gateway_orders: GatewayOrders,
         gateways: Mapping[PaymentChannel, GatewayAdapter],
         policy: PaymentPolicy,
+        standings: DepositStandings,
         clock: Clock = utc_now,
     ) -> None:
         self.payments = AggregateRepository(store, Payment)
@@ -220,6 +223,7 @@ class PaymentService:
         self.gateway_orders = gateway_orders
         self.gateways = gateways
         self.policy = policy
+        self.standings = standings
         self.clock = clock
 
     # -- what other services told us ------------------------------------------
@@ -235,6 +239,7 @@ class PaymentService:
                         "seller_id": event.seller_id,
                         "total": event.total,
                         "payment_deadline": event.payment_deadline,
+                        "traceparent": context.traceparent,
                     },
                 )
             case OrderReserved():
@@ -247,6 +252,7 @@ class PaymentService:
                         "total": event.total,
                         "payment_deadline": event.payment_deadline,
                         "reservation_expires_at": event.reservation_expires_at,
+                        "traceparent": context.traceparent,
                     },
                 )
             case OrderPaid():
@@ -305,7 +311,21 @@ class PaymentService:
         order = await self.orders.get(order_id)
         if order is None or order.buyer_id != buyer_id:
             raise order_not_found(order_id)
-        context = CommitContext(correlation_id=order_id, causation_id=request_id)
+        # Paying is part of the order's purchase: it joins the order's trace.
+        with continue_trace(order.traceparent, "pay order", {"kami.order_id": order_id}):
+            return await self._pay(order, channel, payment_password, request_id)
+
+    async def _pay(
+        self,
+        order: OrderView,
+        channel: PaymentChannel,
+        payment_password: str | None,
+        request_id: str,
+    ) -> PaymentOutcome:
+        order_id, buyer_id = order.order_id, order.buyer_id
+        context = CommitContext(
+            correlation_id=order_id, causation_id=request_id, traceparent=order.traceparent
+        )
         payment = await self.payments.get(payment_id_for(order_id))
         if payment is not None:
             if payment.status is PaymentStatus.CONFIRMED:
@@ -594,11 +614,16 @@ class PaymentService:
         stored = await self.ledger.execute(movement)
         if order.status is not GatewayOrderStatus.PAID:
             await self.gateway_orders.mark_paid(order.out_trade_no, amount, channel_reference)
+        view = await self.orders.get(order.order_id) if order.order_id else None
+        traceparent = view.traceparent if view else None
         context = CommitContext(
             correlation_id=order.order_id or order.out_trade_no,
             causation_id=f"{order.channel.value}:{channel_reference}",
+            traceparent=traceparent,
         )
-        await self.record(stored, context)
+        # A channel's callback about an order's payment joins the order's trace.
+        with continue_trace(traceparent, "capture payment", {"kami.channel": order.channel.value}):
+            await self.record(stored, context)
         return "duplicate" if existing is not None else "captured"
 
     def _capture_target(
@@ -946,9 +971,12 @@ class PaymentService:
                 deposit.mirror(_deposit_line(line), self.policy.deposit_minimum)
             try:
                 await self.deposits.save(deposit, context)
-                return
             except ConcurrencyError:
                 continue  # another writer mirrored some lines: reload and continue
+            await self.standings.record(
+                seller_id, deposit.version, deposit.balance, deposit.minimum
+            )
+            return
         raise ConcurrencyError(f"deposit {seller_id} kept changing while being mirrored")
 
     async def sweep(self) -> int:
@@ -1040,6 +1068,10 @@ class PaymentService:
 
     async def trial_balance(self) -> TrialBalance:
         return await self.ledger.trial_balance()
+
+    async def deposits_below_minimum(self) -> int:
+        """Sellers whose deposit is below the minimum now (offers delisted)."""
+        return await self.standings.count_below_minimum()
 
     # -- helpers -------------------------------------------------------------------
 

@@ -49,3 +49,7 @@ GATEWAY_POLLS = Counter(
     "Trades the poller queried because no callback came, by channel and what it found",
     ["channel", "found"],
 )
+DEPOSITS_BELOW_MINIMUM = Gauge(
+    "kami_payment_deposits_below_minimum",
+    "Sellers whose deposit is below the minimum (their offers stay delisted until they top up)",
+)

@@ -286,17 +286,14 @@ class MongoDeliveryQueue:
         return True
 
     async def complete(self, delivery_id: str, outcome: str, now: datetime) -> None:
-        await self._c.update_one(
-            {"_id": delivery_id},
-            {
-                "$set": {
-                    "status": "done",
-                    "outcome": outcome,
-                    "finished_at": now,
-                    "lease_until": None,
-                }
-            },
-        )
+        """The job leaves the lane (its outcome is in the delivery's stream), so
+        the lane holds only open work: every claim reads it whole on FerretDB.
+        A redelivered `OrderPaid` may queue it again; its worker then finds
+        the delivery concluded and completes it at once."""
+        job = await self._c.find_one({"_id": delivery_id}, {"attempts": 1})
+        await self._c.delete_one({"_id": delivery_id})
+        for attempt in range(1, int(job["attempts"]) + 1 if job else 1):
+            await self._claims.delete_one({"_id": f"{delivery_id}#{attempt}"})
 
     async def retry_at(self, delivery_id: str, at: datetime, error: str) -> None:
         await self._c.update_one(

@@ -1,6 +1,6 @@
 """Inventory's other MongoDB collections: the offer and product read model,
 the import log, the reservation decisions, the work journal, the pools' data
-keys and the reveal audit.
+keys, the reveal audit and the pools' latest stock counts.
 
 Every record that decides something is written with one insert under a
 unique `_id` (first writer wins, on MongoDB and FerretDB alike); a loser
@@ -10,6 +10,7 @@ reads back the winner's record.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from kami_events.mongo import Document
 from kami_inventory.domain.imports import FileFormat, ImportReport, RejectedLine, Rejection
 from kami_inventory.domain.offers import Offer, Product
 from kami_inventory.domain.reservations import Reservation
+from kami_inventory.domain.stock import StockLevels
 from kami_inventory.ports import (
     ImportRecord,
     PendingWork,
@@ -328,3 +330,26 @@ class MongoRevealAudit:
                 "at": entry.at,
             }
         )
+
+
+# The states a pool's keys are counted in (`expired` overlaps available and blocked).
+STOCK_STATES = tuple(f.name for f in dataclasses.fields(StockLevels))
+
+
+class MongoStockBook:
+    """`pool_stock`: one document per offer (`_id` = offer id) with the counts
+    of its last commit. Small and bounded by the number of offers, so the
+    metrics job may read all of it; the keys collection is never scanned for it."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.pools: AsyncCollection[Document] = db["pool_stock"]
+
+    async def record(self, offer_id: str, version: int, stock: StockLevels) -> None:
+        counts = {state: getattr(stock, state) for state in STOCK_STATES}
+        await _newer_wins(self.pools, offer_id, version, {**counts, "version": version})
+
+    async def all(self) -> dict[str, StockLevels]:
+        return {
+            doc["_id"]: StockLevels(**{state: int(doc.get(state, 0)) for state in STOCK_STATES})
+            async for doc in self.pools.find({})
+        }

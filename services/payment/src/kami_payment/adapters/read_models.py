@@ -7,6 +7,8 @@
 - `buyers` / `sellers`: tiers, daily limits and suspensions, approved sellers
   (identity's events).
 - `daily_spend`: what each buyer committed to pay per Asia/Shanghai day.
+- `deposit_standings`: each seller's deposit balance against the minimum (for
+  the `kami_payment_deposits_below_minimum` gauge).
 - `wallet_credentials` and `wallet_password_attempts`: the argon2id hash of
   each buyer's payment password, and the attempts made with it.
 
@@ -73,6 +75,14 @@ class DailySpend(Protocol):
     async def spent(self, buyer_id: str, day: date) -> int: ...
 
 
+class DepositStandings(Protocol):
+    async def record(self, seller_id: str, version: int, balance: int, minimum: int) -> None:
+        """Keep a deposit's balance as of its stream `version`; an older
+        version than the kept one changes nothing."""
+
+    async def count_below_minimum(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class WalletCredential:
     """A payment password's hash. `generation` names the current run of
@@ -110,14 +120,18 @@ class MongoOrderBook:
         self._orders: AsyncCollection[Document] = database["orders"]
 
     async def advance(self, order_id: str, status: OrderStatus, fields: dict[str, Any]) -> None:
-        # No match and a duplicate key: the order is already as far or further
-        # (a replayed older event).
-        with contextlib.suppress(DuplicateKeyError):
-            await self._orders.update_one(
-                {"_id": order_id, "rank": {"$lt": status.rank}},
-                {"$set": {**fields, "status": status.value, "rank": status.rank}},
-                upsert=True,
-            )
+        # Only payment's consumer writes here, and one order's events arrive in
+        # order on one partition, so reading then writing by `_id` cannot race;
+        # a replayed older event finds the order already as far or further.
+        # (A filter on `rank` too would make FerretDB 1.24 scan the collection.)
+        current = await self._orders.find_one({"_id": order_id}, {"rank": 1})
+        if current is not None and int(current["rank"]) >= status.rank:
+            return
+        await self._orders.update_one(
+            {"_id": order_id},
+            {"$set": {**fields, "status": status.value, "rank": status.rank}},
+            upsert=True,
+        )
 
     async def get(self, order_id: str) -> OrderView | None:
         doc = await self._orders.find_one({"_id": order_id})
@@ -131,7 +145,36 @@ class MongoOrderBook:
             status=OrderStatus(doc["status"]),
             payment_deadline=doc["payment_deadline"],
             reservation_expires_at=doc.get("reservation_expires_at"),
+            traceparent=doc.get("traceparent"),
         )
+
+
+class MongoDepositStandings:
+    """`deposit_standings`: one document per seller (`_id` = seller id) with
+    its deposit's last balance, for the below-minimum gauge. One document per
+    seller keeps the periodic count small."""
+
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._standings: AsyncCollection[Document] = database["deposit_standings"]
+
+    async def record(self, seller_id: str, version: int, balance: int, minimum: int) -> None:
+        # A newer (or the same) version already kept makes the upsert collide.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._standings.update_one(
+                {"_id": seller_id, "version": {"$lt": version}},
+                {
+                    "$set": {
+                        "version": version,
+                        "balance": balance,
+                        "minimum": minimum,
+                        "below_minimum": balance < minimum,
+                    }
+                },
+                upsert=True,
+            )
+
+    async def count_below_minimum(self) -> int:
+        return await self._standings.count_documents({"below_minimum": True})
 
 
 class MongoParties:

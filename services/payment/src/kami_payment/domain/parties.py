@@ -58,6 +58,8 @@ class OrderView:
     status: OrderStatus
     payment_deadline: datetime
     reservation_expires_at: datetime | None = None
+    # The trace of the order's saga: paying it joins that trace.
+    traceparent: str | None = None
 
     def check_payable_by(self, buyer_id: str, now: datetime) -> None:
         """Payment's own pre-check before any money moves: the buyer's order,

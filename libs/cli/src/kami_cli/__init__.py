@@ -1,0 +1,1 @@
+"""`kami`: the operator CLI of Kami (`kami --help`)."""

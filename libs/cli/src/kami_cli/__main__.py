@@ -1,0 +1,5 @@
+"""`python -m kami_cli` is `kami`."""
+
+from kami_cli.main import main
+
+main()

@@ -1,0 +1,56 @@
+"""The per-order money audit of `kami ledger check` (DESIGN §9.2)."""
+
+from __future__ import annotations
+
+from kami_cli.ledger import OrderMoney, audit_orders, check_trial_balance
+
+
+def test_completed_orders_settled_and_refunded_orders_returned_are_fine() -> None:
+    audit = audit_orders(
+        {
+            "o-done": OrderMoney(captured=950, settled=950),
+            "o-refunded": OrderMoney(captured=950, returned=950, escrow_refunds=950),
+            "o-claimed": OrderMoney(captured=950, settled=950, returned=950),  # from the deposit
+            "o-paying": OrderMoney(captured=500),
+        },
+        {
+            "o-done": "COMPLETED",
+            "o-refunded": "REFUNDED",
+            "o-claimed": "REFUNDED",
+            "o-paying": "in flight (OrderPaid)",
+        },
+    )
+    assert audit.problems == []
+    assert (audit.orders_with_money, audit.settled_orders, audit.returned_orders) == (4, 1, 2)
+    assert audit.in_flight == ["o-paying"]
+
+
+def test_money_that_ends_nowhere_or_in_both_places_is_a_discrepancy() -> None:
+    audit = audit_orders(
+        {
+            "o-neither": OrderMoney(captured=950),
+            "o-both": OrderMoney(captured=950, settled=950, returned=950, escrow_refunds=950),
+            "o-short": OrderMoney(captured=950, returned=900),
+            "o-over": OrderMoney(captured=950, returned=1900),
+            "o-unknown": OrderMoney(captured=100),
+        },
+        {
+            "o-neither": "COMPLETED",
+            "o-both": "COMPLETED",
+            "o-short": "CANCELLED",
+            "o-over": "REFUNDED",
+        },
+    )
+    problems = "\n".join(audit.problems)
+    assert "o-neither (COMPLETED): its money must end with the seller" in problems
+    assert "o-both (COMPLETED): escrow paid out 1900 of 950" in problems
+    assert "o-both (COMPLETED): its money must end with the seller" in problems
+    assert "o-short (CANCELLED): its money must be back with the buyer" in problems
+    assert "o-over (REFUNDED): returned more than captured" in problems
+    assert "o-unknown: money moved" in problems
+
+
+def test_the_trial_balance_must_sum_to_zero() -> None:
+    assert check_trial_balance({"total": 0, "totals": {}}) == []
+    [problem] = check_trial_balance({"total": 5, "totals": {"escrow": 5}, "movements_in_flight": 0})
+    assert "does not sum to zero: total 5" in problem
