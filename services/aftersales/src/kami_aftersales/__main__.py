@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
-import uvicorn
-
 from kami_aftersales.app import create_app
 from kami_aftersales.settings import AftersalesSettings
+from kami_web.serve import run_service
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = AftersalesSettings()  # from the environment
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
+    run_service(AftersalesSettings(), create_app)  # settings (and secrets) from the environment
 
 
 if __name__ == "__main__":
