@@ -148,6 +148,8 @@ class Platform:
                 "PYTHONUNBUFFERED": "1",
                 # The local platform has no real gateways: mount their stand-in.
                 "KAMI_PAYMENT_SIMULATOR_ENABLED": "true",
+                # ...nor real key issuers: verify keys with the simulated one.
+                "KAMI_DELIVERY_ISSUER_SIMULATOR_ENABLED": "true",
             }
         )
         for other, port in self.ports.items():

@@ -79,7 +79,9 @@ def check_keys_sold_once(audit: Audit) -> None:
 
 def check_money(audit: Audit, trial_balance: dict[str, Any]) -> None:
     """§9.2: the ledger sums to zero; each order's money ends with the seller
-    or back with the buyer, never both, never neither."""
+    or back with the buyer, never both, never neither — except that an upheld
+    after-sales claim may give part of a completed order back (the seller
+    keeps the rest): then escrow's refunds and the settlement add up to it."""
     total = trial_balance.get("total")
     if total != 0:
         audit.problems.append(f"ledger does not sum to zero: {trial_balance}")
@@ -87,8 +89,13 @@ def check_money(audit: Audit, trial_balance: dict[str, Any]) -> None:
     for envelope in audit.of("PaymentConfirmed"):
         captured[envelope["payload"]["order_id"]] += envelope["payload"]["amount"]
     refunded: dict[str, int] = defaultdict(int)
+    # Refunds out of escrow: money that never reached the seller.
+    from_escrow: dict[str, int] = defaultdict(int)
     for envelope in audit.of("PaymentRefunded"):
-        refunded[envelope["payload"]["order_id"]] += envelope["payload"]["amount"]
+        payload = envelope["payload"]
+        refunded[payload["order_id"]] += payload["amount"]
+        if payload["source"] == "escrow":
+            from_escrow[payload["order_id"]] += payload["amount"]
     settled: dict[str, int] = defaultdict(int)
     for envelope in audit.of("FundsSettled"):
         settled[envelope["payload"]["order_id"]] += envelope["payload"]["gross"]
@@ -99,10 +106,14 @@ def check_money(audit: Audit, trial_balance: dict[str, Any]) -> None:
         if back_to_buyer > amount:
             audit.problems.append(f"order {order_id}: refunded {back_to_buyer} > captured {amount}")
         if state == "completed":
-            if back_to_buyer or settled[order_id] != amount:
+            # All of it went to the seller, less what escrow gave back (a
+            # partial claim before settlement); a refund after settlement was
+            # drawn back from the seller.
+            if settled[order_id] + from_escrow[order_id] != amount:
                 audit.problems.append(
                     f"completed order {order_id}: captured {amount}, settled "
-                    f"{settled[order_id]}, refunded {back_to_buyer}"
+                    f"{settled[order_id]}, refunded {back_to_buyer} "
+                    f"({from_escrow[order_id]} from escrow)"
                 )
         elif state in ("refunded", "cancelled") and back_to_buyer != amount:
             audit.problems.append(
@@ -122,6 +133,8 @@ def final_order_states(audit: Audit) -> dict[str, str]:
     latest: dict[str, int] = {}
     for event_type, name in ends.items():
         for envelope in audit.of(event_type):
+            if envelope["payload"].get("ends_order") is False:
+                continue  # a partial compensation: the order went on
             order_id = envelope["aggregate_id"]
             version = envelope["aggregate_version"]
             if version > latest.get(order_id, 0):
