@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 sys.path[:0] = [
     str(Path(__file__).resolve().parent),
@@ -83,12 +82,11 @@ from kami_bench.stack import (  # noqa: E402
     STATE,
     BenchPlatform,
     drop_data,
-    forget_kept,
+    forget_recorded,
     kafka_answers,
-    kept_platform,
-    leftover_services,
     mongo_answers,
     new_platform,
+    recorded_platform,
     stop_pid,
 )
 from kami_local import REPO  # noqa: E402
@@ -176,6 +174,12 @@ def parse(argv: Sequence[str]) -> Plan | str:
         type=float,
         default=60.0,
         help="seconds before a purchase counts as timed out",
+    )
+    load.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=60.0,
+        help="before each phase, seconds to wait for every consumer and relay to catch up",
     )
     load.add_argument(
         "--seed", type=int, default=None, help="random seed of the arrivals (printed)"
@@ -365,7 +369,6 @@ class Run:
         bench: BenchPlatform,
         helpers: list[int],
         *,
-        kept_market: dict[str, Any] | None,
         command: str,
         machine: list[str],
     ) -> None:
@@ -373,7 +376,6 @@ class Run:
         self.bench = bench
         self.platform = bench.platform
         self.helpers = helpers  # pids of py-spy, stopped on the way out
-        self.kept_market = kept_market
         self.command = command
         self.machine = machine
         self.market: Market | None = None
@@ -506,7 +508,7 @@ class Run:
     async def _market(self) -> Market:
         plan = self.plan
         wallet = max(10_000, plan.expected_purchases() * 100 * 2 // (plan.buyers_per_tier * 3))
-        stored = self.kept_market
+        stored = self.bench.market if self.plan.reuse else None
         if stored is not None:
             say("logging the kept market's people in again")
             market = await restore_market(self.platform, stored)
@@ -717,6 +719,35 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _while_cleaning_up(signum: int, frame: FrameType | None) -> None:
+    say("still stopping the run's processes; they will all be gone in a few seconds")
+
+
+def choose_platform(plan: Plan) -> BenchPlatform | str:
+    """The platform to run on, or why there is none."""
+    recorded = recorded_platform()
+    if recorded is not None:
+        running = recorded.pids()
+        if plan.reuse:
+            lost = [s for s in recorded.services if s not in running]
+            if lost:
+                return (
+                    f"the kept bench platform lost {', '.join(lost)}: "
+                    "stop it with --down and start anew"
+                )
+            say(f"reusing the kept platform ({recorded.database_prefix}, {recorded.topic_prefix})")
+            return recorded
+        if running:
+            listed = ", ".join(f"{s} pid {p}" for s, p in running.items())
+            return f"a bench platform is running ({listed}): add --reuse, or stop it with --down"
+        say(f"an earlier run left {recorded.database_prefix}_* behind: dropping it")
+        say(asyncio.run(drop_data(recorded)))
+        forget_recorded()
+    elif plan.reuse:
+        return f"no kept bench platform ({STATE} is missing): run once with --keep first"
+    return new_platform(plan.kafka, plan.mongodb, cheap_payment_hashing=plan.cheap_hashing)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     plan = parse(arguments)
@@ -733,25 +764,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-    leftovers = leftover_services()
-    if leftovers and not plan.reuse:
-        print(
-            "bench: a kept bench platform still runs "
-            f"({', '.join(f'{s} pid {p}' for s, p in leftovers.items())}): "
-            "add --reuse, or stop it with --down",
-            file=sys.stderr,
-        )
+    bench = choose_platform(plan)
+    if isinstance(bench, str):
+        print(f"bench: {bench}", file=sys.stderr)
         return 1
-    kept_market = None
-    if plan.reuse:
-        try:
-            bench, kept_market = kept_platform()
-        except LookupError as exc:
-            print(f"bench: {exc}", file=sys.stderr)
-            return 1
-        say(f"reusing the kept platform ({bench.database_prefix}, {bench.topic_prefix})")
-    else:
-        bench = new_platform(plan.kafka, plan.mongodb, cheap_payment_hashing=plan.cheap_hashing)
 
     # Ctrl-C and SIGTERM both unwind through the `finally` below.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -760,13 +776,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan,
         bench,
         helpers,
-        kept_market=kept_market,
         command=shlex.join(["uv", "run", "python", "bench/purchases.py", *arguments]),
         machine=machine(),
     )
     report: RunReport | None = None
     try:
-        if not bench.kept:
+        if not plan.reuse:
+            bench.record()
             say(
                 f"starting {len(bench.services)} services ({bench.database_prefix}, "
                 f"{bench.topic_prefix}); logs in {bench.platform.home / 'logs'}"
@@ -774,7 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.platform.up(bench.services)
         report = asyncio.run(run.execute())
     except KeyboardInterrupt:
-        say("interrupted: stopping what this run started")
+        say("interrupted")
     except Exception as exc:
         say(f"the run failed: {type(exc).__name__}: {exc}")
         for service in bench.services:
@@ -782,24 +798,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 say(f"{service} is not running; its log ends:\n{bench.platform.tail(service, 15)}")
         raise
     finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        signal.signal(signal.SIGINT, _while_cleaning_up)
+        signal.signal(signal.SIGTERM, _while_cleaning_up)
         for pid in list(helpers):
             stop_pid(pid)
         if report is not None and plan.keep:
-            bench.save(market_state(run.market) if run.market else None)
+            bench.record(market_state(run.market) if run.market else None)
             say(f"the platform keeps running for --reuse (stop it with --down); state in {STATE}")
         else:
             # Unless a successful run was asked to keep it, the platform ends with the run.
             bench.stop()
-            forget_kept()
             say("stopped every service of the run")
-            with contextlib.suppress(Exception):
-                say(
-                    asyncio.run(
-                        drop_data(
-                            plan.mongodb, plan.kafka, bench.database_prefix, bench.topic_prefix
-                        )
-                    )
-                )
+            try:
+                say(asyncio.run(drop_data(bench)))
+                forget_recorded()
+            except Exception as exc:
+                say(f"could not drop the run's data ({exc}); --down tries again")
     if report is None:
         return 130
     text = report.markdown()
@@ -811,29 +826,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def down() -> int:
-    try:
-        bench, _ = kept_platform()
-    except LookupError as exc:
-        leftovers = leftover_services()
-        if leftovers:
-            print(f"bench: {exc}; yet bench services still run: {leftovers}", file=sys.stderr)
-        else:
-            print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    bench.stop()
-    with contextlib.suppress(Exception):
-        say(
-            asyncio.run(
-                drop_data(
-                    bench.platform.mongodb_uri,
-                    bench.platform.kafka_bootstrap,
-                    bench.database_prefix,
-                    bench.topic_prefix,
-                )
-            )
-        )
-    forget_kept()
-    say("the kept bench platform is stopped and its data dropped")
+    """--down: stop a kept (or abandoned) bench platform and drop its data."""
+    recorded = recorded_platform()
+    if recorded is None:
+        say(f"no bench platform is recorded in {STATE}: nothing to stop")
+        return 0
+    recorded.stop()
+    say(asyncio.run(drop_data(recorded)))
+    forget_recorded()
+    say("the bench platform is stopped and its data dropped")
     return 0
 
 

@@ -299,7 +299,8 @@ class Restocker:
         while len(history) > 2 and now - history[0][0] > 5.0:
             history.pop(0)
         first_at, first_ordered = history[0]
-        pace = (offer.ordered - first_ordered) / (now - first_at) if now > first_at else 0.0
+        # Over a second at least: a handful of orders in one moment is no pace.
+        pace = (offer.ordered - first_ordered) / max(now - first_at, 1.0)
         ahead = max(self.MINIMUM, round(pace * self.AHEAD_SECONDS))
         return 2 * ahead - offer.stock_left if offer.stock_left < ahead else 0
 

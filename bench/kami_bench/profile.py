@@ -98,10 +98,13 @@ async def record(
     started.append(process.pid)
     try:
         output, _ = await asyncio.wait_for(process.communicate(), timeout=seconds + 30)
-    except TimeoutError:
+    except (TimeoutError, asyncio.CancelledError) as stopped:
+        # Never leave py-spy attached to a service: end it, and reap it.
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
+        if isinstance(stopped, asyncio.CancelledError):
+            raise
         return "py-spy did not finish in time"
     finally:
         started.remove(process.pid)

@@ -339,10 +339,12 @@ class RunReport:
             row.append(mb(self.peaks.get(name)))
             rows.append(row)
         lines = ["#### Resources", "", *table(header, rows)]
-        if saturation and delivered:
-            platform_cpu = sum(
-                seconds for name, seconds in saturation.cpu.items() if not name.startswith("bench")
-            )
+        platform_cpu = sum(
+            seconds
+            for name, seconds in (saturation.cpu.items() if saturation else ())
+            if not name.startswith("bench")
+        )
+        if saturation and delivered and platform_cpu > 0:
             total = platform_cpu / delivered
             lines += [
                 "",

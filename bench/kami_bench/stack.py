@@ -16,10 +16,10 @@ import signal
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.errors import PyMongoError
 
 from kami_bench.floor import Argon2Cost
@@ -117,7 +117,7 @@ async def mongo_answers(uri: str) -> bool:
 class BenchPlatform:
     platform: Platform
     services: list[str]
-    kept: bool = False  # started by an earlier run (`--reuse`)
+    market: dict[str, Any] | None = None  # what a kept run left (`market_state`)
 
     @property
     def database_prefix(self) -> str:
@@ -137,6 +137,7 @@ class BenchPlatform:
         )
 
     def pids(self) -> dict[str, int]:
+        """The running services, by the pids their start recorded."""
         pids = {}
         for service in self.services:
             pid = self.platform.pid(service)
@@ -144,7 +145,9 @@ class BenchPlatform:
                 pids[service] = pid
         return pids
 
-    def save(self, market: Mapping[str, Any] | None) -> None:
+    def record(self, market: Mapping[str, Any] | None = None) -> None:
+        """Write down where the platform's processes and data are, before the
+        first process starts: a run killed outright leaves what `--down` needs."""
         STATE.write_text(
             json.dumps(
                 {
@@ -161,16 +164,8 @@ class BenchPlatform:
         )
 
     def stop(self) -> None:
-        """Stop every service this platform started, by its recorded pid."""
+        """Stop every service of the platform, by its recorded pid."""
         self.platform.down(self.services)
-
-
-def leftover_services(home: Path = HOME) -> dict[str, int]:
-    """Services of an earlier bench platform still running (pid files in `home`)."""
-    if not (home / "run").exists():
-        return {}
-    probe = Platform("", "", home=home)
-    return {s: pid for s in SERVICES if (pid := probe.pid(s)) is not None}
 
 
 def new_platform(kafka: str, mongodb: str, *, cheap_payment_hashing: bool) -> BenchPlatform:
@@ -188,9 +183,11 @@ def new_platform(kafka: str, mongodb: str, *, cheap_payment_hashing: bool) -> Be
     return BenchPlatform(platform, available_services())
 
 
-def kept_platform() -> tuple[BenchPlatform, dict[str, Any] | None]:
+def recorded_platform() -> BenchPlatform | None:
+    """The platform an earlier run recorded (kept, or left by a run that was
+    killed before it could clean up), running or not."""
     if not STATE.exists():
-        raise LookupError(f"no kept bench platform ({STATE} is missing): run with --keep first")
+        return None
     state = json.loads(STATE.read_text())
     platform = Platform(
         state["kafka_bootstrap"],
@@ -201,28 +198,23 @@ def kept_platform() -> tuple[BenchPlatform, dict[str, Any] | None]:
         topic_prefix=state["topic_prefix"],
         extra_env=state["extra_env"],
     )
-    bench = BenchPlatform(platform, available_services(), kept=True)
-    missing = [s for s in bench.services if platform.pid(s) is None]
-    if missing:
-        raise LookupError(
-            f"the kept bench platform lost {', '.join(missing)}: stop it with --down and start anew"
-        )
-    market: dict[str, Any] | None = state.get("market")
-    return bench, market
+    return BenchPlatform(platform, available_services(), market=state.get("market"))
 
 
-def forget_kept() -> None:
+def forget_recorded() -> None:
     STATE.unlink(missing_ok=True)
 
 
-async def drop_data(mongodb: str, kafka: str, database_prefix: str, topic_prefix: str) -> str:
-    """Drop the run's databases and delete its topics (never while a service
-    of the run still writes: FerretDB 1.24 can corrupt a database recreated
-    over a dropped one's WAL, docs/storage.md)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
+async def drop_data(bench: BenchPlatform) -> str:
+    """Drop the platform's databases and delete its topics; only once its
+    services are stopped (FerretDB 1.24 can corrupt a database that a
+    straggling writer recreates over a dropped one's WAL, docs/storage.md)."""
+    running = bench.pids()
+    if running:
+        raise RuntimeError(f"services still run: {running}")
+    database_prefix, topic_prefix = bench.database_prefix, bench.topic_prefix
     dropped = 0
-    client = connect(mongodb, app_name="kami-bench-cleanup")
+    client = connect(bench.platform.mongodb_uri, app_name="kami-bench-cleanup")
     try:
         for name in await client.list_database_names():
             if name.startswith(f"{database_prefix}_"):
@@ -230,7 +222,7 @@ async def drop_data(mongodb: str, kafka: str, database_prefix: str, topic_prefix
                 dropped += 1
     finally:
         await client.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bench.platform.kafka_bootstrap)
     await admin.start()
     try:
         topics = [t for t in await admin.list_topics() if t.startswith(f"{topic_prefix}.")]
