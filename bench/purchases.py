@@ -143,7 +143,13 @@ def parse(argv: Sequence[str]) -> Plan | str:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     load = parser.add_argument_group("load")
-    load.add_argument("--quick", action="store_true", help="small phases, about a minute in all")
+    load.add_argument(
+        "--quick",
+        action="store_true",
+        help="about a minute in all: rate 10/s for 12 s, 8 buyers for 12 s, a burst of 45, "
+        "1 seller with 2 offers, 3 buyers per tier, 20 s purchase timeout (flags given "
+        "explicitly still win)",
+    )
     load.add_argument("--rate", type=float, default=50.0, help="open-loop arrivals per second")
     load.add_argument("--duration", type=float, default=60.0, help="seconds of the rate phase")
     load.add_argument("--concurrency", type=int, default=64, help="buyers of the saturation phase")
@@ -167,7 +173,7 @@ def parse(argv: Sequence[str]) -> Plan | str:
         "--max-in-flight", type=int, default=3000, help="open loop: cap of open purchases"
     )
     load.add_argument(
-        "--poll-max", type=float, default=0.5, help="the buyer app's longest poll interval (s)"
+        "--poll-max", type=float, default=1.0, help="the buyer app's longest poll interval (s)"
     )
     load.add_argument(
         "--purchase-timeout",
@@ -235,28 +241,26 @@ def parse(argv: Sequence[str]) -> Plan | str:
     platform.add_argument(
         "--down", action="store_true", help="stop a kept platform, drop its data, and exit"
     )
+    quick = {
+        "rate": 10.0,
+        "duration": 12.0,
+        "concurrency": 8,
+        "saturation_duration": 12.0,
+        "burst": 45,
+        "sellers": 1,
+        "offers_per_seller": 2,
+        "buyers_per_tier": 3,
+        "floor_samples": 50,
+        "profile_seconds": 3.0,
+        "purchase_timeout": 20.0,
+        "settle_timeout": 15.0,
+    }
+    # --quick changes the defaults; what is given explicitly still wins.
+    if parser.parse_known_args(argv)[0].quick:
+        parser.set_defaults(**quick)
     args = parser.parse_args(argv)
-
     if args.down:
         return "down"
-    if args.quick:
-        defaults = {
-            "rate": 10.0,
-            "duration": 12.0,
-            "concurrency": 8,
-            "saturation_duration": 12.0,
-            "burst": 45,
-            "sellers": 1,
-            "offers_per_seller": 2,
-            "buyers_per_tier": 3,
-            "floor_samples": 50,
-            "profile_seconds": 3.0,
-            "purchase_timeout": 20.0,
-            "settle_timeout": 15.0,
-        }
-        for name, value in defaults.items():
-            if getattr(args, name) == parser.get_default(name):
-                setattr(args, name, value)
 
     phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
     unknown = [p for p in phases if p not in PHASES]

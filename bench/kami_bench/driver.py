@@ -56,7 +56,7 @@ class Pacing:
     """How the buyer's app polls: quickly at first, then every `poll_max` seconds."""
 
     poll_first: float = 0.05
-    poll_max: float = 0.5
+    poll_max: float = 1.0
     timeout: float = 60.0
 
     def intervals(self) -> Any:
@@ -164,7 +164,12 @@ class Shop:
         client = self._clients["ordering"]
         for delay in self._pacing.intervals():
             await asyncio.sleep(delay)
-            response = await client.get(f"/orders/{order_id}", headers=buyer.headers)
+            try:
+                response = await client.get(f"/orders/{order_id}", headers=buyer.headers)
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise Failed("timeout", "ordering did not answer in time") from None
+                continue  # a dropped connection: the next poll asks again
             if response.status_code != 200:
                 raise Failed("failed", f"order status: {response.status_code} {_code(response)}")
             order = response.json()
@@ -180,11 +185,18 @@ class Shop:
         body = {"order_id": order_id, "channel": "wallet", "payment_password": PAYMENT_PASSWORD}
         delays = self._pacing.intervals()
         while True:
-            response = await client.post(
-                "/payments",
-                json=body,
-                headers={**buyer.headers, "X-Request-ID": f"bench-pay-{order_id}"},
-            )
+            if time.monotonic() > deadline:
+                raise Failed("timeout", "payment did not answer in time")
+            try:
+                # Paying is idempotent per order: an answer lost on the way is asked again.
+                response = await client.post(
+                    "/payments",
+                    json=body,
+                    headers={**buyer.headers, "X-Request-ID": f"bench-pay-{order_id}"},
+                )
+            except httpx.TransportError:
+                await asyncio.sleep(next(delays))
+                continue
             # Payment learns of the reservation by its own consumer; until then it says so.
             if response.status_code == 409 and _code(response) == "order_not_reserved":
                 if time.monotonic() > deadline:

@@ -78,8 +78,8 @@ def figures(result: PhaseResult, timelines: Mapping[str, OrderTimeline]) -> Figu
 
     if run.name == "burst":
         # All paid at one moment: the rate at which the backlog drained.
-        paid = [_at(timelines, p, "PaymentConfirmed") for p in delivered]
-        done = [_at(timelines, p, "KeyDelivered") for p in delivered]
+        paid = [_at(timelines, p, "PaymentConfirmed") for p in purchases]
+        done = [_at(timelines, p, "KeyDelivered") for p in purchases]
         known = [(a, b) for a, b in zip(paid, done, strict=True) if a is not None and b is not None]
         window = (max(b for _, b in known) - min(a for a, _ in known)) if known else 0.0
         throughput = len(known) / window if window > 0 else 0.0
@@ -95,8 +95,9 @@ def figures(result: PhaseResult, timelines: Mapping[str, OrderTimeline]) -> Figu
         throughput = len(counted) / window if window > 0 else 0.0
 
     def span(start: str, end: str) -> Summary:
+        # Every order the events show delivered, also those the client gave up on.
         samples = []
-        for p in delivered:
+        for p in purchases:
             timeline = timelines.get(p.order_id or "")
             took = timeline.between(start, end) if timeline else None
             if took is not None:
@@ -136,8 +137,6 @@ def lane_waits(
     """Per buyer tier: OrderPaid → KeyDelivered, what the lane's histogram observes."""
     by_tier: dict[str, list[float]] = {}
     for p in purchases:
-        if p.outcome != "delivered":
-            continue
         timeline = timelines.get(p.order_id or "")
         took = timeline.between("OrderPaid", "KeyDelivered") if timeline else None
         if took is not None:

@@ -46,9 +46,13 @@ def test_quick_shrinks_what_was_not_set_explicitly() -> None:
     assert plan.rate == 20  # explicit wins
     assert plan.duration == 12 and plan.burst == 45 and plan.purchase_timeout == 20
     assert plan.phases == ("rate", "saturation", "burst")
+    # A flag given explicitly wins even when it repeats the full run's default.
+    explicit = purchases.parse([*ENV, "--quick", "--purchase-timeout", "60"])
+    assert isinstance(explicit, purchases.Plan)
+    assert explicit.purchase_timeout == 60
     full = purchases.parse(ENV)
     assert isinstance(full, purchases.Plan)
-    assert (full.rate, full.duration, full.concurrency) == (50, 60, 64)
+    assert (full.rate, full.duration, full.concurrency, full.poll_max) == (50, 60, 64, 1.0)
 
 
 def test_down_needs_no_servers() -> None:
