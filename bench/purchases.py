@@ -456,6 +456,12 @@ class Run:
             await restocking
             await shop.close()
         self.notes += [f"restocking failed: {failure}" for failure in restocker.failures]
+        imported = sum(offer.imported for offer in offers)
+        self.notes.append(
+            f"the {len(offers)} offers' pools hold {imported} keys in all "
+            f"({sum(offer.imports for offer in offers)} imports in this run); on FerretDB every "
+            "reservation scans them all, sold ones included"
+        )
         if plan.profile_seconds <= 0:
             profile = "turned off (--profile-seconds 0)"
         elif profile is None:

@@ -35,13 +35,6 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 @dataclass
-class Usage:
-    cpu_seconds: float = 0.0
-    peak_rss: int = 0
-    gone: bool = False
-
-
-@dataclass
 class ProcessWatch:
     """Samples each named process's RSS every `interval` seconds (for the
     peak) and its CPU seconds at `mark()` (for a phase's share)."""
@@ -81,9 +74,6 @@ class ProcessWatch:
 
     def peaks(self) -> dict[str, int]:
         return dict(self._peaks)
-
-    def gone(self) -> set[str]:
-        return set(self._gone)
 
     def reset_peaks(self) -> None:
         self._peaks.clear()
