@@ -158,11 +158,12 @@ def parse(argv: Sequence[str]) -> Plan | str:
     load.add_argument(
         "--hold-delivery",
         type=float,
-        default=0.0,
+        default=5.0,
         metavar="SECONDS",
-        help="pause (SIGSTOP) the delivery service while the burst is paid, at most this "
-        "long, so the burst reaches the lane as a backlog even when payment is slower than "
-        "delivery; 0 lets the burst arrive as fast as payment confirms it",
+        help="pause (SIGSTOP) the delivery service this long while the burst is paid, as a "
+        "stall of delivery would, so the paid orders reach the lane as a backlog even when "
+        "payment confirms more slowly than delivery delivers; 0: the burst arrives as fast "
+        "as payment confirms it",
     )
     load.add_argument(
         "--phases",
@@ -579,7 +580,7 @@ class Run:
                 f"{plan.burst} orders from buyers of every tier in turn, reserved first, then "
                 "paid at one moment"
                 + (
-                    f", delivery paused up to {plan.hold_delivery:g} s meanwhile"
+                    f", delivery paused for {plan.hold_delivery:g} s meanwhile"
                     if plan.hold_delivery
                     else ""
                 )
