@@ -607,6 +607,7 @@ class Run:
                 cpu=cpu,
                 commands=metrics.merge_commands(deltas),
                 queue_wait=deltas["delivery"].queue_wait if "delivery" in deltas else {},
+                consumers={s: (d.consumed, d.handling) for s, d in deltas.items()},
             ),
             profile,
         )

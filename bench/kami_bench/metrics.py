@@ -13,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 MONGO_COMMANDS = "kami_mongo_command_seconds"
 QUEUE_WAIT = "kami_delivery_queue_wait_seconds"
+HANDLERS = "kami_event_handler_seconds"
+CONSUMED = "kami_events_consumed_total"
 
 # (app, collection, command, filter) of kami_mongo_command_seconds.
 CommandShape = tuple[str, str, str, str]
@@ -31,6 +33,9 @@ class Snapshot:
     commands: dict[CommandShape, CommandCost] = field(default_factory=dict)
     # priority -> upper bound -> cumulative count
     queue_wait: dict[str, dict[float, float]] = field(default_factory=dict)
+    # The service's consumer: messages it finished, and its handlers' calls and time.
+    consumed: float = 0.0
+    handling: CommandCost = CommandCost(0, 0)
 
     def minus(self, earlier: Snapshot) -> Snapshot:
         """What happened between `earlier` and this scrape (same process)."""
@@ -47,7 +52,11 @@ class Snapshot:
             waits[priority] = {
                 bound: count - before_buckets.get(bound, 0.0) for bound, count in buckets.items()
             }
-        return Snapshot(commands, waits)
+        handling = CommandCost(
+            self.handling.count - earlier.handling.count,
+            self.handling.seconds - earlier.handling.seconds,
+        )
+        return Snapshot(commands, waits, self.consumed - earlier.consumed, handling)
 
 
 def parse(text: str) -> Snapshot:
@@ -55,6 +64,7 @@ def parse(text: str) -> Snapshot:
     sums: dict[CommandShape, float] = {}
     counts: dict[CommandShape, float] = {}
     waits: dict[str, dict[float, float]] = defaultdict(dict)
+    handler_seconds = handler_calls = 0.0
     for family in text_string_to_metric_families(text):
         if family.name == MONGO_COMMANDS:
             for sample in family.samples:
@@ -64,6 +74,14 @@ def parse(text: str) -> Snapshot:
                     sums[shape] = sample.value
                 elif sample.name.endswith("_count"):
                     counts[shape] = sample.value
+        elif family.name == HANDLERS:
+            for sample in family.samples:
+                if sample.name.endswith("_sum"):
+                    handler_seconds += sample.value
+                elif sample.name.endswith("_count"):
+                    handler_calls += sample.value
+        elif family.name == CONSUMED.removesuffix("_total"):
+            snapshot.consumed += sum(s.value for s in family.samples if s.name == CONSUMED)
         elif family.name == QUEUE_WAIT:
             for sample in family.samples:
                 if sample.name.endswith("_bucket"):
@@ -72,6 +90,7 @@ def parse(text: str) -> Snapshot:
     for shape, count in counts.items():
         snapshot.commands[shape] = CommandCost(count, sums.get(shape, 0.0))
     snapshot.queue_wait = {p: b for p, b in waits.items() if math.inf in b}
+    snapshot.handling = CommandCost(handler_calls, handler_seconds)
     return snapshot
 
 

@@ -45,6 +45,8 @@ class PhaseResult:
     cpu: dict[str, float]  # CPU seconds of each process during the phase
     commands: dict[CommandShape, CommandCost]  # every service's MongoDB commands in the phase
     queue_wait: dict[str, dict[float, float]]  # delivery's histogram, this phase's share
+    # Each service's consumer in the phase: messages finished, handler calls and seconds.
+    consumers: dict[str, tuple[float, CommandCost]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,27 @@ class RunReport:
         if self.notes:
             lines += ["", "Notes:", "", *(f"- {note}" for note in self.notes)]
         return "\n".join(lines) + "\n"
+
+    def _consumers(self, result: PhaseResult) -> list[str]:
+        delivered = figures(result, self.timelines).delivered
+        return [
+            f"Consumers in the {result.run.name} phase. Each service handles its messages one "
+            "at a time (kami_events.consumer), so a consumer busy near 100 % of the phase "
+            "is a ceiling: it cannot take more than the last column's purchases per second "
+            "at its pace (`kami_events_consumed_total`, `kami_event_handler_seconds`):",
+            "",
+            *table(
+                [
+                    "service",
+                    "messages",
+                    "per purchase",
+                    "mean handler ms",
+                    "busy",
+                    "purchases/s at most",
+                ],
+                consumer_rows(result, delivered),
+            ),
+        ]
 
     def _targets(self) -> list[str]:
         rows = []
@@ -523,6 +546,8 @@ class RunReport:
                     f"{total_calls / delivered:.0f} MongoDB commands per delivered purchase "
                     "in all (polling by the buyers' apps included).",
                 ]
+        if saturation is not None and saturation.consumers:
+            lines += ["", *self._consumers(saturation)]
         if isinstance(self.profile, Profile):
             profile = self.profile
             busy = profile.busy or 1
@@ -549,6 +574,33 @@ class RunReport:
         elif isinstance(self.profile, str):
             lines += ["", f"No profile: {self.profile}."]
         return lines
+
+
+def consumer_rows(result: PhaseResult, delivered: int) -> list[list[object]]:
+    """Per service: messages per purchase, mean handler time, how much of the
+    phase its one-at-a-time consumer spent in handlers, and the purchases per
+    second that consumer could take at most at that pace."""
+    seconds = result.run.ended - result.run.started
+    rows: list[list[object]] = []
+    for service, (consumed, handling) in sorted(
+        result.consumers.items(), key=lambda item: -item[1][1].seconds
+    ):
+        if consumed <= 0:
+            continue
+        per_purchase = consumed / delivered if delivered else None
+        mean = handling.seconds / handling.count if handling.count else None
+        ceiling = 1 / (per_purchase * mean) if per_purchase and mean else None
+        rows.append(
+            [
+                service,
+                f"{consumed:.0f}",
+                "–" if per_purchase is None else f"{per_purchase:.1f}",
+                ms(mean),
+                f"{handling.seconds / seconds:.0%}" if seconds > 0 else "–",
+                "–" if ceiling is None else f"{ceiling:.1f}" if ceiling < 10 else f"{ceiling:.0f}",
+            ]
+        )
+    return rows
 
 
 def _zip_longest(

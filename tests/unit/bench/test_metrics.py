@@ -71,3 +71,24 @@ def test_counter_total_sums_the_samples_whose_labels_match() -> None:
     assert counter_total(text, "kami_events_consumed_total", event_type="IdentityVerified") == 4
     assert counter_total(text, "kami_events_consumed_total") == 11
     assert counter_total(text, "kami_events_consumed_total", event_type="Nothing") == 0
+
+
+def test_a_consumers_messages_and_handler_time_per_phase() -> None:
+    registry = CollectorRegistry()
+    handler = Histogram(
+        "kami_event_handler_seconds", "handling", ["service", "event_type"], registry=registry
+    )
+    consumed = Counter(
+        "kami_events_consumed", "consumed", ["service", "event_type", "outcome"], registry=registry
+    )
+    handler.labels("ordering", "KeyReserved").observe(0.5)
+    consumed.labels("ordering", "KeyReserved", "handled").inc()
+    before = parse(generate_latest(registry).decode())
+    handler.labels("ordering", "KeyReserved").observe(0.25)
+    handler.labels("ordering", "PaymentConfirmed").observe(0.125)
+    consumed.labels("ordering", "KeyReserved", "handled").inc()
+    consumed.labels("ordering", "PaymentConfirmed", "handled").inc()
+    consumed.labels("ordering", "StockChanged", "ignored").inc()
+    phase = parse(generate_latest(registry).decode()).minus(before)
+    assert phase.consumed == 3
+    assert phase.handling == CommandCost(2, 0.375)

@@ -8,11 +8,13 @@ import pytest
 
 from kami_bench.driver import PhaseRun, Purchase
 from kami_bench.events import OrderTimeline, Seen
+from kami_bench.metrics import CommandCost
 from kami_bench.report import (
     BEGIN,
     END,
     PhaseResult,
     RunReport,
+    consumer_rows,
     deepest_backlog,
     figures,
     lane_waits,
@@ -139,3 +141,17 @@ def test_results_are_appended_with_their_markers_to_a_file_without_them(tmp_path
     fresh = tmp_path / "new.md"
     write_results(fresh, "figures")
     assert fresh.read_text() == f"{BEGIN}\nfigures\n{END}\n"
+
+
+def test_a_serial_consumer_busy_all_phase_long_is_a_ceiling() -> None:
+    result, _ = _phase("saturation")  # 25 s from start to end
+    result.consumers = {
+        # 40 messages for 10 purchases, 0.5 s each: busy 20 of 25 s, at most 0.5 purchases/s.
+        "ordering": (40.0, CommandCost(40, 20.0)),
+        "catalog": (10.0, CommandCost(10, 0.1)),
+        "identity": (0.0, CommandCost(0, 0.0)),
+    }
+    rows = consumer_rows(result, delivered=10)
+    assert rows[0] == ["ordering", "40", "4.0", "500.0", "80%", "0.5"]
+    assert rows[1] == ["catalog", "10", "1.0", "10.0", "0%", "100"]
+    assert len(rows) == 2  # a consumer with no message says nothing
