@@ -34,22 +34,17 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from kami_cli.config import SERVICE_PORTS
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_HOME = REPO / ".local-stack" / "platform"
 
 # The demo platform's first operator: registering this phone gives the role.
 DEMO_OPERATOR_PHONE = "13900000001"
 
-# Start order: producers of reference data first. Each has its fixed port.
-SERVICES: dict[str, int] = {
-    "identity": 8101,
-    "catalog": 8102,
-    "inventory": 8103,
-    "ordering": 8104,
-    "payment": 8105,
-    "delivery": 8106,
-    "aftersales": 8107,
-}
+# Start order: producers of reference data first. Each has its fixed port,
+# kept in one place: the CLI's table (`kami serve all` uses it too).
+SERVICES: dict[str, int] = dict(SERVICE_PORTS)
 
 
 def available_services() -> list[str]:
@@ -153,6 +148,8 @@ class Platform:
                 "PYTHONUNBUFFERED": "1",
                 # The local platform has no real gateways: mount their stand-in.
                 "KAMI_PAYMENT_SIMULATOR_ENABLED": "true",
+                # ...nor real key issuers: verify keys with the simulated one.
+                "KAMI_DELIVERY_ISSUER_SIMULATOR_ENABLED": "true",
             }
         )
         for other, port in self.ports.items():

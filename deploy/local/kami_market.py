@@ -74,12 +74,16 @@ async def list_offer_with_keys(
     platform: Platform,
     operator: Person,
     *,
-    keys: int,
+    keys: int = 1,
     unit_price: int = 950,
     max_quantity: int = 5,
     seller: Person | None = None,
+    product_id: str | None = None,
+    secrets: list[str] | None = None,
 ) -> Offer:
-    product_id = await publish_product(operator)
+    """A seller's offer with `keys` fresh keys (or exactly `secrets`), of a new
+    product unless `product_id` names one."""
+    product_id = product_id or await publish_product(operator)
     seller = seller or await approved_seller(platform, operator, f"卡铺{next(_serial)}")
     listed = await seller.call(
         "catalog",
@@ -94,7 +98,7 @@ async def list_offer_with_keys(
     )
     assert listed.status_code == 201, listed.text
     offer_id = str(listed.json()["offer_id"])
-    secrets = [f"HOK-{uuid4().hex[:16].upper()}" for _ in range(keys)]
+    secrets = secrets or [f"HOK-{uuid4().hex[:16].upper()}" for _ in range(keys)]
     if not secrets:
         return Offer(offer_id, product_id, seller, unit_price, secrets)
     imported = await until(
@@ -107,7 +111,7 @@ async def list_offer_with_keys(
         lambda r: r.status_code in (200, 201),
         what="inventory to learn the offer",
     )
-    assert imported.json()["imported"] == keys, imported.text
+    assert imported.json()["imported"] == len(secrets), imported.text
     return Offer(offer_id, product_id, seller, unit_price, secrets)
 
 
@@ -205,8 +209,9 @@ async def funded_deposit(seller: Person, amount: int) -> None:
     assert top_up.status_code == 201, top_up.text
     paid = await seller.call("payment", "POST", top_up.json()["pay"]["simulator_pay"])
     assert paid.status_code == 200, paid.text
+    # Paid, not "balance >= amount": a top-up first pays back what the seller owes.
     await until(
-        lambda: seller.call("payment", "GET", "/deposits/me"),
-        lambda r: r.status_code == 200 and r.json()["balance"] >= amount,
+        lambda: seller.call("payment", "GET", f"/top-ups/{top_up.json()['top_up_id']}"),
+        lambda r: r.status_code == 200 and r.json()["status"] == "paid",
         what="the deposit top-up",
     )

@@ -43,3 +43,48 @@ ensure_servers() {
   eval "$("$STACK" env)"
   export KAMI_KAFKA_BOOTSTRAP KAMI_MONGODB_URI
 }
+
+# Deployment tools, built from the Go module proxy once per version into
+# .local-stack/bin/<tool>-<version>/ (Go keeps the modules in ~/go and its
+# build cache, so even a rebuild after a version bump is quicker).
+HELM_VERSION="v3.22.0"
+# promtool comes from the Prometheus module of this version (v0.3xx.y is Prometheus 3.xx.y).
+PROMETHEUS_VERSION="v0.316.0"
+# The oldest Kubernetes the chart supports (deploy/helm/kami/Chart.yaml kubeVersion).
+KUBE_MIN_VERSION="1.25.0"
+TOOLS_BIN="$REPO/.local-stack/bin"
+
+ensure_go() {
+  command -v go >/dev/null 2>&1 || die "go is required to build the deployment tools (helm, promtool)"
+}
+
+# Sets HELM to the helm binary.
+ensure_helm() {
+  HELM="$TOOLS_BIN/helm-$HELM_VERSION/helm"
+  [[ -x "$HELM" ]] && return
+  ensure_go
+  say "building helm $HELM_VERSION from the Go module proxy (once, into .local-stack/bin/)"
+  GOBIN="$(dirname "$HELM")" GOFLAGS=-buildvcs=false GOWORK=off \
+    go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || die "could not build helm"
+}
+
+# Sets PROMTOOL to the promtool binary. Prometheus's go.mod has `exclude`
+# directives, so `go install …@version` refuses it: download the module and
+# build ./cmd/promtool inside it, leaving out the service-discovery plugins
+# (the remove_all_sd tag) that promtool's rule and config checks do not need.
+ensure_promtool() {
+  PROMTOOL="$TOOLS_BIN/promtool-$PROMETHEUS_VERSION/promtool"
+  [[ -x "$PROMTOOL" ]] && return
+  ensure_go
+  say "building promtool (Prometheus module $PROMETHEUS_VERSION) from the Go module proxy (once, into .local-stack/bin/)"
+  local module_dir
+  module_dir="$(cd / && GOFLAGS= GOWORK=off \
+    go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [[ -d "$module_dir" ]] || die "could not download the Prometheus module $PROMETHEUS_VERSION"
+  mkdir -p "$(dirname "$PROMTOOL")"
+  (cd "$module_dir" && GOFLAGS=-buildvcs=false GOWORK=off \
+    go build -tags remove_all_sd -o "$PROMTOOL.partial" ./cmd/promtool) \
+    || die "could not build promtool"
+  mv "$PROMTOOL.partial" "$PROMTOOL"
+}

@@ -42,6 +42,15 @@ E2E_ENV = {
     "KAMI_IDENTITY_ARGON2_TIME_COST": "1",
     "KAMI_IDENTITY_ARGON2_MEMORY_KIB": "8192",
     "KAMI_IDENTITY_ARGON2_PARALLELISM": "1",
+    # After-sales judges a seller from 3 delivered orders (not 20), and only
+    # flags critical (delisting) over 90% (so a test sees a warning demote).
+    "KAMI_AFTERSALES_FLAG_MIN_ORDERS": "3",
+    "KAMI_AFTERSALES_FLAG_CRITICAL_BP": "9000",
+    # A seller's deposit minimum of 10 yuan (not 1000), so a test can draw a
+    # deposit below it with an order a phone-tier buyer may pay.
+    "KAMI_PAYMENT_DEPOSIT_MINIMUM": "1000",
+    # Inventory's maintenance (near-expiry blocking) runs every second.
+    "KAMI_INVENTORY_MAINTENANCE_INTERVAL_SECONDS": "1",
     # Gauges refreshed every second, so tests read them without waiting long.
     "KAMI_ORDERING_METRICS_REFRESH_SECONDS": "1",
     "KAMI_PAYMENT_METRICS_SECONDS": "1",

@@ -4,9 +4,9 @@ deposits take its offers off sale and bring them back."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from kami_events.catalogue.aftersales import FlagReason, SellerFlagged
+from kami_events.catalogue.aftersales import FlagReason, SellerFlagCleared, SellerFlagged
 from kami_events.catalogue.identity import Role, SellerApproved, SuspensionReason, UserSuspended
 from kami_events.catalogue.inventory import StockChanged
 from kami_events.catalogue.payment import DepositBelowMinimum
@@ -126,3 +126,58 @@ async def test_stale_events_never_undo_newer_ones(catalog: CatalogUnderTest) -> 
     await c.service.projector.apply_consumed(older)
     offer = await c.ok("GET", f"/offers/{offer_id}")
     assert (offer["stock"], offer["live"]) == (0, False)
+
+
+async def test_a_flagged_sellers_offers_are_demoted_in_search_until_the_flag_clears(
+    catalog: CatalogUnderTest,
+) -> None:
+    c = catalog
+    product_id, flagged_offer = await with_offer(c, "s-1")  # 97.00
+    good_offer = await c.list_offer("s-2", product_id, 9_900)
+    await c.feed(StockChanged(offer_id=good_offer, available=2, reserved=0), producer="inventory")
+
+    async def card() -> dict[str, Any]:
+        hits = (await c.ok("GET", "/search?q=Steam"))["items"]
+        [hit] = [h for h in hits if h["product_id"] == product_id]
+        return dict(hit)
+
+    assert ((await card())["min_price"], (await card())["demoted"]) == (9_700, False)
+    await c.feed(flag("warning"), producer="aftersales")
+    # The cheaper offer is hidden behind the one in good standing...
+    assert (await card())["min_price"] == 9_900
+    comparison = await c.ok("GET", f"/products/{product_id}/offers")
+    assert [line["offer"]["offer_id"] for line in comparison["offers"]] == [
+        good_offer,
+        flagged_offer,
+    ]
+    assert comparison["best_value_offer_id"] == good_offer
+    # ...but still on sale (a warning demotes; only a critical flag delists).
+    assert (await c.ok("GET", f"/offers/{flagged_offer}"))["status"] == "listed"
+
+    await c.feed(
+        SellerFlagCleared(
+            seller_id="s-1",
+            reason=FlagReason.HIGH_INVALID_KEY_RATE,
+            window_days=30,
+            orders=900,
+            upheld_claims=30,
+            rate_basis_points=333,
+        ),
+        producer="aftersales",
+    )
+    assert (await card())["min_price"] == 9_700
+
+
+async def test_one_flagged_offer_is_demoted_apart_from_its_sellers_others(
+    catalog: CatalogUnderTest,
+) -> None:
+    c = catalog
+    product_id, flagged_offer = await with_offer(c, "s-1")
+    good_offer = await c.list_offer("s-2", product_id, 9_900)
+    await c.feed(StockChanged(offer_id=good_offer, available=2, reserved=0), producer="inventory")
+    offer_flag = flag("warning").model_copy(update={"offer_id": flagged_offer})
+    await c.feed(offer_flag, producer="aftersales")
+    comparison = await c.ok("GET", f"/products/{product_id}/offers")
+    assert comparison["best_value_offer_id"] == good_offer
+    assert comparison["offers"][-1]["seller"]["flagged"] == "warning"
+    assert (await c.ok("GET", f"/offers/{flagged_offer}"))["status"] == "listed"

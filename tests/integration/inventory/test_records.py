@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from pymongo.asynchronous.database import AsyncDatabase
 
 from kami_events.catalogue.common import DeliveryMode
-from kami_events.catalogue.inventory import BlockReason, KeysBlocked
-from kami_events.clock import utc_now
+from kami_events.catalogue.inventory import BlockReason, KeysBlocked, StockChanged
+from kami_events.clock import ManualClock, utc_now
+from kami_events.mongo import Document
+from kami_events.store import MongoEventStore
+from kami_inventory.app import MongoAdapters, build_inventory
 from kami_inventory.domain.imports import FileFormat
-from kami_inventory.domain.keys import KeyStatus
+from kami_inventory.domain.keys import KeyStatus, PoolKey
 from kami_inventory.domain.offers import Offer
 from kami_inventory.domain.stock import StockLevels
 from kami_inventory.handlers import (
@@ -20,7 +25,8 @@ from kami_inventory.handlers import (
     record_offer_listed,
     void_seller_keys,
 )
-from tests.integration.inventory.conftest import PoolOnMongo
+from tests.conftest import Servers
+from tests.integration.inventory.conftest import PoolOnMongo, settings_for
 from tests.unit.inventory.samples import SELLER, offer_delisted, offer_listed
 
 
@@ -72,6 +78,51 @@ async def test_expiring_keys_are_blocked_and_a_seller_void_is_replayable(
     assert first == again and first.voided == (available[0],)
     events = [e.payload for e in await pool.store.load("inventory.pool", "offer-1")]
     assert [type(e).__name__ for e in events].count("KeysVoided") == 1
+
+
+async def test_the_near_expiry_job_blocks_exactly_the_keys_inside_the_margin(
+    servers: Servers, mongo_db: AsyncDatabase[Document]
+) -> None:
+    clock = ManualClock(utc_now().replace(microsecond=0))
+    adapters = MongoAdapters.on(mongo_db, clock=clock)
+    await adapters.ensure_indexes()
+    store = MongoEventStore(mongo_db, producer="inventory", clock=clock)
+    await store.ensure_indexes()
+    settings = settings_for(servers, "inventory")
+    inv = build_inventory(store, adapters, settings, clock=clock)
+    margin = settings.expiry_margin
+    await record_offer_listed(offer_listed("offer-1"), 1, inv)
+    expiries = {
+        "EDGE-INSIDE": margin - timedelta(seconds=1),
+        "EDGE-AT": margin,
+        "EDGE-OUTSIDE": margin + timedelta(seconds=1),
+        "EDGE-FAR": margin + timedelta(hours=1),
+    }
+    content = "".join(f"{key},{(clock() + d).isoformat()}\n" for key, d in expiries.items())
+    report, _ = await import_keys(
+        ImportKeys(SELLER, "offer-1", "import-edge", FileFormat.CSV, content), inv
+    )
+    assert report.imported == 4
+
+    def expiries_of(keys: list[PoolKey]) -> set[datetime]:
+        return {k.expires_at for k in keys}
+
+    assert await block_expiring_keys(inv) == 2
+    blocked = await inv.keys.page("offer-1", KeyStatus.BLOCKED, None, 10)
+    assert expiries_of(blocked) == {
+        clock() + expiries["EDGE-INSIDE"],
+        clock() + expiries["EDGE-AT"],
+    }
+    assert {k.reason for k in blocked} == {BlockReason.NEAR_EXPIRY.value}
+    assert await block_expiring_keys(inv) == 0  # nothing new inside the margin
+
+    clock.advance(timedelta(seconds=1))  # the next key reaches the margin
+    assert await block_expiring_keys(inv) == 1
+    levels = await inv.keys.stock("offer-1", clock())
+    assert (levels.available, levels.blocked) == (1, 3)
+    events = [e.payload for e in await store.load("inventory.pool", "offer-1")]
+    stock = [e for e in events if isinstance(e, StockChanged)]
+    assert stock[-1].available == 1  # catalog's stock dropped with each block
 
 
 async def test_the_stock_book_keeps_the_counts_of_the_newest_commit(pool: PoolOnMongo) -> None:

@@ -97,3 +97,38 @@ async def test_resubmitting_a_movement_moves_money_once(mongo_db: AsyncDatabase[
     assert {r.state for r in results} == {MovementState.APPLIED}
     assert await ledger.balance(WALLET) == 250
     assert await mongo_db["ledger_lines"].count_documents({"account": WALLET.id}) == 1
+
+
+async def test_a_fresh_process_finds_an_accounts_last_line_by_its_ids(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    ledger = Ledger(await journal_on(mongo_db))
+    for n in range(1, 38):
+        await ledger.execute(top_up(f"top-{n}", n))
+    # Another process (nothing remembered) walks the ids: 37 lines, 1 + ... + 37.
+    fresh = Ledger(await journal_on(mongo_db))
+    assert await fresh.balance(WALLET) == 37 * 38 // 2
+    last = await MongoJournal(mongo_db).last_line(WALLET)
+    assert last is not None and last.seq == 37
+    assert [line.seq for line in await fresh.lines_after(WALLET, 30)] == list(range(31, 38))
+
+
+async def test_a_crash_between_a_line_and_its_index_entry_applies_the_posting_once(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    journal = await journal_on(mongo_db)
+    ledger = Ledger(journal)
+    applied = await ledger.execute(top_up("top-1", 500))
+    assert applied.applied
+    # The index entries were never written (the process died just after the lines).
+    await mongo_db["ledger_line_ids"].delete_many({})
+    await mongo_db["ledger_movements"].update_one(
+        {"_id": "top-1"}, {"$set": {"state": MovementState.PENDING.value}}
+    )
+    restarted = Ledger(await journal_on(mongo_db))
+    pending = await restarted.get("top-1")
+    assert pending is not None and pending.state is MovementState.PENDING
+    assert (await restarted.complete(pending)).applied
+    assert await ledger.balance(WALLET) == 500
+    assert await mongo_db["ledger_lines"].count_documents({"account": WALLET.id}) == 1
+    assert await mongo_db["ledger_line_ids"].count_documents({}) == 2

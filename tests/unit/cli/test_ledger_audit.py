@@ -12,8 +12,16 @@ def test_completed_orders_settled_and_refunded_orders_returned_are_fine() -> Non
             "o-refunded": OrderMoney(captured=950, returned=950, escrow_refunds=950),
             "o-claimed": OrderMoney(captured=950, settled=950, returned=950),  # from the deposit
             "o-paying": OrderMoney(captured=500),
+            # Upheld partial claims: 400 back from escrow before settlement,
+            # or drawn from the seller's deposit after it.
+            "o-partly-escrow": OrderMoney(
+                captured=950, settled=550, returned=400, escrow_refunds=400
+            ),
+            "o-partly-deposit": OrderMoney(captured=950, settled=950, returned=400),
         },
         {
+            "o-partly-escrow": "COMPLETED",
+            "o-partly-deposit": "COMPLETED",
             "o-done": "COMPLETED",
             "o-refunded": "REFUNDED",
             "o-claimed": "REFUNDED",
@@ -21,7 +29,7 @@ def test_completed_orders_settled_and_refunded_orders_returned_are_fine() -> Non
         },
     )
     assert audit.problems == []
-    assert (audit.orders_with_money, audit.settled_orders, audit.returned_orders) == (4, 1, 2)
+    assert (audit.orders_with_money, audit.settled_orders, audit.returned_orders) == (6, 3, 2)
     assert audit.in_flight == ["o-paying"]
 
 
@@ -33,12 +41,14 @@ def test_money_that_ends_nowhere_or_in_both_places_is_a_discrepancy() -> None:
             "o-short": OrderMoney(captured=950, returned=900),
             "o-over": OrderMoney(captured=950, returned=1900),
             "o-unknown": OrderMoney(captured=100),
+            "o-all-back": OrderMoney(captured=950, settled=950, returned=950),
         },
         {
             "o-neither": "COMPLETED",
             "o-both": "COMPLETED",
             "o-short": "CANCELLED",
             "o-over": "REFUNDED",
+            "o-all-back": "COMPLETED",  # all of it returned, yet completed
         },
     )
     problems = "\n".join(audit.problems)
@@ -48,6 +58,7 @@ def test_money_that_ends_nowhere_or_in_both_places_is_a_discrepancy() -> None:
     assert "o-short (CANCELLED): its money must be back with the buyer" in problems
     assert "o-over (REFUNDED): returned more than captured" in problems
     assert "o-unknown: money moved" in problems
+    assert "o-all-back (COMPLETED): its money must end with the seller" in problems
 
 
 def test_the_trial_balance_must_sum_to_zero() -> None:

@@ -262,12 +262,19 @@ class FakeBuyers:
 class FakeOffers:
     def __init__(self) -> None:
         self.sla: dict[str, int | None] = {}
+        self.sellers: dict[str, str] = {}
 
     async def record_sla(self, offer_id: str, sla_minutes: int | None) -> None:
         self.sla[offer_id] = sla_minutes
 
     async def sla_minutes(self, offer_id: str) -> int | None:
         return self.sla.get(offer_id)
+
+    async def record_seller(self, offer_id: str, seller_id: str) -> None:
+        self.sellers[offer_id] = seller_id
+
+    async def seller_of(self, offer_id: str) -> str | None:
+        return self.sellers.get(offer_id)
 
 
 class FakeMessages:

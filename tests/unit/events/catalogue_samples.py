@@ -325,4 +325,12 @@ SAMPLES: dict[type[Event], Event] = {
         upheld_claims=12,
         rate_basis_points=300,
     ),
+    c.SellerFlagCleared: c.SellerFlagCleared(
+        seller_id=SELLER,
+        reason=c.FlagReason.HIGH_CLAIM_RATE,
+        window_days=30,
+        orders=800,
+        upheld_claims=12,
+        rate_basis_points=150,
+    ),
 }

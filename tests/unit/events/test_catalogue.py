@@ -73,6 +73,8 @@ DESIGN_EVENTS: dict[str, set[str]] = {
 EXTRA_EVENTS: dict[str, set[str]] = {
     "ordering": {"OrderReserved", "OrderDelivered", "OrderRefunded"},
     "inventory": {"KeysVoided"},
+    # A flag lifted once the seller's issue rate is back under the threshold.
+    "aftersales": {"SellerFlagCleared"},
 }
 EXPECTED_TOPICS = {
     "kami.identity.user.v1",

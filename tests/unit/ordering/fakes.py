@@ -57,14 +57,12 @@ class FakeOrderViews:
     deadlines: dict[str, DeadlineRow] = field(default_factory=dict)
 
     async def sync(self, loaded: LoadedOrder, deadline: Deadline | None) -> None:
+        # What it is given, as MongoOrderViews: the handlers make the newest win.
         order = loaded.order
-        stored = self.orders.get(order.id)
-        if stored is None or stored.order.version <= order.version:
-            self.orders[order.id] = loaded
+        self.orders[order.id] = loaded
         row = self.deadlines.setdefault(order.id, DeadlineRow(0, None))
-        if row.version <= order.version:
-            row.version = order.version
-            row.deadline = deadline
+        row.version = order.version
+        row.deadline = deadline
 
     async def due(self, now: datetime, limit: int) -> list[str]:
         due = [

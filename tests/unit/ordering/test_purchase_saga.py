@@ -444,21 +444,41 @@ async def test_keys_delivered_after_ordering_refunded_are_voided_under_the_same_
 
 async def test_upheld_claim_before_settlement_is_refunded_from_escrow() -> None:
     saga = await delivered()
-    await saga.aftersales_approves_compensation(PRICE, ["key-2"])
+    await saga.aftersales_approves_compensation(2 * PRICE, ["key-1", "key-2"])
     saga.expect(
         emits(
             OrderRefundRequested,
-            amount=PRICE,
+            amount=2 * PRICE,
             source=RefundSource.ESCROW,
             reason=RefundReason.CLAIM_UPHELD,
             ticket_id="ticket-1",
-            void_key_ids=["key-2"],
+            void_key_ids=["key-1", "key-2"],
         )
     )
     # A refunding order is not completed by its guarantee window.
     assert await saga.time_passes(60 * MINUTE) == 0
     await saga.payment_refunds()
-    saga.expect(emits(OrderRefunded, amount=PRICE, reason=RefundReason.CLAIM_UPHELD))
+    saga.expect(emits(OrderRefunded, amount=2 * PRICE, reason=RefundReason.CLAIM_UPHELD))
+    assert await saga.state() is OrderState.REFUNDED
+
+
+async def test_a_partial_compensation_refunds_part_and_the_order_goes_on() -> None:
+    saga = await delivered()
+    await saga.aftersales_approves_compensation(PRICE, ["key-2"])
+    saga.expect(emits(OrderRefundRequested, amount=PRICE, void_key_ids=["key-2"]))
+    await saga.payment_refunds()
+    saga.expect(emits(OrderRefunded, amount=PRICE))
+    assert await saga.state() is OrderState.DELIVERED  # the buyer keeps key-1
+    # No more than what is left goes back, and the window still completes the order.
+    assert (
+        await saga.aftersales_approves_compensation(2 * PRICE, [], ticket_id="ticket-2")
+    ).outcome is Outcome.REJECTED
+    assert await saga.time_passes(60 * MINUTE) == 1
+    saga.expect(emits(OrderCompleted, completed_by=CompletedBy.GUARANTEE_ELAPSED))
+    # What is left may still be compensated later, which ends the order.
+    await saga.aftersales_approves_compensation(PRICE, [], ticket_id="ticket-3")
+    saga.expect(emits(OrderRefundRequested, amount=PRICE))
+    await saga.payment_refunds()
     assert await saga.state() is OrderState.REFUNDED
 
 

@@ -16,6 +16,7 @@ from kami_events.event import Event
 from kami_events.store import CommitContext, ConcurrencyError, Tracking
 from kami_events.testing import InMemoryEventStore
 from kami_ordering.domain.order import DeadlineKind, OrderState
+from kami_ordering.handlers import sync_views
 from tests.unit.ordering.script import SagaScript
 
 
@@ -83,3 +84,20 @@ async def test_the_deadline_committing_first_makes_the_payment_a_late_one() -> N
     saga.expect(OrderCancelled)
     await saga.payment_confirms()
     assert await saga.state() is OrderState.REFUNDING
+
+
+async def test_views_synced_out_of_order_end_at_the_newest_state() -> None:
+    """A slow writer syncs the state it saved after a faster writer synced a
+    newer one: it finds the stream moved on and writes the newest again."""
+    saga, _ = racing_saga()
+    await saga.buyer_places_order()
+    stale = await saga.repository.load(saga.order_id)
+    assert stale is not None
+    await saga.inventory_reserves(holds_for=timedelta(minutes=20))
+    assert saga.views.orders[saga.order_id].order.state is OrderState.RESERVED
+
+    written = await sync_views(saga.repository, saga.views, saga.timers, stale)
+    assert written.order.state is OrderState.RESERVED
+    assert saga.views.orders[saga.order_id].order.state is OrderState.RESERVED
+    deadline = saga.deadline()
+    assert deadline is not None and deadline.kind is DeadlineKind.PAYMENT

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Literal
 
 import pytest
 
@@ -284,6 +285,26 @@ async def test_a_suspended_buyer_cannot_pay(world: World) -> None:
     assert world.balance(buyer_wallet("buyer-1")) == 5_000
 
 
+@pytest.mark.parametrize(
+    ("purpose", "owner"),
+    [(GatewayPurpose.WALLET_TOP_UP, "buyer-1"), (GatewayPurpose.DEPOSIT_TOP_UP, "seller-1")],
+)
+async def test_a_suspended_account_cannot_top_up(
+    world: World,
+    purpose: Literal[GatewayPurpose.WALLET_TOP_UP, GatewayPurpose.DEPOSIT_TOP_UP],
+    owner: str,
+) -> None:
+    await world.funded_deposit("seller-1", 1_000)
+    await world.identity_event(
+        UserSuspended(user_id=owner, reason=SuspensionReason.FRAUD_SUSPECTED, suspended_by="op-1")
+    )
+    with pytest.raises(Refused) as suspended:
+        await world.service.start_top_up(
+            purpose=purpose, owner_id=owner, amount=1_000, channel=ALIPAY, idempotency_key=None
+        )
+    assert suspended.value.code == "account_suspended"
+
+
 # -- the channels ---------------------------------------------------------------------
 
 
@@ -498,6 +519,37 @@ async def test_a_deposit_that_cannot_cover_a_refund_never_goes_negative(world: W
     # Topping up above the minimum takes the seller out of the count.
     await world.funded_deposit("seller-1", 20_000)
     assert await world.service.deposits_below_minimum() == 0
+
+
+async def test_a_top_up_pays_back_what_the_seller_owes_before_the_deposit(world: World) -> None:
+    await world.funded_deposit("seller-1", 12_000)
+    order = await world.reserved(world.purchase(15_000))
+    await world.channel_pays(await world.pay_by(order, WECHAT))
+    await world.order_event(order.delivered())
+    await world.order_event(
+        order.refund_requested(
+            "claim-1", source=RefundSource.SELLER_DEPOSIT, reason=RefundReason.CLAIM_UPHELD
+        )
+    )
+    assert world.balance(seller_receivable("seller-1")) == 3_000
+
+    await world.funded_deposit("seller-1", 2_000)  # less than owed: all of it repays
+    assert world.balance(seller_receivable("seller-1")) == 1_000
+    assert world.balance(seller_deposit("seller-1")) == 0
+    await world.funded_deposit("seller-1", 11_000)
+    assert world.balance(seller_receivable("seller-1")) == 0
+    assert world.balance(seller_deposit("seller-1")) == 10_000
+    # One deposit line for the part that reached it: back at the minimum, no flapping.
+    changed = world.last(DepositChanged, "seller-1")
+    assert (changed.direction, changed.amount, changed.balance, changed.cause) == (
+        "credit",
+        10_000,
+        10_000,
+        DepositChangeCause.TOP_UP,
+    )
+    view = await world.service.deposit("seller-1")
+    assert (view.balance, view.owed, view.shortfall) == (10_000, 0, 0)
+    assert (await world.service.trial_balance()).total == 0
 
 
 async def test_refunds_never_exceed_what_was_captured(world: World) -> None:

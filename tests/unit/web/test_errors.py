@@ -1,10 +1,15 @@
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Iterator
+
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
 from kami_web.errors import ApiError, install_error_handlers
+from kami_web.limits import BodySizeLimit
+
+JSON = {"content-type": "application/json"}
 
 
 class Body(BaseModel):
@@ -64,3 +69,57 @@ def test_unexpected_errors_do_not_leak_internals() -> None:
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
     assert "secret" not in response.text
+
+
+def limited_client(limit: int) -> TestClient:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_body_bytes=limit)
+
+    @app.post("/orders")
+    async def place(body: Body) -> dict[str, int]:
+        return {"quantity": body.quantity}
+
+    @app.post("/files")
+    async def upload(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_a_body_declared_over_the_limit_is_413_before_the_route() -> None:
+    response = limited_client(100).post(
+        "/orders", content=b'{"quantity": 1' + b" " * 200 + b"}", headers=JSON
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert "100 bytes" in response.json()["error"]["message"]
+
+
+def test_a_body_streamed_over_the_limit_is_413() -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"quantity": 1'
+        yield b" " * 200
+        yield b"}"
+
+    for path in ("/orders", "/files"):
+        response = limited_client(100).post(path, content=chunks(), headers=JSON)
+        assert response.status_code == 413, path
+        assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_body_within_the_limit_is_read() -> None:
+    response = limited_client(100).post("/orders", json={"quantity": 3})
+    assert response.json() == {"quantity": 3}
+
+
+def test_json_nested_too_deeply_or_not_utf8_says_so() -> None:
+    deep = make_client().post("/orders", content=b"[" * 100_000, headers=JSON)
+    assert deep.status_code == 400
+    assert deep.json()["error"] == {
+        "code": "unreadable_body",
+        "message": "The JSON body is nested too deeply to read.",
+    }
+    garbled = make_client().post("/orders", content=b'{"quantity": "\xff"}', headers=JSON)
+    assert garbled.status_code == 400
+    assert garbled.json()["error"]["code"] == "unreadable_body"

@@ -6,10 +6,14 @@ Two independent looks at the money:
   account must be zero once no movement is in flight;
 - per order, from the event stores of payment and ordering (read-only): the
   money captured for an order must end with the seller (the order completed
-  and its gross settled, nothing returned) or back with the buyer (the order
-  refunded or cancelled and all of it returned), never both, never neither;
-  escrow never pays out more than it received. Orders still in flight are
-  counted, not judged.
+  and its gross settled) or back with the buyer (the order refunded or
+  cancelled and all of it returned), never both, never neither; escrow never
+  pays out more than it received. Orders still in flight are counted, not
+  judged. One exception to "never both": an upheld after-sales claim may give
+  part of a completed order back (`OrderRefunded` with `ends_order` false),
+  out of escrow before settlement or from the seller's deposit after it; then
+  what escrow settled and refunded adds up to what was captured, and less
+  than all of it went back.
 
 "Back with the buyer" is a refund to the wallet or the original channel, or
 a chargeback (the channel returned it); a refund with destination `none` is
@@ -74,6 +78,8 @@ def final_states(ordering_events: Iterable[Envelope[Any]]) -> dict[str, str]:
     for envelope in ordering_events:
         if envelope.aggregate_type != "ordering.order":
             continue
+        if getattr(envelope.payload, "ends_order", True) is False:
+            continue  # a partial compensation: the order went on as it was
         seen = latest.get(envelope.aggregate_id)
         if seen is None or envelope.aggregate_version > seen[0]:
             latest[envelope.aggregate_id] = (envelope.aggregate_version, envelope.event_type)
@@ -128,7 +134,9 @@ def audit_orders(money: dict[str, OrderMoney], states: dict[str, str]) -> Ledger
             )
         if state == "COMPLETED":
             audit.settled_orders += 1
-            if m.settled != m.captured or m.returned:
+            # All of it settled to the seller, less what escrow gave back for a
+            # partial claim; a claim after settlement drew its refund from the seller.
+            if m.settled + m.escrow_refunds != m.captured or m.returned >= m.captured > 0:
                 audit.problems.append(
                     f"order {order_id} (COMPLETED): its money must end with the seller: {said}"
                 )

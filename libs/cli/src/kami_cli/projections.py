@@ -24,7 +24,9 @@ WHY_NOT: dict[str, str] = {
     "payment": "payment's read models of orders and parties come from other services' "
     "events, which it does not log; only a replay of their topics restores them",
     "delivery": "delivery's read models come from ordering's events, which it does not log",
-    "aftersales": "aftersales has no read models yet",
+    "aftersales": "aftersales' order facts, queue and issue counters come from other "
+    "services' events and its own, which it does not log; only a replay of their topics "
+    "restores them",
 }
 
 

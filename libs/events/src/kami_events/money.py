@@ -30,6 +30,19 @@ strings and booleans are rejected rather than silently converted."""
 PositiveFen = Annotated[int, Field(gt=0, strict=True, json_schema_extra=_IN_FEN)]
 """An amount in fen that must be moved at all (a price, a refund, a top-up)."""
 
+MAX_AMOUNT = 10**12
+"""The largest single amount Kami takes from outside (a price, a face value, a
+top-up): ten billion yuan. Far above any card's worth, and far below what a
+64-bit integer (MongoDB's widest) holds once multiplied by a quantity and
+summed in the ledger."""
+
+Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT, strict=True, json_schema_extra=_IN_FEN)]
+"""`Fen` as a request may state it: bounded by `MAX_AMOUNT`. (Events keep
+`Fen`: a bound added to a published event would be a breaking change.)"""
+
+PositiveAmount = Annotated[int, Field(gt=0, le=MAX_AMOUNT, strict=True, json_schema_extra=_IN_FEN)]
+"""`PositiveFen` as a request may state it: 1 to `MAX_AMOUNT`."""
+
 
 class CurrencyMismatch(ValueError):
     """Arithmetic or comparison between amounts in different currencies."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -14,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from kami_events import tracing
 from kami_events.runtime import ServiceRuntime
 from kami_web.errors import ErrorResponse, install_error_handlers
+from kami_web.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from kami_web.observability import RequestObservation
 
 
@@ -24,7 +26,10 @@ def create_app(
     title: str,
     description: str = "",
     version: str = "0.1.0",
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
+    """`max_body_bytes`: the largest request body any route reads (413 beyond)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
@@ -40,7 +45,11 @@ def create_app(
         description=description,
         version=version,
         lifespan=lifespan,
-        responses={422: {"model": ErrorResponse}},
+        responses={
+            400: {"model": ErrorResponse, "description": "The body could not be read"},
+            413: {"model": ErrorResponse, "description": "The request body is too large"},
+            422: {"model": ErrorResponse},
+        },
     )
     app.state.runtime = runtime
     install_error_handlers(app)
@@ -50,6 +59,7 @@ def create_app(
         FastAPIInstrumentor.instrument_app(
             app, tracer_provider=provider, excluded_urls="/healthz,/readyz,/metrics"
         )
+    app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -67,11 +77,48 @@ def create_app(
             response.status_code = 503
         return {"ready": readiness.ready, "checks": readiness.checks}
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {"description": "The text exposition format", "content": {"text/plain": {}}}
+        },
+    )
     async def metrics() -> Response:
         await runtime.relay.lag()  # refresh the outbox gauges at scrape time
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
         app.include_router(router)
+    _document_token_refusals(app)
     return app
+
+
+_REFUSAL = {
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+}
+
+
+def _document_token_refusals(app: FastAPI) -> None:
+    """Every route that takes a token (its operation names a security scheme)
+    may answer 401 (no valid token) and 403 (a role or standing it lacks):
+    say so in the OpenAPI document, where the routes themselves cannot."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for path_item in document.get("paths", {}).values():
+                for operation in path_item.values():
+                    if isinstance(operation, dict) and operation.get("security"):
+                        responses = operation.setdefault("responses", {})
+                        responses.setdefault("401", {"description": "No valid token", **_REFUSAL})
+                        responses.setdefault(
+                            "403", {"description": "The token does not allow it", **_REFUSAL}
+                        )
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -61,6 +61,12 @@ _STATUS_CODES = {
 }
 
 
+_UNREADABLE: dict[type[BaseException], str] = {
+    RecursionError: "The JSON body is nested too deeply to read.",
+    UnicodeDecodeError: "The body is not valid UTF-8.",
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -84,8 +90,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        # FastAPI says only "There was an error parsing the body"; its cause says why.
+        cause = exc.__cause__
+        unreadable = _UNREADABLE.get(type(cause)) if cause and exc.status_code == 400 else None
+        if unreadable:
+            code, message = "unreadable_body", unreadable
         return JSONResponse(
-            error_body(code, str(exc.detail)),
+            error_body(code, message),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 from uuid import uuid4
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kami_catalog.adapters.queries import SearchRequest
@@ -31,9 +31,9 @@ from kami_catalog.views import (
     SellerReliabilityView,
 )
 from kami_events.catalogue.catalog import DelistReason
-from kami_events.catalogue.common import DeliveryMode
+from kami_events.catalogue.common import ID_PATTERN, DeliveryMode
 from kami_events.catalogue.identity import Role
-from kami_events.money import PositiveFen
+from kami_events.money import PositiveAmount
 from kami_web.auth import CurrentUser, Principal, require_roles
 from kami_web.errors import ApiError, ErrorResponse
 
@@ -108,7 +108,7 @@ class NewOffer(OfferTerms):
 class NewPrice(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    unit_price: PositiveFen
+    unit_price: PositiveAmount
 
 
 class OperatorDelist(BaseModel):
@@ -181,7 +181,9 @@ def routers() -> list[APIRouter]:
     async def search(
         request: Request,
         q: Annotated[str | None, Query(max_length=100)] = None,
-        category: Annotated[str | None, Query(description="A slug; includes its subtree.")] = None,
+        category: Annotated[
+            str | None, Query(max_length=64, description="A slug; includes its subtree.")
+        ] = None,
         face_value_min: Annotated[int | None, Query(ge=0)] = None,
         face_value_max: Annotated[int | None, Query(ge=0)] = None,
         delivery_mode: DeliveryMode | None = None,
@@ -294,7 +296,7 @@ def routers() -> list[APIRouter]:
     @operate.put("/products/{product_id}", summary="Republish a product with new details")
     async def republish(
         request: Request,
-        product_id: str,
+        product_id: Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)],
         body: ProductSpec,
         user: Operator,
         request_id: RequestId = None,

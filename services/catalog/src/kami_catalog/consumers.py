@@ -11,7 +11,7 @@ from typing import Any
 
 from kami_catalog.adapters.projections import Projector
 from kami_catalog.handlers import CatalogHandlers
-from kami_events.catalogue.aftersales import SellerFlagged, TicketOpened
+from kami_events.catalogue.aftersales import SellerFlagCleared, SellerFlagged, TicketOpened
 from kami_events.catalogue.delivery import DeliveryFailed, KeyDelivered
 from kami_events.catalogue.identity import SellerApproved, UserSuspended
 from kami_events.catalogue.inventory import StockChanged
@@ -29,7 +29,13 @@ READ_MODEL_EVENTS = (
     SellerApproved,
 )
 # Keyed by the seller (deposit, after-sales seller) or the user (identity).
-STANDING_EVENTS = (DepositBelowMinimum, DepositChanged, SellerFlagged, UserSuspended)
+STANDING_EVENTS = (
+    DepositBelowMinimum,
+    DepositChanged,
+    SellerFlagged,
+    SellerFlagCleared,
+    UserSuspended,
+)
 
 
 def register_consumers(

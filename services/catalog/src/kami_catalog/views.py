@@ -41,6 +41,11 @@ class ProductCard(BaseModel):
     sales: int = Field(description="Keys sold in completed orders.")
     rating_milli: int
     rating_count: int
+    demoted: bool = Field(
+        default=False,
+        description="Only flagged sellers sell it (after-sales issue rates): listed after the "
+        "others; otherwise price and stock count only the offers in good standing.",
+    )
     relevance: int | None = Field(default=None, description="Only for keyword searches.")
 
 

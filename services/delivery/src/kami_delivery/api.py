@@ -24,11 +24,18 @@ from kami_delivery.adapters.ports import VaultEntry
 from kami_delivery.domain.delivery import delivery_id_for
 from kami_delivery.domain.keys import MAX_SECRET_LENGTH, CardSecret
 from kami_delivery.domain.manual import ManualTask
-from kami_delivery.domain.rejections import Conflict, Gone, InvalidInput, NotFound, Rejection
+from kami_delivery.domain.rejections import (
+    Conflict,
+    Forbidden,
+    Gone,
+    InvalidInput,
+    NotFound,
+    Rejection,
+)
 from kami_delivery.handlers import DeliveryDeps
 from kami_events.catalogue.common import ID_PATTERN, DeliveryMode
 from kami_events.catalogue.identity import Role
-from kami_web.auth import CurrentUser, Principal, require_roles
+from kami_web.auth import CallingService, CurrentUser, Principal, require_roles
 from kami_web.errors import ErrorResponse, error_body
 
 router = APIRouter()
@@ -357,11 +364,49 @@ async def submit_keys(
     return Submitted(delivery_id=delivery_id, order_id=order_id, key_ids=key_ids)
 
 
+# -- key verification (internal, for after-sales) ---------------------------------------------
+
+
+class VerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key_ids: list[Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]] = Field(
+        min_length=1, max_length=1000
+    )
+
+
+class KeyVerdict(BaseModel):
+    key_id: str
+    verdict: str = Field(description="valid, already_used, invalid or unknown")
+
+
+class Verdicts(BaseModel):
+    order_id: str
+    verdicts: list[KeyVerdict]
+
+
+@router.post(
+    "/internal/orders/{order_id}/keys/verify",
+    tags=["internal"],
+    summary="Ask each key's issuer whether the order's delivered keys still work (service only)",
+    responses=ERRORS,
+)
+async def verify_keys(
+    order_id: IdPath, body: VerifyRequest, service: CallingService, deps: Deps
+) -> Verdicts:
+    found = await handlers.verify_keys(deps, service.subject, order_id, body.key_ids)
+    return Verdicts(
+        order_id=order_id,
+        verdicts=[KeyVerdict(key_id=key_id, verdict=v.value) for key_id, v in found],
+    )
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 
 _STATUS: dict[type[Rejection], int] = {
     NotFound: status.HTTP_404_NOT_FOUND,
+    Forbidden: status.HTTP_403_FORBIDDEN,
     Conflict: status.HTTP_409_CONFLICT,
     Gone: status.HTTP_410_GONE,
     InvalidInput: 422,

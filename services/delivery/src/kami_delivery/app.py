@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from kami_delivery import consumers
 from kami_delivery.adapters.cipher import VaultCipher, decode_vault_key
 from kami_delivery.adapters.inventory import HttpInventory
+from kami_delivery.adapters.issuers import IssuerDirectory, SimulatedIssuer
 from kami_delivery.adapters.mongo import DeliveryStores
 from kami_delivery.adapters.ports import Inventory, SmsSender
 from kami_delivery.adapters.sms import RecordingSmsSender
@@ -94,6 +95,12 @@ def create_app(
             ),
         ),
         clock=clock,
+        issuers=IssuerDirectory(
+            {IssuerDirectory.ANY: SimulatedIssuer()}
+            if settings.delivery_issuer_simulator_enabled
+            else {}
+        ),
+        verify_services=frozenset(settings.delivery_verify_services),
     )
     lane = DeliveryLane(
         deps,

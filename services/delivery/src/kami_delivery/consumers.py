@@ -11,7 +11,10 @@
   priority, and a verified phone for texts;
 - `OfferListed` (catalog): the offer's manual-delivery SLA;
 - `KeyDelivered`, `DeliveryFailed` (delivery itself): vault visibility and
-  notifications, driven by the committed outcome.
+  notifications, driven by the committed outcome;
+- `TicketResolved{notification_resent}` (aftersales): the buyer is reminded
+  that the keys are in the vault;
+- `KeysBlocked{near_expiry|expired}` (inventory): the seller is told.
 
 Read-model writes are idempotent on their own; the inbox dedupes redeliveries.
 """
@@ -23,9 +26,11 @@ from collections.abc import Callable
 from kami_delivery import handlers
 from kami_delivery.adapters.ports import OrderState
 from kami_delivery.handlers import DeliveryDeps
+from kami_events.catalogue.aftersales import TicketResolved
 from kami_events.catalogue.catalog import OfferListed
 from kami_events.catalogue.delivery import DeliveryFailed, KeyDelivered
 from kami_events.catalogue.identity import IdentityVerified, PhoneVerified
+from kami_events.catalogue.inventory import KeysBlocked
 from kami_events.catalogue.ordering import (
     OrderCancelled,
     OrderCompleted,
@@ -82,3 +87,11 @@ def register(consumer: EventConsumer, deps: DeliveryDeps, *, on_queued: Callable
     @consumer.handles(DeliveryFailed)
     async def delivery_failed(received: Received[DeliveryFailed]) -> None:
         await handlers.announce_failure(deps, received.event)
+
+    @consumer.handles(TicketResolved)
+    async def ticket_resolved(received: Received[TicketResolved]) -> None:
+        await handlers.remind_of_delivery(deps, received.event)
+
+    @consumer.handles(KeysBlocked)
+    async def keys_blocked(received: Received[KeysBlocked]) -> None:
+        await handlers.notify_keys_blocked(deps, received.event, str(received.envelope.event_id))

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import uuid4
 
+from kami_delivery.adapters.issuers import IssuerDirectory, Verdict
 from kami_delivery.adapters.ports import (
     Buyers,
     DeliveryQueue,
@@ -57,7 +58,7 @@ from kami_delivery.domain.delivery import (
 from kami_delivery.domain.keys import CardSecret, UnavailableStatus, failure_for
 from kami_delivery.domain.manual import ManualTask, TaskStatus
 from kami_delivery.domain.queue import QueuedDelivery, RetryPolicy
-from kami_delivery.domain.rejections import Conflict, Gone, NotFound
+from kami_delivery.domain.rejections import Conflict, Forbidden, Gone, NotFound
 from kami_delivery.metrics import (
     DELIVERY_OUTCOMES,
     INVENTORY_FAILURES,
@@ -65,6 +66,7 @@ from kami_delivery.metrics import (
     PLAINTEXT_ACCESS,
     QUEUE_WAIT,
 )
+from kami_events.catalogue.aftersales import Resolution, TicketResolved
 from kami_events.catalogue.catalog import OfferListed
 from kami_events.catalogue.common import DeliveryMode
 from kami_events.catalogue.delivery import (
@@ -74,6 +76,7 @@ from kami_events.catalogue.delivery import (
     KeyDelivered,
 )
 from kami_events.catalogue.identity import IdentityVerified, PhoneVerified
+from kami_events.catalogue.inventory import BlockReason, KeysBlocked
 from kami_events.catalogue.ordering import (
     OrderPaid,
     OrderPlaced,
@@ -118,6 +121,10 @@ class DeliveryDeps:
     policy: DeliveryPolicy
     clock: Clock
     new_id: Callable[[], str] = field(default=lambda: str(uuid4()))
+    # Each product's issuer, asked whether a delivered key is still redeemable.
+    issuers: IssuerDirectory = field(default_factory=IssuerDirectory)
+    # Services that may ask for verdicts on a buyer's keys (never the keys).
+    verify_services: frozenset[str] = frozenset({"aftersales"})
 
 
 def _context(
@@ -170,7 +177,8 @@ async def hide_refunded_keys(deps: DeliveryDeps, event: OrderRefunded) -> None:
             hidden,
             extra=_extra(event.order_id),
         )
-    await deps.orders.set_state(event.order_id, OrderState.REFUNDED)
+    if event.ends_order:  # a partial compensation leaves the order (and arrival) open
+        await deps.orders.set_state(event.order_id, OrderState.REFUNDED)
 
 
 async def record_tier(deps: DeliveryDeps, event: IdentityVerified, version: int) -> None:
@@ -185,6 +193,7 @@ async def record_phone(deps: DeliveryDeps, event: PhoneVerified) -> None:
 
 async def record_offer(deps: DeliveryDeps, event: OfferListed) -> None:
     await deps.offers.record_sla(event.offer_id, event.manual_delivery_sla_minutes)
+    await deps.offers.record_seller(event.offer_id, event.seller_id)
 
 
 # -- a paid order ------------------------------------------------------------------
@@ -600,6 +609,34 @@ async def announce_delivery(deps: DeliveryDeps, event: KeyDelivered) -> None:
                 f"【Kami】订单 {event.order_id} 的 {count} 个卡密已放入您的卡密库，请登录查看。",
             )
             NOTIFICATIONS.labels("sms").inc()
+    if event.mode is DeliveryMode.AUTO and event.key_ids:
+        await confirm_if_issuer_vouches(deps, event)
+
+
+async def confirm_if_issuer_vouches(deps: DeliveryDeps, event: KeyDelivered) -> bool:
+    """Arrival confirmed automatically (issue 6): the product's issuer says
+    every delivered key is valid. Any other answer leaves the guarantee
+    window to the buyer. Returns whether it confirmed."""
+    for key_id in event.key_ids:
+        entry = await deps.vault.get(key_id)
+        if entry is None:
+            return False
+        secret = deps.sealer.open(entry.sealed, context=entry.seal_context)
+        if await deps.issuers.verify(entry.product_id, secret) is not Verdict.VALID:
+            return False
+    for _ in range(3):
+        delivery = await deps.deliveries.get(event.delivery_id)
+        if delivery is None or not delivery.confirm_arrival(event.buyer_id, "key_verification"):
+            return False
+        try:
+            await deps.deliveries.save(
+                delivery, _context(event.order_id, f"verified:{event.delivery_id}")
+            )
+        except ConcurrencyError:
+            continue
+        log.info("order %s: the issuer vouched for every key", event.order_id)
+        return True
+    return False
 
 
 async def announce_failure(deps: DeliveryDeps, event: DeliveryFailed) -> None:
@@ -630,6 +667,90 @@ async def announce_failure(deps: DeliveryDeps, event: DeliveryFailed) -> None:
             )
         )
     NOTIFICATIONS.labels("site").inc()
+
+
+async def remind_of_delivery(deps: DeliveryDeps, event: TicketResolved) -> None:
+    """After-sales answered "not received" by pointing to the vault: the buyer
+    gets the delivery notification again (site message, and a text if the
+    delivery was announced by text)."""
+    if event.resolution is not Resolution.NOTIFICATION_RESENT:
+        return
+    order = await deps.orders.get(event.order_id)
+    visible = await deps.vault.list_for(order.buyer_id, order_id=event.order_id) if order else []
+    if order is None or not visible:
+        log.warning("order %s: nothing in the vault to remind of", event.order_id)
+        return
+    buyer_id = order.buyer_id
+    await deps.messages.post(
+        SiteMessage(
+            message_id=f"{event.ticket_id}:reminder",
+            user_id=buyer_id,
+            kind=MessageKind.DELIVERY_REMINDER,
+            title="Your keys are in your key vault",
+            body=(
+                f"{len(visible)} key(s) of order {event.order_id} were delivered to your key "
+                "vault. Open My keys to reveal them."
+            ),
+            order_id=event.order_id,
+            created_at=deps.clock(),
+        )
+    )
+    NOTIFICATIONS.labels("site").inc()
+    buyer = await deps.buyers.get(buyer_id)
+    if buyer is not None and buyer.phone_masked:
+        await deps.sms.send(
+            f"{event.ticket_id}:reminder",
+            buyer_id,
+            buyer.phone_masked,
+            f"【Kami】订单 {event.order_id} 的卡密已在您的卡密库中，请登录查看。",
+        )
+        NOTIFICATIONS.labels("sms").inc()
+
+
+async def notify_keys_blocked(deps: DeliveryDeps, event: KeysBlocked, event_id: str) -> None:
+    """Inventory took keys of a seller's pool off sale: the seller hears why."""
+    if event.reason not in (BlockReason.NEAR_EXPIRY, BlockReason.EXPIRED):
+        return
+    seller_id = await deps.offers.seller_of(event.offer_id)
+    if seller_id is None:
+        log.warning("keys of offer %s blocked, but its seller is unknown here", event.offer_id)
+        return
+    why = "expire soon" if event.reason is BlockReason.NEAR_EXPIRY else "have expired"
+    await deps.messages.post(
+        SiteMessage(
+            message_id=f"{event_id}:blocked",
+            user_id=seller_id,
+            kind=MessageKind.KEYS_BLOCKED,
+            title=f"{len(event.key_ids)} key(s) taken off sale",
+            body=(
+                f"{len(event.key_ids)} key(s) of offer {event.offer_id} {why} and were "
+                f"blocked ({event.reason.value}); your stock dropped accordingly."
+            ),
+            order_id="",
+            created_at=deps.clock(),
+        )
+    )
+    NOTIFICATIONS.labels("site").inc()
+
+
+# -- key verification (for after-sales) -----------------------------------------------------
+
+
+async def verify_keys(
+    deps: DeliveryDeps, service: str, order_id: str, key_ids: Sequence[str]
+) -> list[tuple[str, Verdict]]:
+    """What each key's issuer says about the order's delivered keys. The
+    secrets are opened here and never leave delivery."""
+    if service not in deps.verify_services:
+        raise Forbidden("service_not_allowed", f"{service} may not verify keys.")
+    verdicts: list[tuple[str, Verdict]] = []
+    for key_id in dict.fromkeys(key_ids):
+        entry = await deps.vault.get(key_id)
+        if entry is None or entry.order_id != order_id or not entry.visible:
+            raise NotFound("key_not_found", f"Key {key_id} was not delivered with {order_id}.")
+        secret = deps.sealer.open(entry.sealed, context=entry.seal_context)
+        verdicts.append((key_id, await deps.issuers.verify(entry.product_id, secret)))
+    return verdicts
 
 
 # -- the buyer ----------------------------------------------------------------------------

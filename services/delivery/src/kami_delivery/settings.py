@@ -39,6 +39,12 @@ class DeliverySettings(ServiceSettings):
     delivery_manual_sla_minutes: int = Field(default=30, ge=1, le=10080)
     delivery_manual_poll_seconds: float = Field(default=5.0, gt=0)
 
+    # The simulated issuer answers key verification for every product (local
+    # platform and tests only: `kami_delivery.adapters.issuers`).
+    delivery_issuer_simulator_enabled: bool = False
+    # Services allowed to ask for key verdicts (never the keys).
+    delivery_verify_services: list[str] = Field(default_factory=lambda: ["aftersales"])
+
     @field_validator("delivery_vault_key")
     @classmethod
     def _is_a_vault_key(cls, value: SecretStr) -> SecretStr:

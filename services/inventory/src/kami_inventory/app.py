@@ -31,6 +31,9 @@ from kami_inventory.handlers import Inventory, PoolRules
 from kami_inventory.settings import InventorySettings
 from kami_web.app import create_app as create_service_app
 from kami_web.auth import AuthSettings, TokenVerifier, install_auth
+from kami_web.limits import DEFAULT_MAX_BODY_BYTES
+
+MULTIPART_OVERHEAD = 64 * 1024
 
 DESCRIPTION = """\
 The key pools of sellers' offers: encrypted at rest, reserved for orders
@@ -139,7 +142,16 @@ def create_app(
         refresh_keys_gauge,
     )
 
-    app = create_service_app(runtime, [router], title="Kami inventory", description=DESCRIPTION)
+    app = create_service_app(
+        runtime,
+        [router],
+        title="Kami inventory",
+        description=DESCRIPTION,
+        # A key file must fit in one request (multipart adds its framing).
+        max_body_bytes=max(
+            DEFAULT_MAX_BODY_BYTES, settings.inventory_max_import_bytes + MULTIPART_OVERHEAD
+        ),
+    )
     app.state.inventory = inventory
     app.state.max_import_bytes = settings.inventory_max_import_bytes
     install_auth(app, TokenVerifier(auth, now=clock))

@@ -151,7 +151,7 @@ class OrderPlacement:
         await self._repository.append_new(request.order_id, request.events, context)
         loaded = await self._repository.load(request.order_id)
         assert loaded is not None  # appended just now, or earlier
-        await self._views.sync(loaded, loaded.order.next_deadline(self._timers))
+        loaded = await sync_views(self._repository, self._views, self._timers, loaded)
         return Placed(loaded, created)
 
 
@@ -365,13 +365,38 @@ class PurchaseSaga:
                 decision.reason,
                 extra={"correlation_id": order_id},
             )
-        await self._views.sync(loaded, order.next_deadline(self._timers))
+        # Also when nothing changed: a redelivery after a crash between the save
+        # and the sync finds the order decided, and repairs its views here.
+        await sync_views(self._repository, self._views, self._timers, loaded)
         return decision
 
     async def _sync(self, order_id: str) -> None:
         loaded = await self._repository.load(order_id)
         if loaded is not None:
-            await self._views.sync(loaded, loaded.order.next_deadline(self._timers))
+            await sync_views(self._repository, self._views, self._timers, loaded)
+
+
+async def sync_views(
+    repository: OrderRepository, views: OrderViews, timers: SagaTimers, loaded: LoadedOrder
+) -> LoadedOrder:
+    """Write the order's read models, newest state winning.
+
+    Two writers of one order (a consumer and the deadline poller, or two
+    replicas) each sync after their own save, and their writes may land out
+    of order. A writer that finds the stream moved on past what it wrote
+    writes again from the stream; the writer of the newest version finds
+    nothing newer, so what stays is the newest state. Returns what was
+    written last."""
+    order_id = loaded.order.id
+    for _ in range(10):
+        await views.sync(loaded, loaded.order.next_deadline(timers))
+        if await repository.version(order_id) <= loaded.order.version:
+            return loaded
+        reloaded = await repository.load(order_id)
+        assert reloaded is not None
+        loaded = reloaded
+    log.warning("order %s kept changing while its views were written", order_id)
+    return loaded
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ reads them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kami_events.catalogue.common import Id
 from kami_events.catalogue.identity import Role
 from kami_events.catalogue.payment import PaymentChannel, PaymentFailure
-from kami_events.money import Currency, PositiveFen
+from kami_events.money import Currency, PositiveAmount
 from kami_payment.adapters.gateway_orders import GatewayOrder, GatewayPurpose
 from kami_payment.adapters.gateways.base import PayInstruction
 from kami_payment.adapters.journal import JournalLine
@@ -34,6 +34,7 @@ from kami_payment.domain.payment import Payment, PaymentStatus
 from kami_payment.domain.refusals import RefusalKind, Refused
 from kami_payment.handlers import PaymentService
 from kami_web.auth import CurrentUser, Principal, require_roles
+from kami_web.errors import ErrorResponse
 
 Buyer = Annotated[Principal, Depends(require_roles(Role.BUYER))]
 Seller = Annotated[Principal, Depends(require_roles(Role.SELLER))]
@@ -110,7 +111,7 @@ class WalletBody(BaseModel):
 
 
 class TopUpRequest(Body):
-    amount: PositiveFen
+    amount: PositiveAmount
     channel: GatewayChannel
 
 
@@ -163,7 +164,21 @@ class TrialBalanceBody(BaseModel):
     movements_in_flight: int
 
 
-router = APIRouter(tags=["payment"])
+# Refusals (`Refused`, by `REFUSAL_STATUS`), in Kami's error body.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (403, 404, 409, 422)
+}
+# What a channel reads back from a callback: its own format, not Kami's.
+CHANNEL_ANSWERS: dict[int | str, dict[str, Any]] = {
+    status: {"description": description, "content": {"text/plain": {}, "application/json": {}}}
+    for status, description in (
+        (200, 'Accepted (also for a duplicate): `success` or `{"code": "SUCCESS"}`'),
+        (401, "Not authentic or not readable: refused, nothing done"),
+        (404, "Authentic, but for a trade Kami never opened"),
+    )
+}
+
+router = APIRouter(tags=["payment"], responses=ERRORS)
 
 
 @router.post("/payments", summary="Pay an order (wallet, or a channel's pay instruction)")
@@ -310,6 +325,8 @@ async def trial_balance(operator: Operator, service: Service) -> TrialBalanceBod
     "/callbacks/{channel}",
     summary="A channel's signed payment notification",
     tags=["channels"],
+    response_class=Response,
+    responses=CHANNEL_ANSWERS,
 )
 async def payment_callback(channel: GatewayChannel, request: Request, service: Service) -> Response:
     answer = await service.receive_payment_notice(
@@ -322,6 +339,8 @@ async def payment_callback(channel: GatewayChannel, request: Request, service: S
     "/callbacks/{channel}/reversal",
     summary="A channel's signed chargeback notification",
     tags=["channels"],
+    response_class=Response,
+    responses=CHANNEL_ANSWERS,
 )
 async def reversal_callback(
     channel: GatewayChannel, request: Request, service: Service

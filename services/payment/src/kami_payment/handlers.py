@@ -593,6 +593,13 @@ class PaymentService:
     ) -> Literal["captured", "duplicate"]:
         """Money a channel captured for `order` enters the ledger (once)."""
         purpose, credited, meta = self._capture_target(order)
+        repays = None
+        if purpose is MovementPurpose.DEPOSIT_TOP_UP:
+            # A seller that owes (a refund its deposit could not cover) pays
+            # that back first: its offers return only once the deposit, net of
+            # the debt, is back at the minimum.
+            receivable = seller_receivable(order.owner_id)
+            repays = (receivable, await self.ledger.balance(receivable))
         movement = movements.gateway_capture(
             purpose=purpose,
             channel=order.channel,
@@ -601,6 +608,7 @@ class PaymentService:
             credited=credited,
             channel_reference=channel_reference,
             meta=meta,
+            repays=repays,
         )
         existing = await self.ledger.get(movement.id)
         stored = await self.ledger.execute(movement)
@@ -810,6 +818,14 @@ class PaymentService:
             raise Refused(
                 "seller_not_approved",
                 "Only approved sellers keep a deposit.",
+                RefusalKind.FORBIDDEN,
+            )
+        # A suspended account moves no money in either (fraud, chargebacks).
+        standing = await self.parties.buyer(owner_id, self.policy.default_daily_limit)
+        if standing.is_suspended(self.clock()):
+            raise Refused(
+                "account_suspended",
+                "Your account is suspended: it cannot top up.",
                 RefusalKind.FORBIDDEN,
             )
         if channel not in self.gateways:

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from kami_events.catalogue.payment import PaymentChannel
+from kami_events.money import PositiveAmount
 from kami_payment.adapters.gateways.base import CallbackAnswer, SignedNotice
 from kami_payment.adapters.gateways.simulator import (
     SimulatedGateway,
@@ -27,7 +28,7 @@ from kami_payment.adapters.gateways.simulator import (
     SimulatorError,
 )
 from kami_payment.api import Service
-from kami_web.errors import ApiError
+from kami_web.errors import ApiError, ErrorResponse
 
 SimulatedChannel = Literal["wechat_pay", "alipay"]
 
@@ -59,7 +60,7 @@ class SimulationBody(BaseModel):
 
 
 class ChargebackRequest(BaseModel):
-    amount: int | None = Field(default=None, gt=0, description="Default: all not refunded.")
+    amount: PositiveAmount | None = Field(default=None, description="Default: all not refunded.")
 
 
 def simulators(request: Request) -> dict[PaymentChannel, SimulatedGateway]:
@@ -69,7 +70,11 @@ def simulators(request: Request) -> dict[PaymentChannel, SimulatedGateway]:
 
 Simulators = Annotated[dict[PaymentChannel, SimulatedGateway], Depends(simulators)]
 
-router = APIRouter(prefix="/simulator", tags=["local gateway simulator"])
+router = APIRouter(
+    prefix="/simulator",
+    tags=["local gateway simulator"],
+    responses={status: {"model": ErrorResponse} for status in (404, 409)},
+)
 
 
 @router.post("/{channel}/pay/{gateway_trade_no}", summary="SIMULATOR: the buyer pays the trade")

@@ -20,7 +20,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from kami_events.catalogue.common import AggregateEvent, Count, Id, Priority
+from kami_events.catalogue.common import AggregateEvent, Count, Id, Priority, UtcDatetime
 from kami_events.money import CNY, Currency, PositiveFen
 
 TicketKeyIds = Annotated[list[Id], Field(max_length=1000)]
@@ -57,6 +57,9 @@ class Resolution(StrEnum):
     KEY_REPLACED = "key_replaced"
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
+    # "Not received", but the keys are in the buyer's vault: the buyer is
+    # pointed to it and the delivery notification is sent again.
+    NOTIFICATION_RESENT = "notification_resent"
 
 
 class FlagReason(StrEnum):
@@ -92,6 +95,12 @@ class TicketOpened(TicketEvent):
     within_guarantee: bool
     priority: Priority = Field(description="From the buyer's KYC tier (`IdentityVerified`).")
     opened_by: Literal["buyer", "support"]
+    product_id: Id | None = Field(
+        default=None, description="The ordered product (for issue analytics per product)."
+    )
+    sla_due_at: UtcDatetime | None = Field(
+        default=None, description="When the ticket must be decided by, before it escalates."
+    )
 
 
 class TicketEscalated(TicketEvent):
@@ -100,6 +109,10 @@ class TicketEscalated(TicketEvent):
 
     level: EscalationLevel
     reason: EscalationReason
+    sla_due_at: UtcDatetime | None = Field(
+        default=None,
+        description="When the ticket must be decided by at this level (null: no further level).",
+    )
 
 
 class TicketResolved(TicketEvent):
@@ -110,6 +123,9 @@ class TicketResolved(TicketEvent):
     resolution: Resolution
     resolved_by: Id = Field(description="The agent's user id, or the auto-resolution rule's id.")
     automatic: bool
+    category: IssueCategory | None = Field(
+        default=None, description="The ticket's category, repeated for consumers (analytics)."
+    )
 
 
 class CompensationApproved(TicketEvent):
@@ -139,8 +155,9 @@ class SellerEvent(AggregateEvent):
 
 class SellerFlagged(SellerEvent):
     """The seller's issue rate over the last `window_days` crossed a threshold.
-    Consumed by catalog (reliability score; delists on `critical`), identity
-    operators (possible suspension), payment (may raise the minimum deposit)."""
+    With `offer_id`, the rate is that one offer's. Raised again when the
+    severity changes. Consumed by catalog (demoted in search on `warning`;
+    delisted on `critical`), identity operators (possible suspension), payment."""
 
     reason: FlagReason
     severity: Literal["warning", "critical"]
@@ -150,3 +167,19 @@ class SellerFlagged(SellerEvent):
     rate_basis_points: Annotated[int, Field(ge=0, le=10_000, strict=True)] = Field(
         description="The measured rate of `reason`, in 1/10000 (250 = 2.5%)."
     )
+    offer_id: Id | None = Field(
+        default=None, description="The one offer whose rate crossed it; null: the whole seller."
+    )
+
+
+class SellerFlagCleared(SellerEvent):
+    """The rate behind an earlier `SellerFlagged` (same `reason` and `offer_id`)
+    fell back under the warning threshold. Consumed by catalog (the seller's
+    offers are promoted or relisted again)."""
+
+    reason: FlagReason
+    window_days: Annotated[int, Field(ge=1, le=365, strict=True)]
+    orders: Count
+    upheld_claims: Count
+    rate_basis_points: Annotated[int, Field(ge=0, le=10_000, strict=True)]
+    offer_id: Id | None = None

@@ -11,7 +11,7 @@ compensates), aftersales (what was delivered, when, how).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, ClassVar, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -92,6 +92,11 @@ class DeliveryFailed(DeliveryEvent):
 
 
 class ArrivalConfirmed(DeliveryEvent):
-    """The buyer confirmed the keys arrived and work, before the guarantee
-    window ended. Consumed by ordering (completes the order at once), aftersales
-    (later claims are out of guarantee)."""
+    """The keys arrived and work, before the guarantee window ended: the buyer
+    said so, or the product's issuer called every delivered key valid.
+    Consumed by ordering (completes the order at once), aftersales (later
+    claims are out of guarantee)."""
+
+    confirmed_by: Literal["buyer", "key_verification"] = Field(
+        default="buyer", description="Who confirmed: the buyer, or the issuer's verification."
+    )

@@ -197,8 +197,9 @@ class OrderRefundRequested(OrderEvent):
 
 class OrderRefunded(OrderEvent):
     """The refund (or chargeback recovery) of `refund_id` is done: the order
-    reached `REFUNDED`. Consumed by catalog (seller reliability), aftersales
-    (closes the ticket), delivery (hides voided keys from the vault)."""
+    reached `REFUNDED`, unless `ends_order` is false. Consumed by catalog
+    (seller reliability), aftersales (closes the ticket), delivery (hides
+    voided keys from the vault)."""
 
     payment_id: Id
     refund_id: Id
@@ -206,3 +207,8 @@ class OrderRefunded(OrderEvent):
     currency: Currency = CNY
     source: RefundSource
     reason: RefundReason
+    ends_order: bool = Field(
+        default=True,
+        description="False when the order goes on: part of its money went back (a partial "
+        "after-sales compensation), or a payment it never took was returned.",
+    )

@@ -26,6 +26,9 @@ class ConsumedLog:
     def __init__(self, database: AsyncDatabase[Document], *, clock: Clock = utc_now) -> None:
         self.events = database["consumed_events"]
         self._clock = clock
+        # The last seq this process took: the next one is tried without reading
+        # the highest, which on FerretDB 1.24 reads the whole log.
+        self._last_seq: int | None = None
 
     async def ensure_indexes(self) -> None:
         await self.events.create_index("seq", unique=True, name="seq_unique")
@@ -33,24 +36,30 @@ class ConsumedLog:
     async def record(self, envelope: Envelope[Any]) -> bool:
         """Keep `envelope` once (by event id); False if it was already kept.
 
-        Its `seq` is the highest + 1, taken under a unique index and retried on
-        a collision: on FerretDB only a unique insert decides a race."""
+        Its `seq` follows the last one this process took (the highest, read
+        once), under a unique index: a collision with another process's seq
+        reads the highest again. On FerretDB only a unique insert decides a race."""
         event_id = str(envelope.event_id)
         for _ in range(self.MAX_ATTEMPTS):
-            if await self.events.find_one({"_id": event_id}, {"_id": 1}) is not None:
-                return False
-            last = await self.events.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+            if self._last_seq is None:
+                last = await self.events.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+                self._last_seq = int(last["seq"]) if last else 0
+            seq = self._last_seq + 1
             try:
                 await self.events.insert_one(
                     {
                         "_id": event_id,
-                        "seq": (int(last["seq"]) if last else 0) + 1,
+                        "seq": seq,
                         "received_at": self._clock(),
                         "envelope": envelope.to_document(),
                     }
                 )
             except DuplicateKeyError:
-                continue  # kept meanwhile (checked above), or the seq was taken
+                if await self.events.find_one({"_id": event_id}, {"_id": 1}) is not None:
+                    return False  # kept before (a redelivery)
+                self._last_seq = None  # another process took the seq
+                continue
+            self._last_seq = seq
             return True
         raise RuntimeError(f"no free seq for {event_id} after {self.MAX_ATTEMPTS} attempts")
 

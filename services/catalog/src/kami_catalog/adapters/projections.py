@@ -37,8 +37,13 @@ from kami_catalog.domain.events import (
     CategoryRenamed,
     OfferReviewed,
 )
-from kami_catalog.domain.search import NO_PRICE_ASC, NO_PRICE_DESC, SearchableText
-from kami_events.catalogue.aftersales import SellerFlagged, TicketOpened
+from kami_catalog.domain.search import (
+    DEMOTED_OFFSET,
+    NO_PRICE_ASC,
+    NO_PRICE_DESC,
+    SearchableText,
+)
+from kami_events.catalogue.aftersales import SellerFlagCleared, SellerFlagged, TicketOpened
 from kami_events.catalogue.catalog import (
     OfferDelisted,
     OfferListed,
@@ -103,6 +108,7 @@ class CatalogReadModels:
             DepositBelowMinimum: self._deposit_below_minimum,
             DepositChanged: self._deposit_changed,
             SellerFlagged: self._seller_flagged,
+            SellerFlagCleared: self._seller_flag_cleared,
         }
 
     async def ensure_indexes(self) -> None:
@@ -261,6 +267,20 @@ class CatalogReadModels:
             if (offer := await self.offers.find_one({"_id": offer_id})) is not None
         ]
         live = [o for o in offers if o.get("live")]
+        # Offers of a flagged seller (or flagged themselves) are demoted: while
+        # an offer in good standing is live, search shows only those.
+        flagged_sellers = {
+            seller_id
+            for seller_id in {str(o["seller_id"]) for o in live}
+            if ((await self.sellers.find_one({"_id": seller_id}, {"flagged": 1})) or {}).get(
+                "flagged"
+            )
+        }
+        promoted = [
+            o for o in live if not o.get("flagged") and o["seller_id"] not in flagged_sellers
+        ]
+        demoted = bool(live) and not promoted
+        live = promoted or live
         prices = [int(o["unit_price"]) for o in live]
         rating_sum = sum(int(o.get("rating_sum", 0)) for o in offers)
         rating_count = sum(int(o.get("rating_count", 0)) for o in offers)
@@ -271,8 +291,14 @@ class CatalogReadModels:
                     "live_offers": len(live),
                     "in_stock": bool(live),
                     "min_price": min(prices) if prices else None,
-                    "sort_price": min(prices) if prices else NO_PRICE_ASC,
-                    "sort_price_desc": min(prices) if prices else NO_PRICE_DESC,
+                    # A product only demoted offers sell sorts after the others by price.
+                    "sort_price": min(prices) + demoted * DEMOTED_OFFSET
+                    if prices
+                    else NO_PRICE_ASC,
+                    "sort_price_desc": (
+                        min(prices) - demoted * DEMOTED_OFFSET if prices else NO_PRICE_DESC
+                    ),
+                    "demoted": demoted,
                     "stock": sum(
                         int(o.get("stock_available") or 0)
                         for o in live
@@ -531,14 +557,47 @@ class CatalogReadModels:
 
     async def _seller_flagged(self, envelope: Envelope[SellerFlagged]) -> None:
         event = envelope.payload
-        await _guarded_set(
-            self.sellers,
-            event.seller_id,
-            "flag_version",
-            envelope.aggregate_version,
-            {"flagged": event.severity, "flag_reason": event.reason.value},
+        await self._set_flag(envelope, event.offer_id, event.reason.value, event.severity)
+
+    async def _seller_flag_cleared(self, envelope: Envelope[SellerFlagCleared]) -> None:
+        event = envelope.payload
+        await self._set_flag(envelope, event.offer_id, event.reason.value, None)
+
+    async def _set_flag(
+        self, envelope: Envelope[Any], offer_id: str | None, reason: str, severity: str | None
+    ) -> None:
+        """A flag per reason on the seller (or on one offer); `flagged` is the
+        worst of them. A warning demotes the offers in search, a critical
+        seller flag delists them (`SellerStanding`)."""
+        seller_id = envelope.payload.seller_id
+        collection, doc_id = (self.offers, offer_id) if offer_id else (self.sellers, seller_id)
+        doc = await collection.find_one({"_id": doc_id}, {"flags": 1, "flag_version": 1}) or {}
+        if int(doc.get("flag_version", 0)) >= envelope.aggregate_version:
+            return
+        flags = dict(doc.get("flags") or {})
+        if severity is None:
+            flags.pop(reason, None)
+        else:
+            flags[reason] = severity
+        worst = "critical" if "critical" in flags.values() else ("warning" if flags else None)
+        await collection.update_one(
+            {"_id": doc_id},
+            {
+                "$set": {
+                    "flags": flags,
+                    "flagged": worst,
+                    "flag_reason": next(iter(sorted(flags)), None),
+                    "flag_version": envelope.aggregate_version,
+                }
+            },
+            upsert=True,
         )
-        await self._refresh_seller(event.seller_id)
+        if offer_id:
+            await self._refresh_offer(offer_id)
+            return
+        await self._refresh_seller(seller_id)
+        async for offer in self.offers.find({"seller_id": seller_id}, {"_id": 1}):
+            await self._refresh_offer(str(offer["_id"]))
 
     async def _refresh_seller(self, seller_id: str) -> None:
         rating_sum, rating_count = await self._ratings({"seller_id": seller_id})

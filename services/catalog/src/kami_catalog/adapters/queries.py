@@ -4,7 +4,7 @@ completed orders)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, DESCENDING
@@ -193,7 +193,11 @@ class CatalogQueries:
         lines: list[tuple[OfferView, SellerReliability, Document]] = []
         for doc in offers:
             seller = sellers.get(doc["seller_id"], {})
-            lines.append((_offer(doc), _reliability(seller), seller))
+            reliability = _reliability(seller)
+            if doc.get("flagged") and reliability.flagged is None:
+                # The offer itself is flagged (its own issue rate), not its seller.
+                reliability = replace(reliability, flagged=str(doc["flagged"]))
+            lines.append((_offer(doc), reliability, seller))
         best = best_value(
             [
                 OfferLine(
@@ -208,7 +212,10 @@ class CatalogQueries:
             ],
             self._policy,
         )
-        lines.sort(key=lambda line: (line[0].unit_price, line[0].offer_id))
+        # Flagged offers are demoted: after every offer in good standing.
+        lines.sort(
+            key=lambda line: (line[1].flagged is not None, line[0].unit_price, line[0].offer_id)
+        )
         return PriceComparison(
             product=_card(product),
             offers=[
@@ -359,6 +366,7 @@ def _card(doc: Document, *, with_relevance: bool = False) -> ProductCard:
         sales=doc.get("sales", 0),
         rating_milli=doc.get("rating_milli", 0),
         rating_count=doc.get("rating_count", 0),
+        demoted=bool(doc.get("demoted", False)),
         relevance=doc.get("relevance") if with_relevance else None,
     )
 

@@ -67,6 +67,7 @@ _PROJECTION = {
         "sales",
         "rating_milli",
         "rating_count",
+        "demoted",
     )
 }
 
@@ -97,6 +98,7 @@ class Entry:
     sales: int
     rating_milli: int
     rating_count: int
+    demoted: bool
     squashed_name: str
     squashed_aliases: tuple[str, ...]
 
@@ -125,6 +127,7 @@ class Entry:
             sales=_or(doc.get("sales"), 0),
             rating_milli=_or(doc.get("rating_milli"), 0),
             rating_count=_or(doc.get("rating_count"), 0),
+            demoted=bool(doc.get("demoted")),
             squashed_name=squash(doc["name"]),
             squashed_aliases=tuple(squash(a) for a in aliases),
         )

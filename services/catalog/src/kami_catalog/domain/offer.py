@@ -24,7 +24,7 @@ from kami_events.catalogue.catalog import (
 )
 from kami_events.catalogue.common import DeliveryMode
 from kami_events.event import Event
-from kami_events.money import PositiveFen
+from kami_events.money import PositiveAmount
 
 DEFAULT_GUARANTEE_MINUTES = 15
 _OFFER_NAMESPACE = uuid5(NAMESPACE_URL, "https://kami.example/catalog/offer")
@@ -55,7 +55,7 @@ class OfferTerms(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    unit_price: PositiveFen
+    unit_price: PositiveAmount
     delivery_mode: DeliveryMode
     manual_delivery_sla_minutes: Minutes | None = None
     guarantee_window_minutes: Minutes = DEFAULT_GUARANTEE_MINUTES

@@ -19,7 +19,7 @@ from kami_events.catalogue.catalog import (
 )
 from kami_events.catalogue.common import DeliveryMode
 from kami_events.event import Event
-from kami_events.money import Fen
+from kami_events.money import Amount
 
 
 class ProductSpec(BaseModel):
@@ -31,7 +31,7 @@ class ProductSpec(BaseModel):
     category_id: str = Field(min_length=1, max_length=64)
     kind: ProductKind
     delivery_mode: DeliveryMode
-    face_value: Fen | None = Field(description="Nominal value of one key, in fen.")
+    face_value: Amount | None = Field(description="Nominal value of one key, in fen.")
     aliases: list[Alias] = Field(default_factory=list, max_length=20)
     brand: str | None = Field(default=None, max_length=100)
     scope: str | None = Field(default=None, max_length=200)

@@ -211,6 +211,9 @@ SORT_KEYS: dict[SortOrder, tuple[tuple[str, int], ...]] = {
 # Products with no live offer sort after every priced one, in both directions.
 NO_PRICE_ASC = 2**62
 NO_PRICE_DESC = -1
+# Products sold only by flagged sellers (demoted) sort after the others by
+# price, before the unpriced ones: their sort price is shifted by this.
+DEMOTED_OFFSET = 2**40
 
 
 def effective_order(requested: SortOrder | None, query: ParsedQuery) -> SortOrder:

@@ -495,6 +495,14 @@ class MongoOffers:
         value = (doc or {}).get("manual_sla_minutes")
         return int(value) if value is not None else None
 
+    async def record_seller(self, offer_id: str, seller_id: str) -> None:
+        await self._c.update_one({"_id": offer_id}, {"$set": {"seller_id": seller_id}}, upsert=True)
+
+    async def seller_of(self, offer_id: str) -> str | None:
+        doc = await self._c.find_one({"_id": offer_id}, {"seller_id": 1})
+        value = (doc or {}).get("seller_id")
+        return str(value) if value else None
+
 
 # -- site messages and the reveal audit ----------------------------------------------
 

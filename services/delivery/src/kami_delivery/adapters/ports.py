@@ -242,6 +242,10 @@ class Offers(Protocol):
 
     async def sla_minutes(self, offer_id: str) -> int | None: ...
 
+    async def record_seller(self, offer_id: str, seller_id: str) -> None: ...
+
+    async def seller_of(self, offer_id: str) -> str | None: ...
+
 
 # -- notifications and audit -----------------------------------------------
 
@@ -250,6 +254,10 @@ class MessageKind(StrEnum):
     KEYS_DELIVERED = "keys_delivered"
     DELIVERY_FAILED = "delivery_failed"
     MANUAL_DELIVERY_REQUESTED = "manual_delivery_requested"
+    # After-sales pointed the buyer back to the vault ("not received").
+    DELIVERY_REMINDER = "delivery_reminder"
+    # Keys of the seller's pool were taken off sale (near expiry, expired).
+    KEYS_BLOCKED = "keys_blocked"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Literal
 from uuid import UUID, uuid5
 
 from kami_delivery.domain.rejections import Conflict, NotFound
@@ -139,9 +139,11 @@ class Delivery(Aggregate):
             )
         )
 
-    def confirm_arrival(self, buyer_id: str) -> bool:
-        """The buyer says the keys arrived and work. Returns False when it had
-        already said so (nothing new happens)."""
+    def confirm_arrival(
+        self, buyer_id: str, by: Literal["buyer", "key_verification"] = "buyer"
+    ) -> bool:
+        """The buyer says the keys arrived and work (or the issuer called every
+        delivered key valid). Returns False when that was said already."""
         if self.order_id is None or buyer_id != self.buyer_id:
             raise NotFound("delivery_not_found", "No delivery of this order is yours.")
         if self.status is DeliveryStatus.FAILED:
@@ -154,7 +156,9 @@ class Delivery(Aggregate):
             return False
         assert self.order_id is not None
         self._trigger(
-            ArrivalConfirmed(delivery_id=self.id, order_id=self.order_id, buyer_id=buyer_id)
+            ArrivalConfirmed(
+                delivery_id=self.id, order_id=self.order_id, buyer_id=buyer_id, confirmed_by=by
+            )
         )
         return True
 

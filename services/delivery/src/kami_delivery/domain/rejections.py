@@ -16,6 +16,10 @@ class NotFound(Rejection):
     """The thing does not exist, or is not the caller's to see (never says which)."""
 
 
+class Forbidden(Rejection):
+    """The caller may not do this at all (a service not entitled to an internal API)."""
+
+
 class Conflict(Rejection):
     """The request clashes with the thing's current state."""
 

@@ -35,7 +35,11 @@ class OrderRepository:
         return await self._store.load(Order.aggregate_type, order_id)
 
     async def exists(self, order_id: str) -> bool:
-        return await self._store.last_version(Order.aggregate_type, order_id) > 0
+        return await self.version(order_id) > 0
+
+    async def version(self, order_id: str) -> int:
+        """The order's current stream version (0: no such order)."""
+        return await self._store.last_version(Order.aggregate_type, order_id)
 
     async def save(
         self, order: Order, context: CommitContext, tracking: Tracking | None = None

@@ -424,6 +424,7 @@ class Order(Aggregate):
                 currency=amount.currency,
                 source=source,
                 reason=refund.reason,
+                ends_order=refund.ends_order,
             )
         )
         return _applied("refund done" + (": refunded" if refund.ends_order else ""))
@@ -480,14 +481,17 @@ class Order(Aggregate):
         self, ticket_id: str, amount: Money, void_key_ids: list[str], *, settled: bool
     ) -> Decision:
         """`CompensationApproved`: an upheld claim is refunded, from escrow or,
-        once settled, from the seller's deposit; the faulty keys are voided."""
+        once settled, from the seller's deposit; the faulty keys are voided.
+        A partial compensation (less than what is left of the payment) leaves
+        the order where it is: the buyer keeps the keys, the window runs on."""
         refund_id = refund_id_for(self.id, f"ticket:{ticket_id}")
         if self._has_refund(refund_id):
             return _duplicate("this compensation is already being refunded")
         if self.state not in PAID_STATES or self.payment_id is None:
             return _rejected(f"a compensation for an order in state {self.state}")
-        if amount > Money.fen(self.paid_amount, amount.currency):
-            return _rejected(f"compensation {amount} exceeds the {self.paid_amount} fen paid")
+        left = self.paid_amount - self._requested_back(self.payment_id)
+        if amount.amount > left:
+            return _rejected(f"compensation {amount} exceeds the {left} fen not yet refunded")
         self._request_refund(
             self.payment_id,
             amount,
@@ -611,6 +615,12 @@ class Order(Aggregate):
         )
         if self.state in (OrderState.REFUNDING, OrderState.REFUNDED):
             ends_order = False
+        if (
+            ends_order
+            and event.reason is RefundReason.CLAIM_UPHELD
+            and self._requested_back(event.payment_id) + event.amount < self.paid_amount
+        ):
+            ends_order = False  # a partial compensation: the order goes on
         self.refunds[event.refund_id] = Refund(
             refund_id=event.refund_id,
             payment_id=event.payment_id,
@@ -660,6 +670,10 @@ class Order(Aggregate):
     def _keys_out(self) -> list[str]:
         """The keys that reached, or may have reached, the buyer."""
         return list(dict.fromkeys((*self.key_ids, *self.delivered_key_ids)))
+
+    def _requested_back(self, payment_id: str) -> int:
+        """What refunds already asked to give back of this payment, in fen."""
+        return sum(r.amount for r in self.refunds.values() if r.payment_id == payment_id)
 
     def _has_refund(self, refund_id: str) -> bool:
         return refund_id in self.refunds

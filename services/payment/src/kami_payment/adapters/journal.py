@@ -1,24 +1,36 @@
 """Where the ledger lives: movement records and the journal lines of every account.
 
-Two collections, single-document writes only (see `kami_payment.ledger` for
+Three collections, single-document writes only (see `kami_payment.ledger` for
 the protocol built on them):
 
 - `ledger_movements`: one document per movement (`_id` = movement id) with
   its postings, its state (`pending` → `applied` | `rejected`) and whether its
   follow-up (the payment or deposit event it causes) was `recorded`.
 - `ledger_lines`: the journal. One document per posting applied to an
-  account, `_id` = `<movement id>|<account id>`, numbered per account by
-  `seq` with the running `balance_after`. A unique index on
-  `(account, seq)` lets exactly one writer append line n+1 to an account;
-  the unique `_id` lets a posting be applied at most once, for ever.
-  A refused guarded debit leaves a *rejection* document under the same `_id`,
-  so a posting is either applied or refused, never both. Rejections carry a
-  private `account` value (`rejected:<line id>`) so they never occupy an
-  account's `seq` numbers.
+  account, `_id` = `<account id>#<seq>`: the account's lines are numbered by
+  `seq` with the running `balance_after`, and the `_id` lets exactly one
+  writer append line n+1 to an account. A unique index on `line_id`
+  (`<movement id>|<account id>`) lets a posting be applied at most once, for
+  ever. A refused guarded debit leaves a *rejection* document with the same
+  `line_id` (`_id` = `rejected:<line id>`), so a posting is either applied or
+  refused, never both. Rejections carry a private `account` value so
+  statements never list them.
+- `ledger_line_ids`: `_id` = line id → the account and seq of its posting,
+  written after the line: how a retry finds, by `_id`, that its posting was
+  applied. A crash between the two leaves the line without it; the next
+  attempt's insert collides on `line_id`, finds the line once (a scan, after
+  a crash only) and writes it.
+
+Why so: on FerretDB 1.24 only a filter that is exactly `_id` avoids decoding
+the whole collection (docs/storage.md), and the journal grows with every
+posting. An account's last line is found by walking `_id`s on from the last
+one this process saw.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -152,14 +164,17 @@ class Journal(Protocol):
 
 
 class MongoJournal:
+    # Accounts whose last line this process remembers (each entry one line).
+    REMEMBERED_ACCOUNTS = 100_000
+
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._movements: AsyncCollection[Document] = database["ledger_movements"]
         self._lines: AsyncCollection[Document] = database["ledger_lines"]
+        self._line_ids: AsyncCollection[Document] = database["ledger_line_ids"]
+        self._last: OrderedDict[str, JournalLine] = OrderedDict()
 
     async def ensure_indexes(self) -> None:
-        await self._lines.create_index(
-            [("account", ASCENDING), ("seq", ASCENDING)], unique=True, name="account_seq_unique"
-        )
+        await self._lines.create_index("line_id", unique=True, name="line_id_unique")
         await self._lines.create_index(
             [("account", ASCENDING), ("at", DESCENDING)], name="account_at"
         )
@@ -224,18 +239,43 @@ class MongoJournal:
         return await self._movements.count_documents({"state": MovementState.PENDING.value})
 
     async def line_kind(self, line_id: str) -> LineKind | None:
-        document = await self._lines.find_one({"_id": line_id}, {"kind": 1})
-        return LineKind(document["kind"]) if document else None
+        if await self._line_ids.find_one({"_id": line_id}, {"_id": 1}) is not None:
+            return LineKind.POSTING
+        if await self._lines.find_one({"_id": _rejection_id(line_id)}, {"_id": 1}) is not None:
+            return LineKind.REJECTION
+        return None
 
     async def last_line(self, account: Account) -> JournalLine | None:
-        document = await self._lines.find_one({"account": account.id}, sort=[("seq", DESCENDING)])
-        return _line_from(document) if document else None
+        """Walk the account's `_id`s on from the last line this process saw:
+        doubling the step, then halving back (seqs are dense), so a process
+        that saw nothing of an account finds its end in about 2·log2(n) reads."""
+        known = self._last.get(account.id)
+        low, low_line = (known.seq, known) if known else (0, None)
+        step = 1
+        while True:
+            found = await self._line_at(account, low + step)
+            if found is None:
+                high = low + step
+                break
+            low, low_line = low + step, found
+            step *= 2
+        while high - low > 1:
+            middle = (low + high) // 2
+            found = await self._line_at(account, middle)
+            if found is None:
+                high = middle
+            else:
+                low, low_line = middle, found
+        if low_line is not None:
+            self._remember(low_line)
+        return low_line
 
     async def insert_line(self, line: JournalLine) -> LineInsert:
         try:
             await self._lines.insert_one(
                 {
-                    "_id": line.line_id,
+                    "_id": _line_doc_id(line.account, line.seq),
+                    "line_id": line.line_id,
                     "kind": LineKind.POSTING.value,
                     "movement_id": line.movement_id,
                     "purpose": line.purpose.value,
@@ -250,9 +290,16 @@ class MongoJournal:
                 }
             )
         except DuplicateKeyError:
-            if await self.line_kind(line.line_id) is not None:
-                return LineInsert.LINE_EXISTS
-            return LineInsert.SEQ_TAKEN
+            at_seq = await self._line_at(line.account, line.seq)
+            if at_seq is not None and at_seq.line_id != line.line_id:
+                return LineInsert.SEQ_TAKEN
+            # The line was decided before: applied (at this seq or another) or refused.
+            if at_seq is None and await self.line_kind(line.line_id) is None:
+                at_seq = await self._find_posting(line.line_id)
+            await self._index_line(at_seq)
+            return LineInsert.LINE_EXISTS
+        self._remember(line)
+        await self._index_line(line)
         return LineInsert.INSERTED
 
     async def insert_rejection(
@@ -261,10 +308,11 @@ class MongoJournal:
         try:
             await self._lines.insert_one(
                 {
-                    "_id": line_id,
+                    "_id": _rejection_id(line_id),
+                    "line_id": line_id,
                     "kind": LineKind.REJECTION.value,
                     "movement_id": movement_id,
-                    # Never a real account: a rejection takes no seq of the account.
+                    # Never a real account: statements do not list rejections.
                     "account": f"rejected:{line_id}",
                     "seq": 0,
                     "refused_account": account.id,
@@ -272,8 +320,34 @@ class MongoJournal:
                 }
             )
         except DuplicateKeyError:
+            if await self.line_kind(line_id) is None:
+                # A posting whose index entry a crash left unwritten.
+                await self._index_line(await self._find_posting(line_id))
             return False
         return True
+
+    async def _line_at(self, account: Account, seq: int) -> JournalLine | None:
+        document = await self._lines.find_one({"_id": _line_doc_id(account, seq)})
+        return _line_from(document) if document else None
+
+    async def _find_posting(self, line_id: str) -> JournalLine | None:
+        # Only after a crash between a line and its index entry: a scan.
+        document = await self._lines.find_one({"line_id": line_id, "kind": "posting"})
+        return _line_from(document) if document else None
+
+    async def _index_line(self, line: JournalLine | None) -> None:
+        if line is None:
+            return
+        with contextlib.suppress(DuplicateKeyError):
+            await self._line_ids.insert_one(
+                {"_id": line.line_id, "account": line.account.id, "seq": line.seq}
+            )
+
+    def _remember(self, line: JournalLine) -> None:
+        known = self._last.pop(line.account.id, None)
+        self._last[line.account.id] = line if known is None or known.seq < line.seq else known
+        while len(self._last) > self.REMEMBERED_ACCOUNTS:
+            self._last.popitem(last=False)
 
     async def lines(
         self, accounts: Sequence[Account], *, limit: int, offset: int = 0
@@ -287,12 +361,13 @@ class MongoJournal:
         return [_line_from(doc) async for doc in cursor]
 
     async def lines_after(self, account: Account, seq: int, limit: int) -> list[JournalLine]:
-        cursor = (
-            self._lines.find({"account": account.id, "seq": {"$gt": seq}})
-            .sort("seq", ASCENDING)
-            .limit(limit)
-        )
-        return [_line_from(doc) async for doc in cursor]
+        lines: list[JournalLine] = []
+        while len(lines) < limit:
+            found = await self._line_at(account, seq + len(lines) + 1)
+            if found is None:
+                break
+            lines.append(found)
+        return lines
 
     async def totals_by_type(self) -> dict[AccountType, int]:
         totals: dict[AccountType, int] = {}
@@ -324,9 +399,17 @@ def _movement_from(document: Mapping[str, Any]) -> StoredMovement:
     )
 
 
+def _line_doc_id(account: Account, seq: int) -> str:
+    return f"{account.id}#{seq:012d}"
+
+
+def _rejection_id(line_id: str) -> str:
+    return f"rejected:{line_id}"
+
+
 def _line_from(document: Mapping[str, Any]) -> JournalLine:
     return JournalLine(
-        line_id=document["_id"],
+        line_id=document["line_id"],
         movement_id=document["movement_id"],
         purpose=MovementPurpose(document["purpose"]),
         account=Account.parse(document["account"]),

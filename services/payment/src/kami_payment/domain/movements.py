@@ -11,6 +11,7 @@
 | chargeback after settlement | seller receivable | channel clearing |
 | chargeback recovery | seller deposit (guarded) | seller receivable |
 | wallet / deposit top-up | channel clearing | buyer wallet / seller deposit |
+| top-up while the seller owes | channel clearing | receivable (the debt), deposit (rest) |
 
 Movement ids name what they realise, so that submitting the same thing twice
 moves money once: `capture:<channel>:<out_trade_no>`, `settle:<payment>:<n>`,
@@ -72,19 +73,30 @@ def gateway_capture(
     credited: Account,
     channel_reference: str,
     meta: dict[str, str | int | None],
+    repays: tuple[Account, int] | None = None,
 ) -> Movement:
     """A channel captured `amount`: the channel now holds it for Kami (clearing),
-    and Kami owes it to `credited` (an escrow, a wallet or a deposit)."""
+    and Kami owes it to `credited` (an escrow, a wallet or a deposit). With
+    `repays`, part of it first pays back what a seller owes (its receivable,
+    left after a refund its deposit could not cover): only the rest reaches
+    `credited`, in the same movement, so the deposit never shows a balance
+    that the debt then takes away again."""
+    receivable, owed = repays if repays is not None else (None, 0)
+    repaid = min(max(owed, 0), amount)
+    entries = [(channel_clearing(channel), amount), (credited, -(amount - repaid))]
+    if receivable is not None:
+        entries.append((receivable, -repaid))
     return Movement(
         id=gateway_capture_id(channel, out_trade_no),
         purpose=purpose,
-        postings=postings_of((channel_clearing(channel), amount), (credited, -amount)),
+        postings=postings_of(*entries),
         meta={
             **meta,
             "out_trade_no": out_trade_no,
             "amount": amount,
             "channel": channel.value,
             "channel_reference": channel_reference,
+            "repaid_receivable": repaid,
         },
     )
 

@@ -1,0 +1,76 @@
+"""What aftersales consumes (group `kami-aftersales`), each a thin call into `handlers`.
+
+- ordering's `OrderPlaced`, `OrderPaid`, `OrderDelivered`, `OrderCompleted`,
+  `OrderCancelled`, `OrderRefundRequested`, `OrderRefunded`: the order facts
+  claims are judged against (delivered keys, guarantee window, refundable),
+  delivered orders counted for the issue rates, compensations' progress;
+- delivery's `ArrivalConfirmed`: later claims are out of guarantee;
+- payment's `FundsSettled`: shown to agents (where a refund will come from);
+- identity's `IdentityVerified`: the buyer's after-sales priority;
+- its own ticket events: the summaries, the agent queue and its SLA
+  deadlines, issue counters and seller flags.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kami_aftersales import handlers
+from kami_aftersales.handlers import AftersalesDeps
+from kami_events.catalogue.aftersales import (
+    CompensationApproved,
+    TicketEscalated,
+    TicketOpened,
+    TicketResolved,
+)
+from kami_events.catalogue.delivery import ArrivalConfirmed
+from kami_events.catalogue.identity import IdentityVerified
+from kami_events.catalogue.ordering import (
+    OrderCancelled,
+    OrderCompleted,
+    OrderDelivered,
+    OrderPaid,
+    OrderPlaced,
+    OrderRefunded,
+    OrderRefundRequested,
+)
+from kami_events.catalogue.payment import FundsSettled
+from kami_events.consumer import EventConsumer, Received
+
+
+def register(consumer: EventConsumer, deps: AftersalesDeps) -> None:
+    @consumer.handles(
+        OrderPlaced,
+        OrderPaid,
+        OrderDelivered,
+        OrderCompleted,
+        OrderCancelled,
+        OrderRefundRequested,
+        OrderRefunded,
+    )
+    async def order_event(received: Received[Any]) -> None:
+        await handlers.project_order_event(deps, received.envelope)
+
+    @consumer.handles(ArrivalConfirmed)
+    async def arrival(received: Received[ArrivalConfirmed]) -> None:
+        await handlers.project_arrival(deps, received.envelope)
+
+    @consumer.handles(FundsSettled)
+    async def settled(received: Received[FundsSettled]) -> None:
+        await handlers.project_settlement(
+            deps, received.event.order_id, received.envelope.occurred_at
+        )
+
+    @consumer.handles(IdentityVerified)
+    async def verified(received: Received[IdentityVerified]) -> None:
+        event = received.event
+        await deps.stores.record_priority(
+            event.user_id,
+            received.envelope.aggregate_version,
+            event.tier.value,
+            event.aftersales_priority,
+        )
+
+    @consumer.handles(TicketOpened, TicketEscalated, TicketResolved, CompensationApproved)
+    async def ticket_event(received: Received[Any]) -> None:
+        await handlers.project_ticket_event(deps, received.envelope)

@@ -1,0 +1,200 @@
+"""Aftersales' handlers and stores on the real MongoDB-compatible server:
+issue counters under racing writers, and a ticket's life through the agent
+queue and SLA escalation with an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from kami_aftersales import handlers
+from kami_aftersales.adapters.counters import HOUR, IssueCounters
+from kami_aftersales.adapters.stores import Stores
+from kami_aftersales.adapters.verification import VerificationUnavailable
+from kami_aftersales.domain.analytics import FlagPolicy, Seller
+from kami_aftersales.domain.rules import RulesPolicy, Verdict
+from kami_aftersales.domain.ticket import AgentAction, SlaPolicy, Ticket
+from kami_aftersales.handlers import AftersalesDeps, OpenTicket
+from kami_events.catalogue.aftersales import IssueCategory, SellerFlagged
+from kami_events.catalogue.common import DeliveryMode
+from kami_events.catalogue.ordering import OrderDelivered, OrderPaid, OrderPlaced
+from kami_events.clock import ManualClock
+from kami_events.envelope import Envelope
+from kami_events.event import Event
+from kami_events.mongo import Document
+from kami_events.repository import AggregateRepository
+from kami_events.store import MongoEventStore
+
+START = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+
+
+class Verifier:
+    def __init__(self, verdict: Verdict | None) -> None:
+        self.verdict = verdict
+
+    async def verify(self, order_id: str, key_ids: Sequence[str]) -> dict[str, Verdict]:
+        if self.verdict is None:
+            raise VerificationUnavailable("down")
+        return dict.fromkeys(key_ids, self.verdict)
+
+
+class NoTimelines:
+    async def timeline(self, order_id: str, bearer_token: str) -> list[dict[str, Any]] | None:
+        return None
+
+
+async def make_deps(db: AsyncDatabase[Document], clock: ManualClock) -> AftersalesDeps:
+    store = MongoEventStore(db, producer="aftersales", clock=clock)
+    await store.ensure_indexes()
+    stores = Stores(db)
+    await stores.ensure_indexes()
+    return AftersalesDeps(
+        tickets=AggregateRepository(store, Ticket),
+        sellers=AggregateRepository(store, Seller),
+        stores=stores,
+        counters=IssueCounters(stores.counters),
+        verifier=Verifier(Verdict.INVALID),
+        timelines=NoTimelines(),
+        rules=RulesPolicy(),
+        sla=SlaPolicy(agent=timedelta(hours=1), senior_agent=timedelta(minutes=30)),
+        flags=FlagPolicy(min_orders=2, warning_bp=500, critical_bp=9_000),
+        clock=clock,
+    )
+
+
+def wrap(event: Event, version: int, at: datetime) -> Envelope[Any]:
+    return Envelope.wrap(
+        event,
+        producer="ordering",
+        aggregate_id=getattr(event, "order_id"),  # noqa: B009
+        aggregate_version=version,
+        correlation_id=getattr(event, "order_id"),  # noqa: B009
+        occurred_at=at,
+    )
+
+
+async def delivered(deps: AftersalesDeps, order_id: str, now: datetime) -> None:
+    ids = {"order_id": order_id, "buyer_id": "buyer-1", "seller_id": "seller-1", "offer_id": "o-1"}
+    events: list[Event] = [
+        OrderPlaced(
+            **ids,
+            product_id="p-1",
+            quantity=1,
+            unit_price=950,
+            total=950,
+            delivery_mode=DeliveryMode.AUTO,
+            payment_deadline=now + timedelta(minutes=15),
+        ),
+        OrderPaid(
+            **ids,
+            payment_id=f"pay-{order_id}",
+            product_id="p-1",
+            quantity=1,
+            key_ids=[f"{order_id}-k1"],
+            amount=950,
+            delivery_mode=DeliveryMode.AUTO,
+        ),
+        OrderDelivered(
+            **ids,
+            delivery_id=f"d-{order_id}",
+            key_ids=[f"{order_id}-k1"],
+            guarantee_ends_at=now + timedelta(minutes=15),
+        ),
+    ]
+    for version, event in enumerate(events, start=1):
+        await handlers.project_order_event(deps, wrap(event, version, now))
+
+
+async def project_own_events(deps: AftersalesDeps, store_events: list[Envelope[Any]]) -> None:
+    """What the consumer does when the ticket's events come back from Kafka."""
+    for envelope in store_events:
+        if envelope.aggregate_type == "aftersales.ticket":
+            await handlers.project_ticket_event(deps, envelope)
+
+
+async def committed(db: AsyncDatabase[Document]) -> list[Envelope[Any]]:
+    store = MongoEventStore(db, producer="aftersales")
+    return [e for commit in await store.read_commits(0, 1000) for e in commit.events]
+
+
+async def test_counters_count_each_event_once_however_many_writers_race(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    counters = IssueCounters(mongo_db["issue_counters"])
+    ids = [f"t-{n}" for n in range(12)]
+    results = await asyncio.gather(
+        *(counters.add("seller:s-1", START, i, {"tickets": 1}) for i in ids + ids[:6])
+    )
+    assert sum(results) == 12  # the repeats changed nothing
+    assert await counters.read("seller:s-1", START) == {"tickets": 12}
+    await counters.add("seller:s-1", START - timedelta(days=1), "t-old", {"tickets": 2})
+    await counters.add("seller:s-1", START - timedelta(days=7), "t-older", {"tickets": 5})
+    assert await counters.window("seller:s-1", START, 7) == {"tickets": 14}
+    await counters.add("platform", START, "t-x", {"p|other": 1}, unit=HOUR)
+    assert await counters.window("platform", START + timedelta(minutes=59), 1, unit=HOUR) == {
+        "p|other": 1
+    }
+    assert await counters.window("platform", START + timedelta(hours=1), 1, unit=HOUR) == {}
+
+
+async def test_an_upheld_claim_is_compensated_and_an_unverifiable_one_escalates_by_sla(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    clock = ManualClock(START)
+    deps = await make_deps(mongo_db, clock)
+    await delivered(deps, "order-1", START)
+    await delivered(deps, "order-2", START)
+
+    upheld = await handlers.open_ticket(
+        deps,
+        OpenTicket("buyer-1", "order-1", IssueCategory.KEY_INVALID, [], "bad", (), "k-1", "r-1"),
+    )
+    assert upheld.ticket.compensation is not None and upheld.ticket.compensation.amount == 950
+
+    deps.verifier = Verifier(None)  # the issuer cannot be reached: an agent decides
+    waiting = await handlers.open_ticket(
+        deps,
+        OpenTicket("buyer-1", "order-2", IssueCategory.KEY_INVALID, [], "bad", (), "k-2", "r-2"),
+    )
+    again = await handlers.open_ticket(
+        deps,
+        OpenTicket("buyer-1", "order-2", IssueCategory.KEY_INVALID, [], "bad", (), "k-2", "r-3"),
+    )
+    assert again.created is False and again.ticket.id == waiting.ticket.id
+    await project_own_events(deps, await committed(mongo_db))
+    queue = await deps.stores.queue()
+    assert [doc["_id"] for doc in queue] == [waiting.ticket.id]
+
+    # Two delivered orders, two tickets: the seller is flagged (min_orders=2 here).
+    seller = await deps.sellers.get("seller-1")
+    assert seller is not None and seller.flags
+    assert any(isinstance(e.payload, SellerFlagged) for e in await committed(mongo_db))
+
+    assert await handlers.escalate_overdue(deps) == 0
+    clock.advance(timedelta(hours=1))
+    assert await handlers.escalate_overdue(deps) == 1
+    assert await handlers.escalate_overdue(deps) == 0  # the new deadline is not due
+    ticket = await deps.tickets.get(waiting.ticket.id)
+    assert ticket is not None and ticket.level is not None
+    assert ticket.level.value == "senior_agent"
+    assert (await deps.stores.queue())[0]["level"] == "senior_agent"
+
+    decided = await handlers.decide_ticket(
+        deps,
+        waiting.ticket.id,
+        agent_id="agent-1",
+        action=AgentAction.REJECT,
+        amount=None,
+        note="the issuer says it was redeemed by you",
+        request_id="r-4",
+    )
+    assert decided.resolution is not None and decided.resolution.value == "rejected"
+    await project_own_events(deps, await committed(mongo_db))
+    assert await deps.stores.queue() == []
+    assert await deps.stores.open_ticket_of("order-2") is None
+    messages = await deps.stores.messages_of(waiting.ticket.id)
+    assert [m.author_role for m in messages] == ["buyer", "support"]

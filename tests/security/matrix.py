@@ -1,0 +1,610 @@
+"""Who may do what: every endpoint of every service × every principal, with
+the status each must get (DESIGN §6). The route table of the running
+services is checked against this table both ways, so a new endpoint without
+an entry here fails the suite, and so does an entry whose route is gone.
+
+Principals (world.py): anonymous; the buyer and another buyer; the seller and
+another seller (every approved seller is also a buyer); support; the operator
+(also a buyer); delivery's service credential and another service's. Owned
+things (orders, payments, keys, pools, imports, deliveries, messages,
+top-ups) belong to `buyer` or `seller`, so the "other" principals are the
+non-owners.
+
+Another user's order, key, delivery or message is a 404, not a 403: its
+existence is not disclosed. A pool (offer) is public knowledge (the catalog
+lists it), so another seller's pool is a 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import uuid4
+
+from tests.security.world import (
+    ANONYMOUS,
+    BUYER,
+    OPERATOR,
+    OTHER_BUYER,
+    OTHER_SELLER,
+    OTHER_SERVICE,
+    PRINCIPALS,
+    SELLER,
+    SERVICE,
+    SUPPORT,
+    World,
+)
+
+USERS = (BUYER, OTHER_BUYER, SELLER, OTHER_SELLER, SUPPORT, OPERATOR)
+NOT_USERS = (ANONYMOUS, SERVICE, OTHER_SERVICE)
+
+
+def public(status: int = 200) -> dict[str, int]:
+    """Anyone, signed in or not, gets `status`."""
+    return dict.fromkeys(PRINCIPALS, status)
+
+
+def users(status: int, **per_principal: int) -> dict[str, int]:
+    """A user token is required (401 without one, or with a service's); every
+    user gets `status` unless named otherwise."""
+    return dict.fromkeys(NOT_USERS, 401) | dict.fromkeys(USERS, status) | per_principal
+
+
+def sellers(status: int, **per_principal: int) -> dict[str, int]:
+    """Role `seller` required: the two sellers get `status`, other users 403."""
+    return users(403, seller=status, other_seller=status) | per_principal
+
+
+def operators(status: int) -> dict[str, int]:
+    return users(403, operator=status)
+
+
+def services(status: int, **per_principal: int) -> dict[str, int]:
+    """A service credential required: user tokens are 401 too."""
+    return public(401) | {SERVICE: status, OTHER_SERVICE: status} | per_principal
+
+
+Request = Callable[[World], dict[str, Any]]
+
+
+def nothing(world: World) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Entry:
+    service: str
+    method: str
+    route: str  # the path template exactly as in the service's OpenAPI
+    expect: Mapping[str, int]
+    path: Callable[[World], Mapping[str, str]] = lambda world: {}
+    request: Request = nothing
+    # Strings only `visible_to` may see in a response (another's ids, secrets).
+    private: Callable[[World], list[str]] = lambda world: []
+    visible_to: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.service, self.method, self.route)
+
+    @property
+    def name(self) -> str:
+        return f"{self.service} {self.method} {self.route}"
+
+
+def ids(**names: str) -> Callable[[World], dict[str, str]]:
+    """Path parameters taken from the world's ids by name."""
+    return lambda world: {param: world.ids[name] for param, name in names.items()}
+
+
+def literal(**values: str) -> Callable[[World], dict[str, str]]:
+    return lambda world: values
+
+
+def body(payload: Callable[[World], Any]) -> Request:
+    return lambda world: {"json": payload(world)}
+
+
+def fresh_phone() -> str:
+    return f"136{uuid4().int % 10**8:08d}"
+
+
+def _ops(service: str) -> list[Entry]:
+    return [
+        Entry(service, "GET", "/healthz", public()),
+        Entry(service, "GET", "/readyz", public()),
+        Entry(service, "GET", "/metrics", public()),
+    ]
+
+
+def _product(world: World, category: str) -> dict[str, Any]:
+    return {
+        "name": "安全 矩阵 产品",
+        "category_id": category,
+        "kind": "game_points",
+        "delivery_mode": "auto",
+        "face_value": 100,
+    }
+
+
+IDENTITY = [
+    *_ops("identity"),
+    Entry(
+        "identity",
+        "POST",
+        "/auth/otp",
+        public(202),
+        request=lambda w: {"json": {"phone": fresh_phone()}},
+    ),
+    # No code was sent to this phone: refused alike whoever asks.
+    Entry(
+        "identity",
+        "POST",
+        "/auth/otp/verify",
+        public(400),
+        request=lambda w: {"json": {"phone": fresh_phone(), "code": "123456"}},
+    ),
+    Entry(
+        "identity",
+        "POST",
+        "/users",
+        public(401),
+        request=body(lambda w: {"verification_token": "forged", "password": "Pa55word-x"}),
+    ),
+    Entry(
+        "identity",
+        "POST",
+        "/auth/login",
+        public(401),
+        request=body(lambda w: {"phone": w.people[BUYER].phone, "password": "wrong-1234"}),
+    ),
+    Entry(
+        "identity",
+        "POST",
+        "/auth/refresh",
+        public(401),
+        request=body(lambda w: {"refresh_token": "forged"}),
+    ),
+    Entry(
+        "identity",
+        "POST",
+        "/auth/logout",
+        public(401),
+        request=body(lambda w: {"refresh_token": "forged"}),
+    ),
+    Entry("identity", "GET", "/me", users(200)),
+    # A checksum-invalid ID number: users get as far as validation, no further.
+    Entry(
+        "identity",
+        "POST",
+        "/me/real-name",
+        users(422),
+        request=body(lambda w: {"legal_name": "赵六", "id_number": "110101199001011230"}),
+    ),
+    Entry(
+        "identity",
+        "POST",
+        "/me/advanced-verification",
+        users(422),
+        request=body(lambda w: {"liveness_token": "short"}),
+    ),
+    Entry("identity", "GET", "/me/advanced-verification", users(404)),
+    Entry(
+        "identity",
+        "POST",
+        "/users/{user_id}/seller-approval",
+        operators(404),
+        path=literal(user_id="no-such-user"),
+        request=body(lambda w: {"shop_name": "x"}),
+    ),
+    Entry(
+        "identity",
+        "POST",
+        "/users/{user_id}/suspension",
+        operators(404),
+        path=literal(user_id="no-such-user"),
+        request=body(lambda w: {"reason": "fraud_suspected"}),
+    ),
+]
+
+CATALOG = [
+    *_ops("catalog"),
+    Entry("catalog", "GET", "/categories", public()),
+    Entry("catalog", "GET", "/categories/{slug}", public(), path=ids(slug="category")),
+    Entry("catalog", "GET", "/search", public()),
+    Entry("catalog", "GET", "/products/{product_id}", public(), path=ids(product_id="product")),
+    Entry(
+        "catalog", "GET", "/products/{product_id}/offers", public(), path=ids(product_id="product")
+    ),
+    Entry("catalog", "GET", "/offers/{offer_id}", public(), path=ids(offer_id="offer")),
+    Entry("catalog", "GET", "/offers/{offer_id}/reviews", public(), path=ids(offer_id="offer")),
+    Entry("catalog", "GET", "/sellers/{seller_id}", public(), path=ids(seller_id="seller_id")),
+    Entry("catalog", "GET", "/hot-picks", public()),
+    Entry(
+        "catalog",
+        "POST",
+        "/categories",
+        operators(201),
+        request=lambda w: {"json": {"slug": f"sec-{uuid4().hex[:8]}", "name": "安全测试"}},
+    ),
+    Entry(
+        "catalog",
+        "PATCH",
+        "/categories/{slug}",
+        operators(200),
+        path=ids(slug="category"),
+        request=body(lambda w: {"name": "安全测试分类"}),
+    ),
+    Entry(
+        "catalog",
+        "POST",
+        "/products",
+        operators(201),
+        request=lambda w: {"json": _product(w, w.ids["category"])},
+    ),
+    Entry(
+        "catalog",
+        "PUT",
+        "/products/{product_id}",
+        operators(200),
+        path=literal(product_id=f"sec-product-{uuid4().hex[:8]}"),
+        request=lambda w: {"json": _product(w, w.ids["category"])},
+    ),
+    Entry(
+        "catalog",
+        "POST",
+        "/offers",
+        sellers(201),
+        request=body(
+            lambda w: {
+                "product_id": w.ids["spare_product"],
+                "unit_price": 700,
+                "delivery_mode": "auto",
+                "max_quantity_per_order": 2,
+            }
+        ),
+    ),
+    Entry(
+        "catalog",
+        "PUT",
+        "/offers/{offer_id}/price",
+        sellers(200, other_seller=403),
+        path=ids(offer_id="offer"),
+        request=body(lambda w: {"unit_price": 950}),
+    ),
+    Entry(
+        "catalog",
+        "POST",
+        "/offers/{offer_id}/withdraw",
+        sellers(403, other_seller=200),
+        path=ids(offer_id="withdrawn_offer"),
+    ),
+    Entry(
+        "catalog",
+        "POST",
+        "/offers/{offer_id}/operator-delist",
+        operators(200),
+        path=ids(offer_id="delisted_offer"),
+        request=body(lambda w: {"detail": "matrix"}),
+    ),
+    Entry(
+        "catalog",
+        "GET",
+        "/sellers/me/offers",
+        sellers(200),
+        private=lambda w: [w.ids["offer"]],
+        visible_to=frozenset({SELLER}),
+    ),
+    # Only a buyer with a completed order of the offer may review it (after
+    # the arrival entry below completed the buyer's order).
+    Entry(
+        "catalog",
+        "POST",
+        "/offers/{offer_id}/reviews",
+        users(403, buyer=201),
+        path=ids(offer_id="offer"),
+        request=body(lambda w: {"rating": 5}),
+    ),
+]
+
+INVENTORY = [
+    *_ops("inventory"),
+    Entry(
+        "inventory",
+        "GET",
+        "/offers",
+        sellers(200),
+        private=lambda w: [w.ids["offer"]],
+        visible_to=frozenset({SELLER}),
+    ),
+    Entry(
+        "inventory",
+        "POST",
+        "/offers/{offer_id}/imports",
+        sellers(201, other_seller=403),
+        path=ids(offer_id="offer"),
+        request=lambda w: {
+            "json": {"format": "txt", "content": w.new_card_key()},
+            "headers": {"Idempotency-Key": f"matrix-{uuid4().hex}"},
+        },
+    ),
+    Entry(
+        "inventory",
+        "GET",
+        "/offers/{offer_id}/imports/{import_id}",
+        sellers(200, other_seller=403),
+        path=ids(offer_id="offer", import_id="import"),
+    ),
+    Entry(
+        "inventory",
+        "GET",
+        "/offers/{offer_id}/stock",
+        sellers(200, other_seller=403),
+        path=ids(offer_id="offer"),
+    ),
+    Entry(
+        "inventory",
+        "GET",
+        "/offers/{offer_id}/keys",
+        sellers(200, other_seller=403),
+        path=ids(offer_id="offer"),
+    ),
+    Entry(
+        "inventory",
+        "POST",
+        "/offers/{offer_id}/keys/void",
+        sellers(200, other_seller=403),
+        path=ids(offer_id="offer"),
+        request=body(lambda w: {"key_ids": [w.ids["vault_key"]]}),
+    ),
+    Entry(
+        "inventory",
+        "POST",
+        "/internal/orders/{order_id}/keys/reveal",
+        services(200, other_service=403),
+        path=ids(order_id="delivered_order"),
+        request=body(lambda w: {"key_ids": [w.ids["vault_key"]]}),
+    ),
+]
+
+ORDERING = [
+    *_ops("ordering"),
+    Entry(
+        "ordering",
+        "POST",
+        "/orders",
+        users(404),
+        request=lambda w: {
+            "json": {"offer_id": "no-such-offer", "quantity": 1},
+            "headers": {"Idempotency-Key": uuid4().hex},
+        },
+    ),
+    Entry(
+        "ordering",
+        "GET",
+        "/orders",
+        users(200),
+        private=lambda w: [w.ids["delivered_order"], w.ids["reserved_order"]],
+        visible_to=frozenset({BUYER}),
+    ),
+    Entry(
+        "ordering",
+        "GET",
+        "/orders/{order_id}",
+        users(404, buyer=200, support=200, operator=200),
+        path=ids(order_id="delivered_order"),
+    ),
+    Entry(
+        "ordering",
+        "GET",
+        "/orders/{order_id}/timeline",
+        users(404, buyer=200, support=200, operator=200),
+        path=ids(order_id="delivered_order"),
+    ),
+    Entry(
+        "ordering",
+        "POST",
+        "/orders/{order_id}/cancel",
+        users(404, buyer=200),
+        path=ids(order_id="cancellable_order"),
+    ),
+]
+
+PAYMENT = [
+    *_ops("payment"),
+    Entry(
+        "payment",
+        "POST",
+        "/payments",
+        users(404, buyer=200),
+        request=body(
+            lambda w: {
+                "order_id": w.ids["reserved_order"],
+                "channel": "wallet",
+                "payment_password": w.payment_passwords[BUYER],
+            }
+        ),
+    ),
+    Entry(
+        "payment",
+        "GET",
+        "/payments/{payment_id}",
+        users(404, buyer=200, support=200, operator=200),
+        path=ids(payment_id="payment"),
+    ),
+    Entry(
+        "payment",
+        "GET",
+        "/orders/{order_id}/payment",
+        users(404, buyer=200, support=200, operator=200),
+        path=ids(order_id="delivered_order"),
+    ),
+    # Five digits: no user gets past validation, so no password is set.
+    Entry(
+        "payment",
+        "PUT",
+        "/wallet/payment-password",
+        users(422),
+        request=body(lambda w: {"new_password": "12345"}),
+    ),
+    Entry("payment", "GET", "/wallet", users(200)),
+    Entry(
+        "payment",
+        "GET",
+        "/wallet/statement",
+        users(200),
+        private=lambda w: [w.ids["delivered_order"]],
+        visible_to=frozenset({BUYER}),
+    ),
+    Entry(
+        "payment",
+        "POST",
+        "/wallet/top-ups",
+        users(201),
+        request=body(lambda w: {"amount": 100, "channel": "wechat_pay"}),
+    ),
+    Entry(
+        "payment",
+        "GET",
+        "/top-ups/{top_up_id}",
+        users(404, buyer=200),
+        path=ids(top_up_id="buyer_top_up"),
+    ),
+    Entry(
+        "payment",
+        "POST",
+        "/deposits/top-ups",
+        sellers(201),
+        request=body(lambda w: {"amount": 100, "channel": "alipay"}),
+    ),
+    Entry("payment", "GET", "/deposits/me", sellers(200)),
+    Entry(
+        "payment",
+        "GET",
+        "/sellers/me/statement",
+        sellers(200),
+        private=lambda w: [w.ids["delivered_order"], w.ids["seller_id"]],
+        visible_to=frozenset({SELLER}),
+    ),
+    Entry("payment", "GET", "/ledger/trial-balance", operators(200)),
+    # Channels authenticate by their signature, not by a token: an unsigned
+    # notification is refused whoever sends it.
+    Entry(
+        "payment",
+        "POST",
+        "/callbacks/{channel}",
+        public(401),
+        path=literal(channel="alipay"),
+        request=lambda w: {"content": b"trade_no=1"},
+    ),
+    Entry(
+        "payment",
+        "POST",
+        "/callbacks/{channel}/reversal",
+        public(401),
+        path=literal(channel="wechat_pay"),
+        request=body(lambda w: {"id": "x"}),
+    ),
+    # The local stand-in for the channels' own sites (never mounted in
+    # production): public, like the channel's pay page.
+    Entry(
+        "payment",
+        "GET",
+        "/simulator/{channel}/trades/{gateway_trade_no}",
+        public(404),
+        path=literal(channel="alipay", gateway_trade_no="no-such-trade"),
+    ),
+    Entry(
+        "payment",
+        "POST",
+        "/simulator/{channel}/pay/{gateway_trade_no}",
+        public(409),
+        path=literal(channel="alipay", gateway_trade_no="no-such-trade"),
+    ),
+    Entry(
+        "payment",
+        "POST",
+        "/simulator/{channel}/notify/{gateway_trade_no}",
+        public(409),
+        path=literal(channel="alipay", gateway_trade_no="no-such-trade"),
+    ),
+    Entry(
+        "payment",
+        "POST",
+        "/simulator/{channel}/chargeback/{gateway_trade_no}",
+        public(409),
+        path=literal(channel="alipay", gateway_trade_no="no-such-trade"),
+        request=body(lambda w: {}),
+    ),
+]
+
+DELIVERY = [
+    *_ops("delivery"),
+    Entry(
+        "delivery",
+        "GET",
+        "/vault",
+        users(200),
+        private=lambda w: [w.ids["vault_key"]],
+        visible_to=frozenset({BUYER}),
+    ),
+    Entry(
+        "delivery",
+        "POST",
+        "/vault/{key_id}/reveal",
+        users(404, buyer=200),
+        path=ids(key_id="vault_key"),
+    ),
+    Entry(
+        "delivery",
+        "GET",
+        "/vault/export",
+        users(200),
+        private=lambda w: [w.ids["vault_key"], *w.secrets.card_keys],
+        visible_to=frozenset({BUYER}),
+    ),
+    Entry(
+        "delivery",
+        "GET",
+        "/messages",
+        users(200),
+        private=lambda w: [w.ids["message"]],
+        visible_to=frozenset({BUYER}),
+    ),
+    Entry(
+        "delivery",
+        "POST",
+        "/messages/{message_id}/read",
+        users(404, buyer=204),
+        path=ids(message_id="message"),
+    ),
+    Entry(
+        "delivery",
+        "GET",
+        "/seller/deliveries",
+        sellers(200),
+        private=lambda w: [w.ids["manual_delivery"]],
+        visible_to=frozenset({SELLER}),
+    ),
+    Entry(
+        "delivery",
+        "POST",
+        "/seller/deliveries/{delivery_id}/keys",
+        sellers(201, other_seller=404),
+        path=ids(delivery_id="manual_delivery"),
+        request=lambda w: {"json": {"keys": [w.new_card_key()]}},
+    ),
+    # Completes the buyer's order (the review entry of the catalog needs it).
+    Entry(
+        "delivery",
+        "POST",
+        "/orders/{order_id}/arrival",
+        users(404, buyer=200),
+        path=ids(order_id="delivered_order"),
+    ),
+]
+
+# Order matters where an owner's success changes what follows (an order is
+# completed by arrival before it can be reviewed).
+MATRIX: list[Entry] = [*IDENTITY, *INVENTORY, *ORDERING, *PAYMENT, *DELIVERY, *CATALOG]
