@@ -355,14 +355,32 @@ def test_a_deposit_announced_below_zero() -> None:
 
 
 def test_money_that_went_both_to_the_seller_and_back_to_the_buyer() -> None:
+    world = purchased()  # settled in full: escrow has nothing left to give back
+    world.emit(
+        "payment",
+        "payment.payment",
+        PAYMENT,
+        (
+            "PaymentRefunded",
+            {"order_id": ORDER, "amount": 100, "destination": "wallet", "source": "escrow"},
+        ),
+    )
+    one_problem_about(world, ORDER, "neither delivered nor refunded")
+
+
+def test_a_partial_claim_on_a_completed_order_is_delivery_with_part_back() -> None:
     world = purchased()
     world.emit(
         "payment",
         "payment.payment",
         PAYMENT,
-        ("PaymentRefunded", {"order_id": ORDER, "amount": 100, "destination": "wallet"}),
+        (
+            "PaymentRefunded",
+            {"order_id": ORDER, "amount": 100, "destination": "wallet", "source": "seller_deposit"},
+        ),
     )
-    one_problem_about(world, ORDER, "neither delivered nor refunded")
+    assert problems(world) == []
+    assert audit(world.snapshot()).counts["payments delivered, partly refunded"] == 1
 
 
 def test_a_refund_larger_than_the_capture() -> None:
