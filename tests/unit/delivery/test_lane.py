@@ -68,6 +68,37 @@ async def test_a_failing_lane_logs_and_paces_itself(caplog: pytest.LogCaptureFix
     assert "the delivery lane failed" in caplog.text
 
 
+async def test_a_failing_worker_never_cancels_the_others() -> None:
+    """One worker's query fails while the others still wait on the database:
+    they finish on their own. Cancelling them mid-query is what once left
+    PyMongo's topology lock held and the whole delivery process hung."""
+    w = world()
+    cancelled: list[str] = []
+    finished: list[str] = []
+
+    class SlowThenFailingQueue(FakeQueue):
+        calls = 0
+
+        async def claim(self, now: datetime, lease_until: datetime) -> QueuedDelivery | None:
+            SlowThenFailingQueue.calls += 1
+            if SlowThenFailingQueue.calls == 1:
+                raise ConnectionError("server selection timed out")
+            try:
+                await asyncio.sleep(0.05)  # still waiting for the database
+            except asyncio.CancelledError:
+                cancelled.append("a worker")
+                raise
+            finished.append("a worker")
+            return None
+
+    w.deps.queue = SlowThenFailingQueue()
+    lane = DeliveryLane(w.deps, lanes=3, idle_poll=0.01)
+    with pytest.raises(ConnectionError):
+        await lane.drain()
+    assert cancelled == []
+    assert finished == ["a worker", "a worker"]
+
+
 async def test_two_workers_given_the_same_job_still_deliver_it_once() -> None:
     """Should a claim ever be handed out twice, the delivery's stream is the arbiter."""
     w = world()

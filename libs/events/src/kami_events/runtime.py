@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import pymongo
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
@@ -268,7 +269,10 @@ class ServiceRuntime:
     async def readiness(self) -> Readiness:
         checks: dict[str, str] = {}
         try:
-            await asyncio.wait_for(self.mongo.admin.command("ping"), timeout=2)
+            # PyMongo's own deadline, not a cancellation: cancelling a query
+            # that waits in server selection can wedge the client for good.
+            with pymongo.timeout(2):
+                await self.mongo.admin.command("ping")
             checks["mongodb"] = "ok"
         except Exception as exc:
             checks["mongodb"] = f"unreachable: {exc!r}"[:200]

@@ -40,10 +40,17 @@ class DeliveryLane:
             while await deliver_next(self._deps):
                 worked += 1
 
-        # A task group: if one worker fails (the database is gone), the others stop too.
-        async with asyncio.TaskGroup() as group:
-            for _ in range(self._lanes):
-                group.create_task(worker())
+        # Every worker ends on its own, never cancelled because another failed:
+        # cancelling a task that waits in PyMongo's server selection (the
+        # database is away) can leave the client's topology lock held for
+        # ever, and every later query of the process hangs (tests/faults, a
+        # FerretDB outage; a task group cancelled the others that way).
+        ended = await asyncio.gather(
+            *(worker() for _ in range(self._lanes)), return_exceptions=True
+        )
+        failures = [e for e in ended if isinstance(e, BaseException)]
+        if failures:
+            raise failures[0]
         for state, count in (await self._deps.queue.counts()).items():
             QUEUE_JOBS.labels(state).set(count)
         return worked
