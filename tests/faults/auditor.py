@@ -10,7 +10,8 @@ key states — and checks the promises from those records alone:
 - outbox: each store's checkpoint is at or past its highest position and no
   claim is pending, so every commit was published;
 - Kafka: every stored event is on its topic at least once, keyed by its
-  aggregate, in its stream's order (duplicates are allowed, losses are not);
+  aggregate, in its stream's order (duplicates are allowed, losses are not),
+  and no consumer dead-lettered a real event (its effect was never applied);
 - keys (§9.1): no key delivered twice or to an order it was not reserved for,
   never reserved for two orders at once or sold to an order that did not hold
   it, and for every offer available + reserved + sold + blocked + voided =
@@ -103,6 +104,8 @@ class Snapshot:
     # inventory's `keys` collection: offer id -> state -> count
     key_states: dict[str, Counter[str]]
     taken_at: datetime
+    # The run's dead-letter topics: what a consumer gave up on.
+    dead_letters: list[KafkaRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -154,6 +157,7 @@ async def read_snapshot(
         trial_balance = answer.json()
     prefix = platform.topic_prefix or "kami"
     records = await read_topics(platform.kafka_bootstrap, prefix) if kafka else []
+    dead = await read_topics(platform.kafka_bootstrap, prefix, dead_letters=True) if kafka else []
     return Snapshot(
         topic_prefix=prefix,
         stores=stores,
@@ -163,6 +167,7 @@ async def read_snapshot(
         trial_balance=trial_balance,
         key_states=dict(key_states),
         taken_at=taken_at,
+        dead_letters=dead,
     )
 
 
@@ -271,6 +276,7 @@ def audit(snapshot: Snapshot, *, ignore_event_ids: Iterable[str] = ()) -> AuditR
     check_stores(snapshot, report)
     check_outbox(snapshot, report)
     check_kafka(snapshot, events, report, set(ignore_event_ids))
+    check_dead_letters(snapshot, report, set(ignore_event_ids))
     check_keys_delivered_once(events, report)
     check_key_accounting(snapshot, events, report)
     check_ledger(snapshot, events, report)
@@ -405,6 +411,23 @@ def check_kafka(snapshot: Snapshot, events: Events, report: AuditReport, ignore:
         report.problem(
             f"{record.topic}[{record.partition}]@{record.offset}: event {record.event_id} "
             "is in no event store"
+        )
+
+
+def check_dead_letters(snapshot: Snapshot, report: AuditReport, ignore: set[str]) -> None:
+    """No consumer gave up on a real event: a dead letter is an effect never
+    applied. Only what a test put on the topics itself may be there (bytes
+    that are no envelope, or the events it names)."""
+    report.counts["dead letters"] = len(snapshot.dead_letters)
+    for record in snapshot.dead_letters:
+        if record.envelope is None or record.event_id in ignore:
+            continue
+        h = record.headers
+        report.problem(
+            f"{h.get('dlq_consumer')} dead-lettered {record.envelope.get('event_type')} "
+            f"{record.event_id} from {h.get('dlq_source_topic')} after "
+            f"{h.get('dlq_attempts')} attempts: {h.get('dlq_error_type')} "
+            f"{h.get('dlq_error_message', '')[:200]}"
         )
 
 

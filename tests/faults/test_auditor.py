@@ -288,6 +288,19 @@ def test_an_event_on_kafka_that_no_store_holds() -> None:
     assert problems(snapshot, ignore_event_ids={"ghost"}) == []
 
 
+def test_a_real_event_a_consumer_gave_up_on() -> None:
+    snapshot = purchased().snapshot()
+    real = snapshot.kafka[2]
+    headers = {"dlq_consumer": "ordering", "dlq_error_type": "AutoReconnect", "dlq_attempts": "5"}
+    snapshot.dead_letters = [
+        KafkaRecord("kami-test.ordering.dead-letter.v1", 0, 0, real.key, real.envelope, headers),
+        KafkaRecord("kami-test.ordering.dead-letter.v1", 0, 1, "x", None, headers),  # poison bytes
+    ]
+    found = problems(snapshot)
+    assert len(found) == 1 and "ordering dead-lettered" in found[0] and "AutoReconnect" in found[0]
+    assert problems(snapshot, ignore_event_ids={str(real.event_id)}) == []
+
+
 def test_a_gap_in_a_stream() -> None:
     snapshot = purchased().snapshot()
     commits = snapshot.stores["ordering"].commits

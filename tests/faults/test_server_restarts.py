@@ -99,11 +99,13 @@ async def restart_mid_flow(
         before = len(stream.purchases)
         pid = await asyncio.to_thread(stack.stop, server, how)
         scenario.note(f"{how.name} to {server} (pid {pid}, {before} purchases done)")
-        # The broker stays away longer than a producer's request timeout (40 s):
-        # batches in flight then fail, as on a real outage (a broker restart
-        # on a busy machine took 49 s here), which once broke every
-        # idempotent producer for good. FerretDB comes back within seconds.
-        down_for = rng.uniform(45.0, 50.0) if server == "kafka" else rng.uniform(2.0, 8.0)
+        # Each stays away longer than its clients wait: the broker longer than
+        # a producer's request timeout (40 s), so batches in flight fail (that
+        # once broke every idempotent producer for good); FerretDB longer than
+        # server selection (10 s), so queries fail and handlers retry (that
+        # once wedged PyMongo in delivery). Real outages last that long: a
+        # broker restart on this busy machine took 49 s.
+        down_for = rng.uniform(45.0, 50.0) if server == "kafka" else rng.uniform(20.0, 25.0)
         await asyncio.sleep(down_for)
         started = time.monotonic()
         await asyncio.to_thread(stack.up)
