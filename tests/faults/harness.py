@@ -9,7 +9,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,14 +329,3 @@ async def audit_platform(
         log.counts[f"audit: {name}"] = value
     assert report.problems == [], "DESIGN §9 broken:\n" + describe(report)
     return report
-
-
-async def gather_all(tasks: Iterable[Awaitable[Any]]) -> list[Any]:
-    return list(await asyncio.gather(*tasks))
-
-
-def counts_of(values: Iterable[str]) -> Mapping[str, int]:
-    found: dict[str, int] = {}
-    for value in values:
-        found[value] = found.get(value, 0) + 1
-    return found
