@@ -160,6 +160,12 @@ class Guarantee(BaseModel):
     refundable: int
     settled: bool
     open_ticket_id: str | None
+    replacement_available: bool = Field(
+        description=(
+            "The offer's pool has a sellable key now: a claim asking for a replacement "
+            "may get one (inventory's last stock count)."
+        )
+    )
 
 
 class IssueLineView(BaseModel):
@@ -285,6 +291,7 @@ async def guarantee(order_id: str, user: CurrentUser, deps: Deps) -> Guarantee:
     return Guarantee(
         **handlers.order_facts_view(facts, deps.clock()),
         open_ticket_id=str(open_claim["ticket_id"]) if open_claim else None,
+        replacement_available=await deps.stores.stock_of(facts.offer_id) > 0,
     )
 
 
