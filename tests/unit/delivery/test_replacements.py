@@ -84,6 +84,8 @@ async def test_the_new_key_reaches_only_the_buyers_vault_and_the_faulty_one_is_v
     with pytest.raises(Gone):
         await handlers.reveal_key(w.deps, "buyer-1", "k-1", client="app")
     assert w.vault.entries["k-1"].sealed == b""  # its ciphertext is destroyed
+    with pytest.raises(NotFound):  # nothing left to ask the issuer about
+        await handlers.verify_keys(w.deps, "aftersales", "order-1", ["k-1"])
     assert b"HOK-SPARE-0009" not in w.vault.entries["k-9"].sealed  # sealed at rest
 
     await handlers.announce_replacement(w.deps, replaced)

@@ -915,7 +915,8 @@ async def verify_keys(
     verdicts: list[tuple[str, Verdict]] = []
     for key_id in dict.fromkeys(key_ids):
         entry = await deps.vault.get(key_id)
-        if entry is None or entry.order_id != order_id or not entry.visible:
+        if entry is None or entry.order_id != order_id or not entry.visible or entry.voided:
+            # A voided key (refunded, or replaced) has no secret left to verify.
             raise NotFound("key_not_found", f"Key {key_id} was not delivered with {order_id}.")
         secret = deps.sealer.open(entry.sealed, context=entry.seal_context)
         verdicts.append((key_id, await deps.issuers.verify(entry.product_id, secret)))
