@@ -17,10 +17,22 @@ from kami_aftersales.adapters.stores import Stores
 from kami_aftersales.adapters.verification import VerificationUnavailable
 from kami_aftersales.domain.analytics import FlagPolicy, Seller
 from kami_aftersales.domain.rules import RulesPolicy, Verdict
-from kami_aftersales.domain.ticket import AgentAction, SlaPolicy, Ticket
+from kami_aftersales.domain.ticket import AgentAction, SlaPolicy, Ticket, TicketState
 from kami_aftersales.handlers import AftersalesDeps, OpenTicket
-from kami_events.catalogue.aftersales import IssueCategory, SellerFlagged
+from kami_events.catalogue.aftersales import (
+    IssueCategory,
+    Remedy,
+    ReplacementApproved,
+    Resolution,
+    SellerFlagged,
+)
 from kami_events.catalogue.common import DeliveryMode
+from kami_events.catalogue.delivery import DeliveryChannel, KeyReplaced
+from kami_events.catalogue.inventory import (
+    KeyReplacementFailed,
+    ReplacementFailure,
+    StockChanged,
+)
 from kami_events.catalogue.ordering import OrderDelivered, OrderPaid, OrderPlaced
 from kami_events.clock import ManualClock
 from kami_events.envelope import Envelope
@@ -198,3 +210,102 @@ async def test_an_upheld_claim_is_compensated_and_an_unverifiable_one_escalates_
     assert await deps.stores.open_ticket_of("order-2") is None
     messages = await deps.stores.messages_of(waiting.ticket.id)
     assert [m.author_role for m in messages] == ["buyer", "support"]
+
+
+def pool_event(event: Event, version: int, at: datetime, producer: str) -> Envelope[Any]:
+    return Envelope.wrap(
+        event,
+        producer=producer,
+        aggregate_id=event.aggregate_id,  # type: ignore[attr-defined]
+        aggregate_version=version,
+        correlation_id=getattr(event, "order_id", "o-1"),
+        occurred_at=at,
+    )
+
+
+async def test_a_replacement_holds_the_ticket_open_until_the_key_arrives_or_refunds(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    clock = ManualClock(START)
+    deps = await make_deps(mongo_db, clock)
+    await delivered(deps, "order-1", START)
+    await delivered(deps, "order-2", START)
+    # Inventory says the offer's pool has one sellable key (and an older, replayed count).
+    await handlers.project_stock(
+        deps,
+        pool_event(StockChanged(offer_id="o-1", available=1, reserved=0), 7, START, "inventory"),
+    )
+    await handlers.project_stock(
+        deps,
+        pool_event(StockChanged(offer_id="o-1", available=0, reserved=0), 6, START, "inventory"),
+    )
+    assert await deps.stores.stock_of("o-1") == 1
+
+    def claim(order_id: str, key: str) -> OpenTicket:
+        return OpenTicket(
+            "buyer-1",
+            order_id,
+            IssueCategory.KEY_INVALID,
+            [],
+            "bad",
+            (),
+            key,
+            f"r-{key}",
+            preferred_remedy=Remedy.REPLACEMENT,
+        )
+
+    opened = await handlers.open_ticket(deps, claim("order-1", "k-1"))
+    ticket = opened.ticket
+    assert ticket.state is TicketState.REPLACING and ticket.compensation is None
+    approved = [e.payload for e in await committed(mongo_db)]
+    assert any(isinstance(e, ReplacementApproved) for e in approved)
+    # The order's one open ticket is this one until the keys arrive.
+    assert (await deps.stores.open_ticket_of("order-1") or {}).get("ticket_id") == ticket.id
+    await project_own_events(deps, await committed(mongo_db))
+    assert (await deps.stores.ticket(ticket.id) or {})["state"] == "replacing"
+    assert await deps.stores.queue() == []
+
+    replaced = KeyReplaced(
+        delivery_id="d-order-1",
+        order_id="order-1",
+        buyer_id="buyer-1",
+        offer_id="o-1",
+        seller_id="seller-1",
+        ticket_id=ticket.id,
+        key_ids=["o-1-spare"],
+        replaced_key_ids=["order-1-k1"],
+        channels=[DeliveryChannel.VAULT],
+    )
+    assert await handlers.complete_replacement(deps, pool_event(replaced, 2, START, "delivery"))
+    assert not await handlers.complete_replacement(deps, pool_event(replaced, 2, START, "delivery"))
+    done = await deps.tickets.get(ticket.id)
+    assert done is not None and done.resolution is Resolution.KEY_REPLACED and done.automatic
+    assert await deps.stores.open_ticket_of("order-1") is None
+    facts = await deps.stores.order_facts("order-1")
+    assert facts is not None and facts.delivered_key_ids == ("o-1-spare",)
+    assert facts.refundable == 950  # no money moved
+    outcome = await deps.stores.replacement_of("order-1", ticket.id)
+    assert outcome is not None and outcome["key_ids"] == ["o-1-spare"]
+
+    # The second order's replacement comes back unallocated: refunded instead.
+    second = (await handlers.open_ticket(deps, claim("order-2", "k-2"))).ticket
+    assert second.state is TicketState.REPLACING
+    failed = KeyReplacementFailed(
+        offer_id="o-1",
+        order_id="order-2",
+        ticket_id=second.id,
+        reason=ReplacementFailure.OUT_OF_STOCK,
+        requested=1,
+        available=0,
+    )
+    assert await handlers.refund_instead_of_replacement(
+        deps, pool_event(failed, 9, START, "inventory")
+    )
+    refunded = await deps.tickets.get(second.id)
+    assert refunded is not None and refunded.compensation is not None
+    assert (refunded.compensation.amount, refunded.compensation.void_key_ids) == (
+        950,
+        ("order-2-k1",),
+    )
+    assert refunded.resolution is Resolution.REFUND_FULL
+    assert await deps.stores.open_ticket_of("order-2") is None

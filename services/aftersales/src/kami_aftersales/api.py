@@ -20,7 +20,7 @@ from kami_aftersales import handlers
 from kami_aftersales.domain.claims import ClaimRefused
 from kami_aftersales.domain.ticket import AgentAction, Ticket
 from kami_aftersales.handlers import AftersalesDeps, OpenTicket
-from kami_events.catalogue.aftersales import FlagReason, IssueCategory
+from kami_events.catalogue.aftersales import FlagReason, IssueCategory, Remedy
 from kami_events.catalogue.common import ID_PATTERN
 from kami_events.catalogue.identity import Role
 from kami_web.auth import CurrentUser, Principal, require_roles
@@ -59,6 +59,13 @@ class OpenTicketBody(BaseModel):
     )
     description: str = Field(min_length=1, max_length=2000, repr=False)
     evidence_urls: list[ImageUrl] = Field(default_factory=list, max_length=10)
+    preferred_remedy: Remedy = Field(
+        default=Remedy.REFUND,
+        description=(
+            "If a faulty key is upheld: a refund, or a replacement key from the offer's pool "
+            "(given when the pool has one; a refund otherwise)."
+        ),
+    )
 
 
 class MessageBody(BaseModel):
@@ -94,6 +101,13 @@ class CompensationView(BaseModel):
     source: str | None
 
 
+class ReplacementView(BaseModel):
+    key_ids: list[str] = Field(description="The faulty keys being replaced.")
+    status: Literal["approved", "delivered", "unavailable"]
+    new_key_ids: list[str] = Field(description="In the buyer's vault (once delivered).")
+    failure: str | None = Field(description="Why the pool could not replace them (refunded).")
+
+
 class TicketView(BaseModel):
     ticket_id: str
     order_id: str
@@ -112,7 +126,9 @@ class TicketView(BaseModel):
     resolution: str | None
     resolved_by: str | None
     automatic: bool
+    preferred_remedy: Remedy | None
     compensation: CompensationView | None
+    replacement: ReplacementView | None
     messages: list[MessageView]
     timeline: list[dict[str, Any]] | None = Field(
         default=None, description="The order's events across services (agents only)."
@@ -144,6 +160,12 @@ class Guarantee(BaseModel):
     refundable: int
     settled: bool
     open_ticket_id: str | None
+    replacement_available: bool = Field(
+        description=(
+            "The offer's pool has a sellable key now: a claim asking for a replacement "
+            "may get one (inventory's last stock count)."
+        )
+    )
 
 
 class IssueLineView(BaseModel):
@@ -204,6 +226,7 @@ async def open_ticket(
             evidence_urls=tuple(body.evidence_urls),
             idempotency_key=idempotency_key,
             request_id=_request_id(request),
+            preferred_remedy=body.preferred_remedy,
         ),
     )
     view = await _view(deps, opened.ticket, user, request)
@@ -268,6 +291,7 @@ async def guarantee(order_id: str, user: CurrentUser, deps: Deps) -> Guarantee:
     return Guarantee(
         **handlers.order_facts_view(facts, deps.clock()),
         open_ticket_id=str(open_claim["ticket_id"]) if open_claim else None,
+        replacement_available=await deps.stores.stock_of(facts.offer_id) > 0,
     )
 
 
@@ -290,7 +314,10 @@ async def queue(
     "/tickets/{ticket_id}/resolve",
     response_model=TicketView,
     tags=["support"],
-    summary="Resolve an escalated ticket: full or partial refund, or reject with a reason",
+    summary=(
+        "Resolve an escalated ticket: full or partial refund, a replacement key from the "
+        "offer's pool, or reject with a reason"
+    ),
     responses=ERRORS,
 )
 async def resolve(
@@ -382,6 +409,21 @@ async def _view(
             status=refund["status"] if refund else "approved",
             source=refund["source"] if refund else None,
         )
+    replacement = None
+    if ticket.replacement is not None:
+        outcome = await deps.stores.replacement_of(ticket.order_id, ticket.id) or {}
+        replacement = ReplacementView(
+            key_ids=list(ticket.replacement.key_ids),
+            status=(
+                "unavailable"
+                if outcome.get("failure")
+                else "delivered"
+                if outcome.get("key_ids")
+                else "approved"
+            ),
+            new_key_ids=list(outcome.get("key_ids", [])),
+            failure=outcome.get("failure"),
+        )
     timeline = None
     staff = bool(user.roles & STAFF)
     if staff:
@@ -406,7 +448,9 @@ async def _view(
         resolution=ticket.resolution.value if ticket.resolution else None,
         resolved_by=ticket.resolved_by,
         automatic=ticket.automatic,
+        preferred_remedy=ticket.preferred_remedy,
         compensation=compensation,
+        replacement=replacement,
         messages=[
             MessageView(
                 seq=m.seq,

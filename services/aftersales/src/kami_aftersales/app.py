@@ -34,12 +34,16 @@ description and evidence (image URLs). Simple cases are decided at once: a
 "not received" whose keys are in the vault is pointed there and notified
 again; a faulty key inside the guarantee window that the issuer's verifier
 calls used or invalid is refunded at once (from escrow, or from the seller's
-deposit once settled) and voided. Everything else waits for an agent.
+deposit once settled) and voided, or, if the buyer asked for a replacement
+(`preferred_remedy`) and the offer's pool has keys, replaced from the pool
+(refunded after all if the pool runs dry first). Everything else waits for
+an agent.
 
 **Support agents** work `GET /queue` (higher after-sales priority first, then
 oldest), see each order's timeline across services, and resolve: full or
-partial refund, or reject with a reason. A ticket not decided within its
-level's SLA escalates (agent → senior agent → operator).
+partial refund, a replacement key from the pool, or reject with a reason. A
+ticket not decided within its level's SLA escalates (agent → senior agent →
+operator).
 
 **Operators** read the most frequent issues (`GET /reports/issues?window=24h|7d`)
 and a seller's rolling rates; sellers over the thresholds are flagged
