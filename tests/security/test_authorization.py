@@ -40,11 +40,11 @@ def _ordered(entry: Entry) -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize("entry", MATRIX, ids=lambda entry: entry.name)
 async def test_who_may_do_what(entry: Entry, world: World) -> None:
-    path = entry.route.format(**entry.path(world))
     private = entry.private(world)
     wrong: list[str] = []
     for principal, expected in _ordered(entry):
         request = entry.request(world)
+        path = entry.path_of(principal, world)
         response = await world.call(principal, entry.service, entry.method, path, **request)
         if response.status_code != expected:
             wrong.append(

@@ -30,6 +30,7 @@ USER_ROUTES = [
     ("ordering", "GET", "/orders", Role.BUYER),
     ("payment", "GET", "/wallet", Role.BUYER),
     ("delivery", "GET", "/vault", Role.BUYER),
+    ("aftersales", "GET", "/tickets", Role.BUYER),
 ]
 
 
