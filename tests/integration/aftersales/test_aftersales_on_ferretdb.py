@@ -268,3 +268,28 @@ async def test_a_key_pasted_into_a_ticket_is_stored_as_its_id_or_not_at_all(
     ]
     assert stored[0]["evidence_urls"] == ["https://img.example.com/[card key order-1-k1].png"]
     assert "SECRET-order-1" not in repr([doc async for doc in mongo_db["events"].find({})])
+
+
+async def test_a_suspended_buyer_opens_no_claim_until_the_suspension_ends(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    clock = ManualClock(START)
+    deps = await make_deps(mongo_db, clock)
+    await delivered(deps, "order-1", START)
+    await deps.stores.record_priority("buyer-1", 3, "advanced", 5)
+    await deps.stores.record_suspension("buyer-1", 4, START + timedelta(minutes=10))
+    await deps.stores.record_suspension("buyer-1", 2, None)  # an older one redelivered
+
+    def claim(key: str) -> OpenTicket:
+        return OpenTicket("buyer-1", "order-1", IssueCategory.KEY_INVALID, [], "bad", (), key, key)
+
+    with pytest.raises(ClaimRefused) as refused:
+        await handlers.open_ticket(deps, claim("k-1"))
+    assert (refused.value.status, refused.value.code) == (403, "buyer_suspended")
+    assert await committed(mongo_db) == []  # no ticket, no compensation
+    assert await deps.stores.open_ticket_of("order-1") is None
+
+    clock.advance(timedelta(minutes=10))  # still inside the 15-minute guarantee window
+    opened = await handlers.open_ticket(deps, claim("k-2"))
+    assert opened.created and opened.ticket.compensation is not None
+    assert opened.ticket.priority == 5  # the priority outlived the suspension's record

@@ -6,7 +6,8 @@
   delivered orders counted for the issue rates, compensations' progress;
 - delivery's `ArrivalConfirmed`: later claims are out of guarantee;
 - payment's `FundsSettled`: shown to agents (where a refund will come from);
-- identity's `IdentityVerified`: the buyer's after-sales priority;
+- identity's `IdentityVerified`: the buyer's after-sales priority; its
+  `UserSuspended`: a suspended account opens no claims (an upheld one moves money);
 - its own ticket events: the summaries, the agent queue and its SLA
   deadlines, issue counters and seller flags.
 """
@@ -24,7 +25,7 @@ from kami_events.catalogue.aftersales import (
     TicketResolved,
 )
 from kami_events.catalogue.delivery import ArrivalConfirmed
-from kami_events.catalogue.identity import IdentityVerified
+from kami_events.catalogue.identity import IdentityVerified, UserSuspended
 from kami_events.catalogue.ordering import (
     OrderCancelled,
     OrderCompleted,
@@ -69,6 +70,13 @@ def register(consumer: EventConsumer, deps: AftersalesDeps) -> None:
             received.envelope.aggregate_version,
             event.tier.value,
             event.aftersales_priority,
+        )
+
+    @consumer.handles(UserSuspended)
+    async def suspended(received: Received[UserSuspended]) -> None:
+        event = received.event
+        await deps.stores.record_suspension(
+            event.user_id, received.envelope.aggregate_version, event.until
         )
 
     @consumer.handles(TicketOpened, TicketEscalated, TicketResolved, CompensationApproved)

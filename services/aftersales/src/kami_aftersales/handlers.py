@@ -120,6 +120,10 @@ async def open_ticket(deps: AftersalesDeps, command: OpenTicket) -> Opened:
             )
         return Opened(existing, created=False)
 
+    # Like ordering and payment, after-sales refuses a suspended account while
+    # its token lives on: an upheld claim is a refund.
+    if await deps.stores.is_suspended(command.buyer_id, deps.clock()):
+        raise ClaimRefused(403, "buyer_suspended", "This account is suspended; it opens no claims.")
     facts = await deps.stores.order_facts(command.order_id)
     if facts is None:
         raise ClaimRefused(
