@@ -85,6 +85,16 @@ async def test_the_orders_keys_pasted_into_free_text_are_replaced_by_their_ids()
     assert found == 3
 
 
+async def test_a_voided_key_is_shredded_and_no_longer_recognised() -> None:
+    w = world()
+    await delivered(w, {"k-1": "ABCD-EFGH-1234", "k-2": "ZZZZ-0002"})
+    await w.vault.void("order-1", ["k-1"])
+    texts, found = await handlers.redact_keys(
+        w.deps, "aftersales", "order-1", ["ABCD-EFGH-1234 and ZZZZ-0002"]
+    )
+    assert (texts, found) == (["ABCD-EFGH-1234 and [card key k-2]"], 1)
+
+
 async def test_only_aftersales_may_have_text_cleared_of_keys_and_only_for_a_known_order() -> None:
     w = world()
     await delivered(w, {"k-1": "ABCD-EFGH-1234"})

@@ -765,7 +765,8 @@ async def redact_keys(
     """`texts` with the order's delivered keys replaced by their ids, and how
     many were found: a buyer may paste a key into a complaint, and after-sales
     must not store it (DESIGN §9.5). The secrets are opened here and never
-    leave delivery; an order with nothing delivered has nothing to replace."""
+    leave delivery; an order with nothing delivered has nothing to replace,
+    and a voided key (shredded) is no longer known."""
     if service not in deps.verify_services:
         raise Forbidden("service_not_allowed", f"{service} may not ask about keys.")
     if await deps.orders.get(order_id) is None:
@@ -774,7 +775,8 @@ async def redact_keys(
     secrets: dict[str, CardSecret] = {}
     for key_id in delivery.key_ids if delivery is not None else ():
         entry = await deps.vault.get(key_id)
-        if entry is not None and entry.order_id == order_id:
+        # A voided key's ciphertext is shredded: nothing is left to recognise it by.
+        if entry is not None and entry.order_id == order_id and not entry.voided:
             secrets[key_id] = deps.sealer.open(entry.sealed, context=entry.seal_context)
     cleared: list[str] = []
     found = 0
