@@ -161,7 +161,13 @@ class Ticket(Aggregate):
         *,
         amount: int | None = None,
     ) -> None:
-        """An agent's decision on an escalated ticket. Raises `ClaimRefused`."""
+        """An agent's decision on an escalated ticket. Raises `ClaimRefused`.
+        Agents are buyers and may be sellers too: none decides a ticket about
+        an order of their own, on either side (another agent does)."""
+        if agent_id in (self.buyer_id, self.seller_id):
+            raise ClaimRefused(
+                403, "own_ticket", "An agent does not decide a ticket about their own order."
+            )
         if self.state is not TicketState.ESCALATED:
             raise ClaimRefused(
                 409, "ticket_not_open", f"Ticket {self.id} is already {self.resolution}."
