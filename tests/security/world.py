@@ -1,9 +1,9 @@
 """A small market the security suite attacks: one account of every role, two
 buyers and two sellers (so every owned thing has an owner and a non-owner),
 a purchase carried to the buyer's vault, and after-sales tickets about the
-buyer's orders. Built once per session over the
-public HTTP APIs, as people would, and remembering every secret it typed so
-the leak scanner knows what to look for."""
+buyer's orders. Built once per session over the public HTTP APIs, as people
+would, and remembering every secret it typed so the leak scanner knows what
+to look for."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ SUPPORT = "support"
 OPERATOR = "operator"
 SERVICE = "service"  # delivery's credential, the one inventory reveals keys to
 OTHER_SERVICE = "other_service"  # a Kami service that may not reveal keys
-# Aftersales' credential: delivery verifies the buyer's keys for it (only).
+# Aftersales' credential: delivery asks issuers about the buyer's keys, and
+# clears ticket text of them, for it (only).
 AFTERSALES_SERVICE = "aftersales_service"
 PRINCIPALS = (
     ANONYMOUS,
