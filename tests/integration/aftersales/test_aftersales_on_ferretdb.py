@@ -1,6 +1,7 @@
 """Aftersales' handlers and stores on the real MongoDB-compatible server:
-issue counters under racing writers, and a ticket's life through the agent
-queue and SLA escalation with an injected clock."""
+issue counters under racing writers, a ticket's life through the agent
+queue and SLA escalation with an injected clock, and keys pasted into
+tickets never stored."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from kami_aftersales import handlers
 from kami_aftersales.adapters.counters import HOUR, IssueCounters
 from kami_aftersales.adapters.stores import Stores
-from kami_aftersales.adapters.verification import VerificationUnavailable
+from kami_aftersales.adapters.verification import RedactionUnavailable, VerificationUnavailable
 from kami_aftersales.domain.analytics import FlagPolicy, Seller
+from kami_aftersales.domain.claims import ClaimRefused
 from kami_aftersales.domain.rules import RulesPolicy, Verdict
 from kami_aftersales.domain.ticket import AgentAction, SlaPolicy, Ticket, TicketState
 from kami_aftersales.handlers import AftersalesDeps, OpenTicket
@@ -54,6 +57,20 @@ class Verifier:
         return dict.fromkeys(key_ids, self.verdict)
 
 
+class Redactor:
+    """Delivery's redaction: the one key of each order here is `SECRET-<order id>`."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.asked: list[str] = []
+
+    async def redact(self, order_id: str, texts: Sequence[str]) -> list[str]:
+        self.asked.append(order_id)
+        if self.down:
+            raise RedactionUnavailable("down")
+        return [t.replace(f"SECRET-{order_id}", f"[card key {order_id}-k1]") for t in texts]
+
+
 class NoTimelines:
     async def timeline(self, order_id: str, bearer_token: str) -> list[dict[str, Any]] | None:
         return None
@@ -70,6 +87,7 @@ async def make_deps(db: AsyncDatabase[Document], clock: ManualClock) -> Aftersal
         stores=stores,
         counters=IssueCounters(stores.counters),
         verifier=Verifier(Verdict.INVALID),
+        redactor=Redactor(),
         timelines=NoTimelines(),
         rules=RulesPolicy(),
         sla=SlaPolicy(agent=timedelta(hours=1), senior_agent=timedelta(minutes=30)),
@@ -309,3 +327,80 @@ async def test_a_replacement_holds_the_ticket_open_until_the_key_arrives_or_refu
     )
     assert refunded.resolution is Resolution.REFUND_FULL
     assert await deps.stores.open_ticket_of("order-2") is None
+
+
+async def test_a_key_pasted_into_a_ticket_is_stored_as_its_id_or_not_at_all(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    clock = ManualClock(START)
+    deps = await make_deps(mongo_db, clock)
+    redactor = Redactor()
+    deps.redactor = redactor
+    await delivered(deps, "order-1", START)
+    opened = await handlers.open_ticket(
+        deps,
+        OpenTicket(
+            "buyer-1",
+            "order-1",
+            IssueCategory.OTHER,
+            [],
+            "the key SECRET-order-1 says invalid",
+            ("https://img.example.com/SECRET-order-1.png",),
+            "k-1",
+            "r-1",
+        ),
+    )
+    await handlers.post_message(
+        deps,
+        opened.ticket.id,
+        author_id="buyer-1",
+        author_role="buyer",
+        text="again: SECRET-order-1",
+        evidence_urls=(),
+    )
+    # Delivery cannot answer: the message is refused, nothing of it stored.
+    redactor.down = True
+    with pytest.raises(ClaimRefused) as refused:
+        await handlers.post_message(
+            deps,
+            opened.ticket.id,
+            author_id="buyer-1",
+            author_role="buyer",
+            text="and again: SECRET-order-1",
+            evidence_urls=(),
+        )
+    assert (refused.value.status, refused.value.code) == (503, "key_check_unavailable")
+    assert redactor.asked == ["order-1"] * 3
+
+    stored = [doc async for doc in mongo_db["messages"].find({})]
+    assert [doc["text"] for doc in stored] == [
+        "the key [card key order-1-k1] says invalid",
+        "again: [card key order-1-k1]",
+    ]
+    assert stored[0]["evidence_urls"] == ["https://img.example.com/[card key order-1-k1].png"]
+    assert "SECRET-order-1" not in repr([doc async for doc in mongo_db["events"].find({})])
+
+
+async def test_a_suspended_buyer_opens_no_claim_until_the_suspension_ends(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    clock = ManualClock(START)
+    deps = await make_deps(mongo_db, clock)
+    await delivered(deps, "order-1", START)
+    await deps.stores.record_priority("buyer-1", 3, "advanced", 5)
+    await deps.stores.record_suspension("buyer-1", 4, START + timedelta(minutes=10))
+    await deps.stores.record_suspension("buyer-1", 2, None)  # an older one redelivered
+
+    def claim(key: str) -> OpenTicket:
+        return OpenTicket("buyer-1", "order-1", IssueCategory.KEY_INVALID, [], "bad", (), key, key)
+
+    with pytest.raises(ClaimRefused) as refused:
+        await handlers.open_ticket(deps, claim("k-1"))
+    assert (refused.value.status, refused.value.code) == (403, "buyer_suspended")
+    assert await committed(mongo_db) == []  # no ticket, no compensation
+    assert await deps.stores.open_ticket_of("order-1") is None
+
+    clock.advance(timedelta(minutes=10))  # still inside the 15-minute guarantee window
+    opened = await handlers.open_ticket(deps, claim("k-2"))
+    assert opened.created and opened.ticket.compensation is not None
+    assert opened.ticket.priority == 5  # the priority outlived the suspension's record

@@ -23,6 +23,7 @@ from kami_aftersales.handlers import AftersalesDeps, OpenTicket
 from kami_events.catalogue.aftersales import FlagReason, IssueCategory, Remedy
 from kami_events.catalogue.common import ID_PATTERN
 from kami_events.catalogue.identity import Role
+from kami_events.money import PositiveAmount
 from kami_web.auth import CurrentUser, Principal, require_roles
 from kami_web.errors import ErrorResponse, error_body
 
@@ -32,6 +33,12 @@ STAFF = frozenset({Role.SUPPORT, Role.OPERATOR})
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422)
+}
+# Free text is cleared of card keys by delivery before it is stored; while
+# delivery cannot answer, a message is refused (503), never stored as typed.
+WITH_TEXT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    503: {"model": ErrorResponse, "description": "Delivery could not check the text for keys"},
 }
 
 Agent = Annotated[Principal, Depends(require_roles(Role.SUPPORT, Role.OPERATOR))]
@@ -79,7 +86,7 @@ class ResolveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: AgentAction
-    amount: int | None = Field(default=None, gt=0, strict=True, description="fen (partial refund)")
+    amount: PositiveAmount | None = Field(default=None, description="fen (partial refund)")
     note: str | None = Field(
         default=None, max_length=2000, repr=False, description="Shown to the buyer (why)."
     )
@@ -202,7 +209,10 @@ class SellerReport(BaseModel):
     response_model=TicketView,
     tags=["tickets"],
     summary="Open a ticket about one of my orders (decided at once when a rule can)",
-    responses={200: {"model": TicketView, "description": "the same request again"}, **ERRORS},
+    responses={
+        200: {"model": TicketView, "description": "the same request again"},
+        **WITH_TEXT_ERRORS,
+    },
 )
 async def open_ticket(
     body: OpenTicketBody,
@@ -259,7 +269,7 @@ async def get_ticket(ticket_id: str, user: CurrentUser, deps: Deps, request: Req
     response_model=TicketView,
     tags=["tickets"],
     summary="Add a message or evidence to a ticket",
-    responses=ERRORS,
+    responses=WITH_TEXT_ERRORS,
 )
 async def add_message(
     ticket_id: str, body: MessageBody, user: CurrentUser, deps: Deps, request: Request
@@ -318,12 +328,12 @@ async def queue(
         "Resolve an escalated ticket: full or partial refund, a replacement key from the "
         "offer's pool, or reject with a reason"
     ),
-    responses=ERRORS,
+    responses=WITH_TEXT_ERRORS,
 )
 async def resolve(
     ticket_id: str, body: ResolveBody, agent: Agent, deps: Deps, request: Request
 ) -> TicketView:
-    if body.action is AgentAction.REJECT and not body.note:
+    if body.action is AgentAction.REJECT and not (body.note or "").strip():
         raise ClaimRefused(422, "reason_required", "Rejecting a ticket needs a note saying why.")
     ticket = await handlers.decide_ticket(
         deps,

@@ -6,7 +6,8 @@
   delivered orders counted for the issue rates, compensations' progress;
 - delivery's `ArrivalConfirmed`: later claims are out of guarantee;
 - payment's `FundsSettled`: shown to agents (where a refund will come from);
-- identity's `IdentityVerified`: the buyer's after-sales priority;
+- identity's `IdentityVerified`: the buyer's after-sales priority; its
+  `UserSuspended`: a suspended account opens no claims (an upheld one moves money);
 - inventory's `StockChanged`: sellable keys per offer (may a claim be
   replaced?), and `KeyReplacementFailed`: a replacement falls back to a refund;
 - delivery's `KeyReplaced`: the replacement keys reached the buyer (resolved);
@@ -28,7 +29,7 @@ from kami_events.catalogue.aftersales import (
     TicketResolved,
 )
 from kami_events.catalogue.delivery import ArrivalConfirmed, KeyReplaced
-from kami_events.catalogue.identity import IdentityVerified
+from kami_events.catalogue.identity import IdentityVerified, UserSuspended
 from kami_events.catalogue.inventory import KeyReplacementFailed, StockChanged
 from kami_events.catalogue.ordering import (
     OrderCancelled,
@@ -74,6 +75,13 @@ def register(consumer: EventConsumer, deps: AftersalesDeps) -> None:
             received.envelope.aggregate_version,
             event.tier.value,
             event.aftersales_priority,
+        )
+
+    @consumer.handles(UserSuspended)
+    async def suspended(received: Received[UserSuspended]) -> None:
+        event = received.event
+        await deps.stores.record_suspension(
+            event.user_id, received.envelope.aggregate_version, event.until
         )
 
     @consumer.handles(

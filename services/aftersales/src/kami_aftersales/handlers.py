@@ -25,7 +25,12 @@ from kami_aftersales import metrics
 from kami_aftersales.adapters.counters import HOUR, IssueCounters
 from kami_aftersales.adapters.stores import Stores
 from kami_aftersales.adapters.timeline import OrderTimelines
-from kami_aftersales.adapters.verification import KeyVerification, VerificationUnavailable
+from kami_aftersales.adapters.verification import (
+    KeyRedaction,
+    KeyVerification,
+    RedactionUnavailable,
+    VerificationUnavailable,
+)
 from kami_aftersales.domain.analytics import FlagPolicy, IssueCounts, Seller
 from kami_aftersales.domain.claims import KEY_CATEGORIES, ClaimRefused, OrderFacts, OrderStage
 from kami_aftersales.domain.rules import RulesPolicy, Verdict, decide, needs_verification
@@ -70,6 +75,7 @@ class AftersalesDeps:
     stores: Stores
     counters: IssueCounters
     verifier: KeyVerification
+    redactor: KeyRedaction
     timelines: OrderTimelines
     rules: RulesPolicy
     sla: SlaPolicy
@@ -121,6 +127,10 @@ async def open_ticket(deps: AftersalesDeps, command: OpenTicket) -> Opened:
             )
         return Opened(existing, created=False)
 
+    # Like ordering and payment, after-sales refuses a suspended account while
+    # its token lives on: an upheld claim is a refund.
+    if await deps.stores.is_suspended(command.buyer_id, deps.clock()):
+        raise ClaimRefused(403, "buyer_suspended", "This account is suspended; it opens no claims.")
     facts = await deps.stores.order_facts(command.order_id)
     if facts is None:
         raise ClaimRefused(
@@ -128,6 +138,9 @@ async def open_ticket(deps: AftersalesDeps, command: OpenTicket) -> Opened:
         )
     facts.check_claimable(command.buyer_id)
     claimed = facts.claimed_keys(command.key_ids)
+    description, *evidence_urls = await without_keys(
+        deps, facts, [command.description, *command.evidence_urls]
+    )
     now = deps.clock()
 
     holder = await deps.stores.claim_order(facts.order_id, ticket_id, now)
@@ -183,8 +196,8 @@ async def open_ticket(deps: AftersalesDeps, command: OpenTicket) -> Opened:
         ticket_id,
         author_id=command.author_id or command.buyer_id,
         author_role=command.opened_by,
-        text=command.description,
-        evidence_urls=command.evidence_urls,
+        text=description,
+        evidence_urls=tuple(evidence_urls),
         at=now,
     )
     context = CommitContext(correlation_id=facts.order_id, causation_id=command.request_id)
@@ -208,6 +221,27 @@ async def open_ticket(deps: AftersalesDeps, command: OpenTicket) -> Opened:
         extra={"correlation_id": facts.order_id},
     )
     return Opened(ticket, created=True)
+
+
+async def without_keys(
+    deps: AftersalesDeps, facts: OrderFacts | None, texts: Sequence[str]
+) -> list[str]:
+    """Free text as aftersales may store it: a buyer may paste one of the
+    order's keys into a complaint, and no database may hold a plaintext key
+    (DESIGN §9.5). Delivery, which alone can open the keys, replaces them by
+    their ids. Nothing delivered, nothing to replace. Raises `ClaimRefused`
+    (503) when delivery cannot say: nothing is stored, the client retries."""
+    if facts is None or not (facts.delivered_key_ids or facts.delivered):
+        return list(texts)
+    try:
+        return await deps.redactor.redact(facts.order_id, texts)
+    except RedactionUnavailable as exc:
+        log.warning("order %s: free text not cleared of keys: %s", facts.order_id, exc)
+        raise ClaimRefused(
+            503,
+            "key_check_unavailable",
+            "The text could not be checked for card keys, so nothing was stored; try again.",
+        ) from None
 
 
 async def _abandoned(deps: AftersalesDeps, order_id: str, now: datetime) -> bool:
@@ -237,18 +271,19 @@ async def decide_ticket(
         if action is AgentAction.REPLACE:
             stock = await deps.stores.stock_of(ticket.offer_id)
         ticket.decide_by_agent(action, agent_id, facts, amount=amount, stock_available=stock)
+        shown = (await without_keys(deps, facts, [note]))[0] if note else None
         try:
             await deps.tickets.save(
                 ticket, CommitContext(correlation_id=ticket.order_id, causation_id=request_id)
             )
         except ConcurrencyError:
             continue  # the SLA poller escalated it meanwhile: decide again
-        if note:
+        if shown:
             await deps.stores.add_message(
                 ticket_id,
                 author_id=agent_id,
                 author_role="support",
-                text=note,
+                text=shown,
                 evidence_urls=(),
                 at=deps.clock(),
             )
@@ -360,14 +395,16 @@ async def post_message(
     text: str,
     evidence_urls: tuple[str, ...],
 ) -> int:
-    await _ticket(deps, ticket_id)
+    ticket = await _ticket(deps, ticket_id)
+    facts = await deps.stores.order_facts(ticket.order_id)
+    text, *urls = await without_keys(deps, facts, [text, *evidence_urls])
     try:
         return await deps.stores.add_message(
             ticket_id,
             author_id=author_id,
             author_role=author_role,
             text=text,
-            evidence_urls=evidence_urls,
+            evidence_urls=tuple(urls),
             at=deps.clock(),
         )
     except OverflowError:

@@ -57,7 +57,12 @@ from kami_delivery.domain.delivery import (
     OrderFacts,
     delivery_id_for,
 )
-from kami_delivery.domain.keys import CardSecret, UnavailableStatus, failure_for
+from kami_delivery.domain.keys import (
+    CardSecret,
+    UnavailableStatus,
+    failure_for,
+    redact_secrets,
+)
 from kami_delivery.domain.manual import ManualTask, TaskStatus
 from kami_delivery.domain.queue import QueuedDelivery, RetryPolicy
 from kami_delivery.domain.rejections import Conflict, Forbidden, Gone, NotFound
@@ -134,7 +139,8 @@ class DeliveryDeps:
     new_id: Callable[[], str] = field(default=lambda: str(uuid4()))
     # Each product's issuer, asked whether a delivered key is still redeemable.
     issuers: IssuerDirectory = field(default_factory=IssuerDirectory)
-    # Services that may ask for verdicts on a buyer's keys (never the keys).
+    # Services that may ask about a buyer's keys: verdicts, and free text
+    # cleared of them (never the keys themselves).
     verify_services: frozenset[str] = frozenset({"aftersales"})
 
 
@@ -921,6 +927,34 @@ async def verify_keys(
         secret = deps.sealer.open(entry.sealed, context=entry.seal_context)
         verdicts.append((key_id, await deps.issuers.verify(entry.product_id, secret)))
     return verdicts
+
+
+async def redact_keys(
+    deps: DeliveryDeps, service: str, order_id: str, texts: Sequence[str]
+) -> tuple[list[str], int]:
+    """`texts` with the order's delivered keys replaced by their ids, and how
+    many were found: a buyer may paste a key into a complaint, and after-sales
+    must not store it (DESIGN §9.5). The secrets are opened here and never
+    leave delivery; an order with nothing delivered has nothing to replace,
+    and a voided key (shredded) is no longer known."""
+    if service not in deps.verify_services:
+        raise Forbidden("service_not_allowed", f"{service} may not ask about keys.")
+    if await deps.orders.get(order_id) is None:
+        raise NotFound("order_not_found", f"There is no order {order_id} here.")
+    delivery = await deps.deliveries.get(delivery_id_for(order_id))
+    secrets: dict[str, CardSecret] = {}
+    for key_id in delivery.key_ids if delivery is not None else ():
+        entry = await deps.vault.get(key_id)
+        # A voided key's ciphertext is shredded: nothing is left to recognise it by.
+        if entry is not None and entry.order_id == order_id and not entry.voided:
+            secrets[key_id] = deps.sealer.open(entry.sealed, context=entry.seal_context)
+    cleared: list[str] = []
+    found = 0
+    for text in texts:
+        text, n = redact_secrets(text, secrets)
+        cleared.append(text)
+        found += n
+    return cleared, found
 
 
 # -- the buyer ----------------------------------------------------------------------------

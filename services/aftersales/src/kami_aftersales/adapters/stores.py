@@ -5,7 +5,7 @@
 | `orders` | order id | ordering's events (one partition per order) | `OrderFacts` |
 | `arrivals` | order id | `ArrivalConfirmed` (insert once) | the buyer confirmed |
 | `settlements` | order id | `FundsSettled` (insert once) | the money reached the seller |
-| `buyers` | user id | `IdentityVerified` (newest version wins) | after-sales priority |
+| `buyers` | user id | `IdentityVerified`, `UserSuspended` (newest wins) | priority, suspension |
 | `tickets` | ticket id | the ticket's events (one partition per ticket) | list summaries |
 | `open_tickets` | ticket id | the same; deleted when resolved | queue, SLA deadlines |
 | `ticket_refunds` | ticket id | `OrderRefundRequested`, `OrderRefunded` | a refund's progress |
@@ -228,6 +228,25 @@ class Stores:
             {"$set": {"version": version, "tier": tier, "priority": priority}},
             upsert=True,
         )
+
+    async def record_suspension(self, user_id: str, version: int, until: datetime | None) -> None:
+        """Identity's `UserSuspended`; its version is kept apart from the
+        priority's (both come from the user's one stream, in order)."""
+        doc = await self.buyers.find_one({"_id": user_id}, {"suspension_version": 1})
+        if doc is not None and int(doc.get("suspension_version", 0)) >= version:
+            return
+        await self.buyers.update_one(
+            {"_id": user_id},
+            {"$set": {"suspension_version": version, "suspended": True, "suspended_until": until}},
+            upsert=True,
+        )
+
+    async def is_suspended(self, user_id: str, now: datetime) -> bool:
+        doc = await self.buyers.find_one({"_id": user_id}, {"suspended": 1, "suspended_until": 1})
+        if doc is None or not doc.get("suspended"):
+            return False
+        until = doc.get("suspended_until")
+        return until is None or now < until
 
     async def priority_of(self, user_id: str) -> int:
         doc = await self.buyers.find_one({"_id": user_id}, {"priority": 1})

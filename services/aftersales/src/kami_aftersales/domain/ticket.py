@@ -196,7 +196,13 @@ class Ticket(Aggregate):
     ) -> None:
         """An agent's decision on an escalated ticket. Raises `ClaimRefused`.
         `stock_available`: the offer's sellable keys (a replacement needs one
-        per key of the ticket)."""
+        per key of the ticket). Agents are buyers and may be sellers too: none
+        decides a ticket about an order of their own, on either side (another
+        agent does)."""
+        if agent_id in (self.buyer_id, self.seller_id):
+            raise ClaimRefused(
+                403, "own_ticket", "An agent does not decide a ticket about their own order."
+            )
         if self.state is TicketState.REPLACING:
             raise ClaimRefused(
                 409, "ticket_not_open", f"Ticket {self.id} waits for its replacement keys."
