@@ -278,9 +278,15 @@ class FakeImports:
 class FakeReservations:
     def __init__(self) -> None:
         self.decisions: dict[str, Reservation] = {}
+        self.attempts: set[str] = set()
 
     async def find(self, order_id: str) -> Reservation | None:
         return self.decisions.get(order_id)
+
+    async def begin_attempt(self, order_id: str) -> bool:
+        first = order_id not in self.attempts
+        self.attempts.add(order_id)
+        return first
 
     async def decide(self, reservation: Reservation) -> Reservation:
         return self.decisions.setdefault(reservation.order_id, reservation)

@@ -428,13 +428,18 @@ async def reserve_for_order(
     if order.delivery_mode is DeliveryMode.MANUAL:
         return None
     reservation = await inv.reservations.find(order.order_id)
+    # The first attempt for an order finds nothing of an earlier one to pick up
+    # or put back, and skips those reads (each one reads the whole pool on FerretDB).
+    first = reservation is None and await inv.reservations.begin_attempt(order.order_id)
     if reservation is None:
-        reservation = await _reserve(order, inv)
+        reservation = await _reserve(order, inv, first_attempt=first)
         RESERVATIONS.labels(reservation.failure.value if reservation.failure else "reserved").inc()
-    await _put_back_all_but(reservation, inv)
-    # A failure after taking keys and putting them back still moved them, and
-    # the count it announces covers any race with other orders' moves.
-    put_back = await inv.keys.moved_by(_put_back_op(order.order_id))
+    put_back: list[str] = []
+    if not (first and reservation.succeeded):
+        await _put_back_all_but(reservation, inv)
+        # A failure after taking keys and putting them back still moved them, and
+        # the count it announces covers any race with other orders' moves.
+        put_back = await inv.keys.moved_by(_put_back_op(order.order_id))
     await _commit(
         inv,
         order.offer_id,
@@ -446,7 +451,7 @@ async def reserve_for_order(
     return reservation
 
 
-async def _reserve(order: OrderPlaced, inv: Inventory) -> Reservation:
+async def _reserve(order: OrderPlaced, inv: Inventory, *, first_attempt: bool) -> Reservation:
     offer = await inv.offers.get(order.offer_id)
     failure = refusal(offer, order)
     if failure is not None:
@@ -461,9 +466,11 @@ async def _reserve(order: OrderPlaced, inv: Inventory) -> Reservation:
     until = policy.held_until(order.payment_deadline)
     expiring_after = policy.sellable_after(inv.clock(), until)
     op = f"reserve:{order.order_id}"
-    await inv.keys.resume(op)
-    # Keys an interrupted attempt already took count towards the order.
-    held = [k.key_id for k in await inv.keys.of_order(order.order_id, KeyStatus.RESERVED)]
+    held: list[str] = []
+    if not first_attempt:
+        await inv.keys.resume(op)
+        # Keys an interrupted attempt already took count towards the order.
+        held = [k.key_id for k in await inv.keys.of_order(order.order_id, KeyStatus.RESERVED)]
     tried = set(held)
     take = transitions.reserve(order.order_id, until)
     while len(held) < order.quantity:

@@ -150,6 +150,10 @@ class ImportLog(Protocol):
 class ReservationBook(Protocol):
     async def find(self, order_id: str) -> Reservation | None: ...
 
+    async def begin_attempt(self, order_id: str) -> bool:
+        """Mark that an attempt to reserve for the order starts; False if one
+        started before (a redelivery, a duplicate, or a retry after a crash)."""
+
     async def decide(self, reservation: Reservation) -> Reservation:
         """Record the order's reservation unless one is recorded; returns the stored one."""
         ...

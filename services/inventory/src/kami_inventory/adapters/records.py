@@ -198,7 +198,15 @@ def _import_record(doc: Document) -> ImportRecord:
 class MongoReservationBook:
     def __init__(self, db: AsyncDatabase[Document], *, clock: Clock) -> None:
         self.reservations: AsyncCollection[Document] = db["reservations"]
+        self.attempts: AsyncCollection[Document] = db["reservation_attempts"]
         self._clock = clock
+
+    async def begin_attempt(self, order_id: str) -> bool:
+        try:
+            await self.attempts.insert_one({"_id": order_id, "started_at": self._clock()})
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def find(self, order_id: str) -> Reservation | None:
         doc = await self.reservations.find_one({"_id": order_id})
