@@ -117,11 +117,15 @@ async def verify_real_name(person: Person) -> None:
     await person.refresh()
 
 
-async def approved_seller(platform: Platform, operator: Person, shop: str) -> Person:
+async def approved_seller(
+    platform: Platform, operator: Person, shop: str, *, category: str | None = None
+) -> Person:
+    """A seller the operator approved (for `category`, which sets its deposit minimum)."""
     seller = await sign_up(platform)
     await verify_real_name(seller)
+    body = {"shop_name": shop} | ({"category": category} if category else {})
     approved = await operator.call(
-        "identity", "POST", f"/users/{seller.user_id}/seller-approval", json={"shop_name": shop}
+        "identity", "POST", f"/users/{seller.user_id}/seller-approval", json=body
     )
     assert approved.status_code == 200, approved.text
     await seller.refresh()

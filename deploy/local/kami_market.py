@@ -165,11 +165,13 @@ async def order_state(
 
 
 def not_yet_payable(response: httpx.Response) -> bool:
-    """False while payment has not yet seen the order's reservation (events
-    take a moment between services); a client retries then, as the 409 says."""
-    return not (
-        response.status_code == 409 and response.json()["error"]["code"] == "order_not_reserved"
-    )
+    """False while payment has not yet seen the order, or its reservation
+    (events take a moment between services); a client retries then, as the
+    answer says."""
+    waiting = {(409, "order_not_reserved"), (404, "order_not_found")}
+    if response.status_code not in (404, 409):
+        return True
+    return (response.status_code, response.json()["error"]["code"]) not in waiting
 
 
 async def pay_by_wallet(buyer: Person, order_id: str) -> httpx.Response:

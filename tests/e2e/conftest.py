@@ -49,6 +49,8 @@ E2E_ENV = {
     # A seller's deposit minimum of 10 yuan (not 1000), so a test can draw a
     # deposit below it with an order a phone-tier buyer may pay.
     "KAMI_PAYMENT_DEPOSIT_MINIMUM": "1000",
+    # Sellers approved for this category keep 25 yuan (test_replacements).
+    "KAMI_PAYMENT_DEPOSIT_MINIMUMS": json.dumps({"e2e-premium": 2500}),
     # Inventory's maintenance (near-expiry blocking) runs every second.
     "KAMI_INVENTORY_MAINTENANCE_INTERVAL_SECONDS": "1",
     # Gauges refreshed every second, so tests read them without waiting long.

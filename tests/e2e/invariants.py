@@ -41,42 +41,59 @@ async def read_events(platform: Platform) -> Audit:
 
 
 def check_keys_sold_once(audit: Audit) -> None:
-    """§9.1: no key is delivered to two orders, and no order gets a key twice."""
+    """§9.1: no key is delivered to two orders, and no order gets a key twice.
+    An order's keys are those of its `KeyDelivered` and of its `KeyReplaced`
+    (after-sales replacements)."""
     owner: dict[str, str] = {}
-    for envelope in audit.of("KeyDelivered"):
+    of_order: dict[str, list[str]] = defaultdict(list)
+    deliveries = [*audit.of("KeyDelivered"), *audit.of("KeyReplaced")]
+    for envelope in deliveries:
         order_id = envelope["payload"]["order_id"]
         key_ids = envelope["payload"]["key_ids"]
-        if len(set(key_ids)) != len(key_ids):
-            audit.problems.append(f"order {order_id} got a key twice: {key_ids}")
+        of_order[order_id].extend(key_ids)
         for key_id in key_ids:
             if owner.setdefault(key_id, order_id) != order_id:
                 audit.problems.append(f"key {key_id} delivered to {owner[key_id]} and {order_id}")
+    for order_id, key_ids in of_order.items():
+        if len(set(key_ids)) != len(key_ids):
+            audit.problems.append(f"order {order_id} got a key twice: {key_ids}")
     delivered_orders = [e["payload"]["order_id"] for e in audit.of("KeyDelivered")]
     if len(delivered_orders) != len(set(delivered_orders)):
         audit.problems.append("an order was delivered twice")
     # Whatever was delivered was reserved for that very order by inventory
-    # (it is marked sold on OrderPaid, which may still be on its way).
+    # (it is marked sold on OrderPaid, which may still be on its way), or
+    # allocated to it by inventory as a replacement.
     reserved_for: dict[str, set[str]] = defaultdict(set)
-    for envelope in audit.of("KeyReserved"):
+    for envelope in [*audit.of("KeyReserved"), *audit.of("ReplacementKeysAllocated")]:
         for key_id in envelope["payload"]["key_ids"]:
             reserved_for[key_id].add(envelope["payload"]["order_id"])
     from_pools = {
         key_id
-        for envelope in audit.of("KeyDelivered")
-        if envelope["payload"]["mode"] == "auto"
+        for envelope in deliveries
+        if envelope["payload"].get("mode", "auto") == "auto"
         for key_id in envelope["payload"]["key_ids"]
     }
     for key_id, order_id in owner.items():
         # Keys a seller delivered by hand never were in a pool.
         if key_id in from_pools and order_id not in reserved_for[key_id]:
             audit.problems.append(f"key {key_id} delivered to {order_id}, not reserved for it")
-    # A key is sold to one order at most.
+    # A key is sold to one order at most (a replacement allocation sells it).
     sold: dict[str, str] = {}
-    for envelope in audit.of("KeysSold"):
+    for envelope in [*audit.of("KeysSold"), *audit.of("ReplacementKeysAllocated")]:
         order_id = envelope["payload"]["order_id"]
         for key_id in envelope["payload"]["key_ids"]:
             if sold.setdefault(key_id, order_id) != order_id:
                 audit.problems.append(f"key {key_id} sold to {sold[key_id]} and {order_id}")
+    # A key that was replaced was voided for its order: it never works twice.
+    voided: dict[str, set[str]] = defaultdict(set)
+    for envelope in audit.of("KeysVoided"):
+        for key_id in envelope["payload"]["key_ids"]:
+            voided[key_id].add(envelope["payload"].get("order_id") or "")
+    for envelope in audit.of("KeyReplaced"):
+        order_id = envelope["payload"]["order_id"]
+        for key_id in envelope["payload"]["replaced_key_ids"]:
+            if order_id not in voided[key_id]:
+                audit.problems.append(f"key {key_id} of {order_id} was replaced, not voided")
 
 
 def check_money(audit: Audit, trial_balance: dict[str, Any]) -> None:

@@ -21,8 +21,14 @@ from tests.e2e.invariants import assert_invariants
 from tests.security.world import World, build_world
 
 # Access tokens that outlive the session (identity's maximum), so a long
-# fuzzing run never meets an expired one by accident.
-SECURITY_ENV = E2E_ENV | {"KAMI_IDENTITY_ACCESS_TOKEN_TTL_SECONDS": "3600"}
+# fuzzing run never meets an expired one by accident; and sellers judged by
+# after-sales only past 1000 delivered orders, so the world's seller, with a
+# ticket on nearly every one of its few orders, is never flagged and
+# delisted (the e2e tests judge from 3: flagging is theirs to test).
+SECURITY_ENV = E2E_ENV | {
+    "KAMI_IDENTITY_ACCESS_TOKEN_TTL_SECONDS": "3600",
+    "KAMI_AFTERSALES_FLAG_MIN_ORDERS": "1000",
+}
 
 
 @pytest.fixture(scope="session")

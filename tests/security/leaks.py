@@ -69,6 +69,7 @@ class Scan:
     documents: int = 0
     topics: list[str] = field(default_factory=list)
     messages: int = 0
+    logs: list[str] = field(default_factory=list)
     log_lines: int = 0
     leaks: list[str] = field(default_factory=list)
 
@@ -91,6 +92,7 @@ async def scan_platform(platform: Platform, secrets: Iterable[str]) -> Scan:
     await _scan_topics(platform, wanted, scan)
     for log in sorted((platform.home / "logs").glob("*.log")):
         text = log.read_text(errors="replace")
+        scan.logs.append(log.name)
         scan.log_lines += text.count("\n")
         scan.leaks += find_leaks(text, wanted, f"log {log.name}")
     return scan

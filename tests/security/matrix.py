@@ -5,14 +5,14 @@ an entry here fails the suite, and so does an entry whose route is gone.
 
 Principals (world.py): anonymous; the buyer and another buyer; the seller and
 another seller (every approved seller is also a buyer); support; the operator
-(also a buyer); delivery's service credential and another service's. Owned
-things (orders, payments, keys, pools, imports, deliveries, messages,
-top-ups) belong to `buyer` or `seller`, so the "other" principals are the
-non-owners.
+(also a buyer); delivery's service credential, another service's, and
+aftersales'. Owned things (orders, payments, keys, pools, imports,
+deliveries, messages, top-ups, tickets) belong to `buyer` or `seller`, so
+the "other" principals are the non-owners.
 
-Another user's order, key, delivery or message is a 404, not a 403: its
-existence is not disclosed. A pool (offer) is public knowledge (the catalog
-lists it), so another seller's pool is a 403.
+Another user's order, key, delivery, message or ticket is a 404, not a 403:
+its existence is not disclosed. A pool (offer) is public knowledge (the
+catalog lists it), so another seller's pool is a 403.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 from uuid import uuid4
 
 from tests.security.world import (
+    AFTERSALES_SERVICE,
     ANONYMOUS,
     BUYER,
     OPERATOR,
@@ -37,7 +38,7 @@ from tests.security.world import (
 )
 
 USERS = (BUYER, OTHER_BUYER, SELLER, OTHER_SELLER, SUPPORT, OPERATOR)
-NOT_USERS = (ANONYMOUS, SERVICE, OTHER_SERVICE)
+NOT_USERS = (ANONYMOUS, SERVICE, OTHER_SERVICE, AFTERSALES_SERVICE)
 
 
 def public(status: int = 200) -> dict[str, int]:
@@ -62,10 +63,15 @@ def operators(status: int) -> dict[str, int]:
 
 def services(status: int, **per_principal: int) -> dict[str, int]:
     """A service credential required: user tokens are 401 too."""
-    return public(401) | {SERVICE: status, OTHER_SERVICE: status} | per_principal
+    return (
+        public(401)
+        | dict.fromkeys((SERVICE, OTHER_SERVICE, AFTERSALES_SERVICE), status)
+        | per_principal
+    )
 
 
 Request = Callable[[World], dict[str, Any]]
+PathParameters = Callable[[World], Mapping[str, str]]
 
 
 def nothing(world: World) -> dict[str, Any]:
@@ -78,11 +84,17 @@ class Entry:
     method: str
     route: str  # the path template exactly as in the service's OpenAPI
     expect: Mapping[str, int]
-    path: Callable[[World], Mapping[str, str]] = lambda world: {}
+    path: PathParameters = lambda world: {}
     request: Request = nothing
+    # A principal's own target where one thing cannot take every success
+    # (a ticket is resolved once: each agent resolves its own).
+    path_for: Mapping[str, PathParameters] = field(default_factory=dict)
     # Strings only `visible_to` may see in a response (another's ids, secrets).
     private: Callable[[World], list[str]] = lambda world: []
     visible_to: frozenset[str] = field(default_factory=frozenset)
+
+    def path_of(self, principal: str, world: World) -> str:
+        return self.route.format(**self.path_for.get(principal, self.path)(world))
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -362,7 +374,7 @@ INVENTORY = [
         "inventory",
         "POST",
         "/internal/orders/{order_id}/keys/reveal",
-        services(200, other_service=403),
+        services(200, other_service=403, aftersales_service=403),
         path=ids(order_id="delivered_order"),
         request=body(lambda w: {"key_ids": [w.ids["vault_key"]]}),
     ),
@@ -409,6 +421,7 @@ ORDERING = [
         users(404, buyer=200),
         path=ids(order_id="cancellable_order"),
     ),
+    Entry("ordering", "GET", "/sagas/past-deadline", operators(200)),
 ]
 
 PAYMENT = [
@@ -595,6 +608,25 @@ DELIVERY = [
         path=ids(delivery_id="manual_delivery"),
         request=lambda w: {"json": {"keys": [w.new_card_key()]}},
     ),
+    # The keys' secrets stay in delivery: only aftersales may ask the issuer.
+    Entry(
+        "delivery",
+        "POST",
+        "/internal/orders/{order_id}/keys/verify",
+        services(403, aftersales_service=200),
+        path=ids(order_id="claimed_order"),
+        request=body(lambda w: {"key_ids": [w.ids["claimed_key"]]}),
+    ),
+    # Only aftersales has a ticket's free text cleared of the order's keys.
+    Entry(
+        "delivery",
+        "POST",
+        "/internal/orders/{order_id}/keys/redact",
+        services(403, aftersales_service=200),
+        path=ids(order_id="delivered_order"),
+        request=body(lambda w: {"texts": [f"卡密 {w.ids['vault_secret']} 不能用"]}),
+        private=lambda w: [w.ids["vault_secret"]],
+    ),
     # Completes the buyer's order (the review entry of the catalog needs it).
     Entry(
         "delivery",
@@ -605,6 +637,90 @@ DELIVERY = [
     ),
 ]
 
+AFTERSALES = [
+    *_ops("aftersales"),
+    # The buyer's paid order with no ticket yet: only the buyer may claim it.
+    Entry(
+        "aftersales",
+        "POST",
+        "/tickets",
+        users(404, buyer=201),
+        request=body(
+            lambda w: {
+                "order_id": w.ids["manual_order"],
+                "category": "wrong_amount",
+                "description": "充值金额不对",
+            }
+        ),
+    ),
+    Entry(
+        "aftersales",
+        "GET",
+        "/tickets",
+        users(200),
+        private=lambda w: [w.ids["ticket"], w.ids["second_ticket"]],
+        visible_to=frozenset({BUYER}),
+    ),
+    Entry(
+        "aftersales",
+        "GET",
+        "/tickets/{ticket_id}",
+        users(404, buyer=200, support=200, operator=200),
+        path=ids(ticket_id="ticket"),
+        # The buyer pasted the key into the ticket: it was stored as the key's id.
+        private=lambda w: [w.ids["vault_secret"]],
+    ),
+    Entry(
+        "aftersales",
+        "POST",
+        "/tickets/{ticket_id}/messages",
+        users(404, buyer=201, support=201, operator=201),
+        path=ids(ticket_id="ticket"),
+        request=body(lambda w: {"text": "请尽快处理"}),
+    ),
+    Entry(
+        "aftersales",
+        "GET",
+        "/orders/{order_id}/guarantee",
+        users(404, buyer=200, support=200, operator=200),
+        path=ids(order_id="delivered_order"),
+    ),
+    Entry(
+        "aftersales",
+        "GET",
+        "/queue",
+        users(403, support=200, operator=200),
+        private=lambda w: [w.ids["ticket"], w.ids["second_ticket"]],
+        visible_to=frozenset({SUPPORT, OPERATOR}),
+    ),
+    # Agents give part of the price back; buyers and sellers resolve nothing.
+    Entry(
+        "aftersales",
+        "POST",
+        "/tickets/{ticket_id}/resolve",
+        users(403, support=200, operator=200),
+        path=ids(ticket_id="ticket"),
+        path_for={SUPPORT: ids(ticket_id="second_ticket")},
+        request=body(lambda w: {"action": "refund_partial", "amount": 100, "note": "补偿1元"}),
+    ),
+    Entry("aftersales", "GET", "/reports/issues", operators(200)),
+    Entry(
+        "aftersales",
+        "GET",
+        "/reports/sellers/{seller_id}",
+        operators(200),
+        path=ids(seller_id="seller_id"),
+    ),
+]
+
 # Order matters where an owner's success changes what follows (an order is
 # completed by arrival before it can be reviewed).
-MATRIX: list[Entry] = [*IDENTITY, *INVENTORY, *ORDERING, *PAYMENT, *DELIVERY, *CATALOG]
+MATRIX: list[Entry] = [
+    *IDENTITY,
+    *INVENTORY,
+    *ORDERING,
+    *PAYMENT,
+    *AFTERSALES,
+    *DELIVERY,
+    *CATALOG,
+]

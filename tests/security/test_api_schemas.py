@@ -8,8 +8,8 @@ Bounded and repeatable: `KAMI_FUZZ_EXAMPLES` examples per operation and
 mode (default 6), derandomized (a fixed seed per operation), no shrinking.
 The fuzzing accounts are fresh ones, so whatever the generated requests do
 to them (a locked wallet, a changed password) touches no other test; they
-own an offer, a purchase and its key, and every operation whose path names
-those is fuzzed on them too.
+own an offer, a purchase, its key and a ticket about it, and every
+operation whose path names those is fuzzed on them too.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from kami_actors import Person, sign_up
 from kami_market import list_offer_with_keys, order_state, until
 from tests.security.matrix import MATRIX
 from tests.security.world import (
+    AFTERSALES_SERVICE,
     ANONYMOUS,
     BUYER,
     OPERATOR,
@@ -46,13 +47,14 @@ from tests.security.world import (
     World,
     approved,
     fund_wallet,
+    known_to_aftersales,
+    open_ticket,
     pay,
     place,
     set_payment_password,
 )
 
-# One line per service: aftersales joins when it serves HTTP.
-SERVICES = ["identity", "catalog", "inventory", "ordering", "payment", "delivery"]
+SERVICES = ["identity", "catalog", "inventory", "ordering", "payment", "delivery", "aftersales"]
 
 EXAMPLES = int(os.environ.get("KAMI_FUZZ_EXAMPLES", "6"))
 
@@ -67,7 +69,7 @@ CHECKS = [
 ]
 
 # Who acts on a route: the first of these the matrix admits (2xx) to it.
-ACTING_ORDER = (BUYER, SELLER, OPERATOR, SUPPORT, SERVICE, ANONYMOUS)
+ACTING_ORDER = (BUYER, SELLER, OPERATOR, SUPPORT, SERVICE, AFTERSALES_SERVICE, ANONYMOUS)
 
 
 def acting_principal(service: str, method: str, route: str) -> str:
@@ -116,6 +118,8 @@ async def fuzzers(world: World) -> Fuzzers:
         what="the delivery message",
     )
     product = await buyer.call("catalog", "GET", f"/products/{offer.product_id}")
+    await known_to_aftersales(buyer, order_id, "delivered")
+    ticket_id = await open_ticket(buyer, order_id, "other", "模糊测试")
     return Fuzzers(
         tokens={
             BUYER: buyer.access_token,
@@ -123,6 +127,7 @@ async def fuzzers(world: World) -> Fuzzers:
             OPERATOR: world.tokens[OPERATOR],
             SUPPORT: world.tokens[SUPPORT],
             SERVICE: world.tokens[SERVICE],
+            AFTERSALES_SERVICE: world.tokens[AFTERSALES_SERVICE],
             ANONYMOUS: None,
         },
         owned={
@@ -134,6 +139,7 @@ async def fuzzers(world: World) -> Fuzzers:
             "payment_id": str(delivered["payment_id"]),
             "key_id": vault.json()["keys"][0]["key_id"],
             "message_id": messages.json()["messages"][0]["message_id"],
+            "ticket_id": ticket_id,
         },
     )
 

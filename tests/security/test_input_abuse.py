@@ -1,9 +1,11 @@
 """Abusive input at every door: oversized bodies, huge key imports, deeply
 nested JSON, invalid UTF-8, negative, zero and overflowing amounts and
-quantities. Each is a clear 4xx in Kami's error body (a code and a message
-saying why), never a 5xx, and nothing of it is stored: no document of any
-service mentions the abuser's marker afterwards, and the abuser's own
-footprint in the databases is what it was before."""
+quantities, oversized or malformed tickets, partial refunds of nothing, of
+less than nothing or of more than was paid. Each is a clear 4xx in Kami's
+error body (a code and a message saying why), never a 5xx, and nothing of
+it is stored: no document of any service mentions the abuser's marker
+afterwards, the abuser's own footprint in the databases is what it was
+before, and the ticket the abuse was aimed at is as it was."""
 
 from __future__ import annotations
 
@@ -18,8 +20,21 @@ import httpx
 from kami_actors import sign_up
 from kami_events.mongo import connect
 from kami_local import Platform
+from kami_market import order_state
 from tests.security.leaks import find_leaks
-from tests.security.world import ANONYMOUS, BUYER, OPERATOR, SELLER, World
+from tests.security.world import (
+    ANONYMOUS,
+    BUYER,
+    OPERATOR,
+    OTHER_BUYER,
+    SELLER,
+    SUPPORT,
+    World,
+    known_to_aftersales,
+    open_ticket,
+    pay,
+    place,
+)
 
 MIB = 1024 * 1024
 JSON = {"content-type": "application/json"}
@@ -40,7 +55,18 @@ def nested(depth: int) -> bytes:
     return b'{"a":' * depth + b"1" + b"}" * depth
 
 
-def abuses(world: World, marker: str) -> list[Abuse]:
+@dataclass(frozen=True)
+class Claim:
+    """A ticket of `other_buyer`'s, waiting for an agent: the target of the
+    after-sales abuse (its owner's, so that only validation stands between
+    the abuse and a stored message or a refund)."""
+
+    ticket_id: str
+    order_id: str
+    paid: int
+
+
+def abuses(world: World, marker: str, claim: Claim) -> list[Abuse]:
     offer = world.ids["offer"]
     category = world.ids["category"]
     product = {
@@ -464,6 +490,283 @@ def abuses(world: World, marker: str) -> list[Abuse]:
             {},
             (404, 422),
         ),
+        *aftersales_abuses(marker, claim),
+    ]
+
+
+def aftersales_abuses(marker: str, claim: Claim) -> list[Abuse]:
+    def ticket(**fields: Any) -> dict[str, Any]:
+        opened = {"order_id": claim.order_id, "category": "other", "description": marker}
+        return {"json": opened | fields, "headers": {"Idempotency-Key": f"{marker}-{uuid4()}"}}
+
+    def message(**fields: Any) -> dict[str, Any]:
+        return {"json": {"text": marker} | fields}
+
+    def refund(amount: object) -> dict[str, Any]:
+        return {"json": {"action": "refund_partial", "amount": amount, "note": marker}}
+
+    messages = f"/tickets/{claim.ticket_id}/messages"
+    resolve = f"/tickets/{claim.ticket_id}/resolve"
+    image = "https://img.example.com/evidence.png"
+    invalid_urls = (
+        "javascript:alert(1)",
+        "ftp://img.example.com/a.png",
+        "http://img.example.com/a b.png",
+        f"https://img.example.com/{marker}" + "x" * 500,
+        "data:image/png;base64,iVBORw0KGgo=",
+    )
+    return [
+        # -- tickets and messages -------------------------------------------------------
+        Abuse(
+            "a 2 MiB ticket message",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            messages,
+            {
+                "content": b'{"text": "' + marker.encode() + b"x" * (2 * MIB) + b'"}',
+                "headers": JSON,
+            },
+            413,
+        ),
+        Abuse(
+            "a ticket message of 2 001 characters",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            messages,
+            message(text=marker + "长" * (2001 - len(marker))),
+            422,
+        ),
+        Abuse(
+            "an empty ticket message",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            messages,
+            message(text="", evidence_urls=[f"https://img.example.com/{marker}.png"]),
+            422,
+        ),
+        Abuse(
+            "a ticket description of 100 000 characters",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            "/tickets",
+            ticket(description=marker * (100_000 // len(marker))),
+            422,
+        ),
+        Abuse(
+            "11 images on a message",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            messages,
+            message(evidence_urls=[f"{image}?{i}" for i in range(11)]),
+            422,
+        ),
+        Abuse(
+            "1 000 images on a ticket",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            "/tickets",
+            ticket(evidence_urls=[f"{image}?{i}" for i in range(1000)]),
+            422,
+        ),
+        *(
+            Abuse(
+                f"evidence at {url[:30]}",
+                OTHER_BUYER,
+                "aftersales",
+                "POST",
+                messages,
+                message(evidence_urls=[image, url]),
+                422,
+            )
+            for url in invalid_urls
+        ),
+        Abuse(
+            "evidence that is no string",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            "/tickets",
+            ticket(evidence_urls=[{"url": image}]),
+            422,
+        ),
+        Abuse(
+            "an unknown ticket type",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            "/tickets",
+            ticket(category="refund_me_twice"),
+            422,
+        ),
+        Abuse(
+            "a ticket type in capitals",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            "/tickets",
+            ticket(category="KEY_INVALID"),
+            422,
+        ),
+        Abuse(
+            "1 001 keys claimed",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            "/tickets",
+            ticket(key_ids=[f"k{i}" for i in range(1001)]),
+            422,
+        ),
+        Abuse(
+            "a ticket with an unknown field",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            "/tickets",
+            ticket(refund_to="attacker-wallet"),
+            422,
+        ),
+        Abuse(
+            "JSON nested 100 000 deep",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            "/tickets",
+            {"content": nested(100_000), "headers": JSON},
+            (400, 422),
+        ),
+        Abuse(
+            "invalid UTF-8 in a message",
+            OTHER_BUYER,
+            "aftersales",
+            "POST",
+            messages,
+            {"content": b'{"text": "' + marker.encode() + b'\xff\xfe"}', "headers": JSON},
+            (400, 422),
+        ),
+        # -- an agent's partial refund ----------------------------------------------------
+        Abuse("a partial refund of 0", SUPPORT, "aftersales", "POST", resolve, refund(0), 422),
+        Abuse(
+            "a partial refund of -100", SUPPORT, "aftersales", "POST", resolve, refund(-100), 422
+        ),
+        Abuse(
+            "a partial refund of all that was paid",
+            SUPPORT,
+            "aftersales",
+            "POST",
+            resolve,
+            refund(claim.paid),
+            422,
+        ),
+        Abuse(
+            "a partial refund of more than was paid",
+            OPERATOR,
+            "aftersales",
+            "POST",
+            resolve,
+            refund(claim.paid + 1),
+            422,
+        ),
+        Abuse(
+            "a partial refund of 2^63", SUPPORT, "aftersales", "POST", resolve, refund(2**63), 422
+        ),
+        Abuse(
+            "a partial refund of 10^30",
+            OPERATOR,
+            "aftersales",
+            "POST",
+            resolve,
+            refund(10**30),
+            422,
+        ),
+        Abuse(
+            "a partial refund of 1.5 fen", SUPPORT, "aftersales", "POST", resolve, refund(1.5), 422
+        ),
+        Abuse(
+            'a partial refund of "100"', SUPPORT, "aftersales", "POST", resolve, refund("100"), 422
+        ),
+        Abuse(
+            "a partial refund of no amount",
+            SUPPORT,
+            "aftersales",
+            "POST",
+            resolve,
+            {"json": {"action": "refund_partial", "note": marker}},
+            422,
+        ),
+        Abuse(
+            "an unknown resolution",
+            SUPPORT,
+            "aftersales",
+            "POST",
+            resolve,
+            {"json": {"action": "refund_double", "note": marker}},
+            422,
+        ),
+        Abuse(
+            "a rejection without a reason",
+            SUPPORT,
+            "aftersales",
+            "POST",
+            resolve,
+            {"json": {"action": "reject", "note": ""}},
+            422,
+        ),
+        Abuse(
+            "a rejection with 10 000 characters of reason",
+            SUPPORT,
+            "aftersales",
+            "POST",
+            resolve,
+            {"json": {"action": "reject", "note": marker * (10_000 // len(marker))}},
+            422,
+        ),
+        # -- queries and ids ----------------------------------------------------------------
+        Abuse(
+            "a queue page of 10^9", SUPPORT, "aftersales", "GET", "/queue?limit=1000000000", {}, 422
+        ),
+        Abuse("tickets page 0", BUYER, "aftersales", "GET", "/tickets?limit=0", {}, 422),
+        Abuse(
+            "a report over a year",
+            OPERATOR,
+            "aftersales",
+            "GET",
+            "/reports/issues?window=1y",
+            {},
+            422,
+        ),
+        Abuse(
+            "a ticket id of 5 000 characters",
+            BUYER,
+            "aftersales",
+            "GET",
+            "/tickets/" + "t" * 5000,
+            {},
+            (404, 422),
+        ),
+        Abuse(
+            "a ticket id with a null byte",
+            SUPPORT,
+            "aftersales",
+            "GET",
+            "/tickets/%00",
+            {},
+            (404, 422),
+        ),
+        Abuse(
+            "a guarantee of an order id with a null byte",
+            BUYER,
+            "aftersales",
+            "GET",
+            "/orders/%00/guarantee",
+            {},
+            (404, 422),
+        ),
     ]
 
 
@@ -485,15 +788,31 @@ async def footprint(platform: Platform, needles: list[str]) -> list[str]:
     return sorted(set(found))
 
 
+async def claim(world: World) -> Claim:
+    """A fresh paid order of `other_buyer`'s with a ticket about it."""
+    buyer = world.people[OTHER_BUYER]
+    order_id = await place(buyer, world.ids["offer"])
+    await order_state(buyer, order_id, "RESERVED")
+    await pay(buyer, order_id, world.payment_passwords[OTHER_BUYER])
+    delivered = await order_state(buyer, order_id, "DELIVERED")
+    await known_to_aftersales(buyer, order_id, "delivered")
+    ticket_id = await open_ticket(buyer, order_id, "wrong_amount", "面值不对")
+    return Claim(ticket_id, order_id, int(delivered["paid_amount"]))
+
+
 async def test_abusive_input_is_a_clear_4xx_and_stores_nothing(audited: World) -> None:
     world = audited
     marker = f"ABUSE{uuid4().hex[:12].upper()}"
+    target = await claim(world)
+    ticket_before = await world.call(
+        OTHER_BUYER, "aftersales", "GET", f"/tickets/{target.ticket_id}"
+    )
     # A fresh buyer whose every request here is abusive: its footprint in the
     # databases must not grow.
     stranger = await sign_up(world.platform)
     before = await footprint(world.platform, [stranger.user_id])
     wrong: list[str] = []
-    cases = abuses(world, marker)
+    cases = abuses(world, marker, target)
     for abuse in cases:
         headers = {**world.headers(abuse.principal), **abuse.request.get("headers", {})}
         if abuse.principal == BUYER:
@@ -519,3 +838,15 @@ async def test_abusive_input_is_a_clear_4xx_and_stores_nothing(audited: World) -
     # Nothing of it was stored, by any service.
     assert await footprint(world.platform, [marker]) == []
     assert await footprint(world.platform, [stranger.user_id]) == before
+    # The ticket still waits for an agent, with its one message and no refund.
+    ticket_after = await world.call(
+        OTHER_BUYER, "aftersales", "GET", f"/tickets/{target.ticket_id}"
+    )
+    assert ticket_after.json() == ticket_before.json()
+    assert (ticket_after.json()["state"], ticket_after.json()["compensation"]) == (
+        "escalated",
+        None,
+    )
+    assert len(ticket_after.json()["messages"]) == 1
+    order = await world.call(OTHER_BUYER, "ordering", "GET", f"/orders/{target.order_id}")
+    assert order.json()["refunds"] == [], order.text

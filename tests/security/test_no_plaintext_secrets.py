@@ -1,8 +1,9 @@
 """DESIGN §9 (5) after a full flow: the market of world.py (registration,
 real-name verification, payment passwords, key imports, a purchase delivered
-and revealed, a manual delivery, exports) and whatever else this session
-did. Not one plaintext card key, password, OTP, payment password or ID
-number in any database of the run, any message of its topics, or any log.
+and revealed, a manual delivery, exports, tickets the buyer pasted a key
+into) and whatever else this session did. Not one plaintext card key,
+password, OTP, payment password or ID number in any database of the run,
+any message of its topics, or any log.
 
 Collected last in the session (conftest.py), so it also sees what the other
 security tests sent."""
@@ -12,7 +13,15 @@ from __future__ import annotations
 from tests.security.leaks import find_leaks, otps_sent, scan_platform
 from tests.security.world import BUYER, SELLER, World
 
-SERVICES_WITH_DATA = ("identity", "catalog", "inventory", "ordering", "payment", "delivery")
+SERVICES_WITH_DATA = (
+    "identity",
+    "catalog",
+    "inventory",
+    "ordering",
+    "payment",
+    "delivery",
+    "aftersales",
+)
 
 
 async def test_no_plaintext_secret_in_any_database_topic_or_log(audited: World) -> None:
@@ -35,6 +44,28 @@ async def test_no_plaintext_secret_in_any_database_topic_or_log(audited: World) 
         headers={"Idempotency-Key": "leak-scan-import"},
     )
     assert imported.status_code in (200, 201), imported.text
+    # The buyer pastes the key into a ticket, retyped and in a screenshot's
+    # address: after-sales keeps the key's id, never the key.
+    secret = reveal.json()["secret"]
+    retyped = secret.lower().replace("-", " ")
+    pasted = await world.call(
+        BUYER,
+        "aftersales",
+        "POST",
+        f"/tickets/{world.ids['ticket']}/messages",
+        json={
+            "text": f"还是不行：{secret}，我也试过 {retyped}",
+            "evidence_urls": [f"https://img.example.com/{secret}.png"],
+        },
+    )
+    assert pasted.status_code == 201, pasted.text
+    assert secret not in pasted.text and retyped not in pasted.text
+    key_id = world.ids["vault_key"]
+    last = pasted.json()["messages"][-1]
+    assert last["text"] == f"还是不行：[card key {key_id}]，我也试过 [card key {key_id}]"
+    assert last["evidence_urls"] == [f"https://img.example.com/[card key {key_id}].png"]
+    opening = pasted.json()["messages"][0]["text"]
+    assert f"[card key {key_id}]" in opening  # the description the world pasted it into
 
     codes = await otps_sent(platform)
     wanted = {
@@ -55,6 +86,7 @@ async def test_no_plaintext_secret_in_any_database_topic_or_log(audited: World) 
     assert scan.documents > 200 and scan.messages > 50 and scan.log_lines > 500, scan
     for service in SERVICES_WITH_DATA:
         assert any(f".{service}." in topic for topic in scan.topics), (service, scan.topics)
+        assert f"{service}.log" in scan.logs, (service, scan.logs)
 
 
 def test_the_scanner_finds_what_it_looks_for() -> None:

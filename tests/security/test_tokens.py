@@ -30,6 +30,7 @@ USER_ROUTES = [
     ("ordering", "GET", "/orders", Role.BUYER),
     ("payment", "GET", "/wallet", Role.BUYER),
     ("delivery", "GET", "/vault", Role.BUYER),
+    ("aftersales", "GET", "/tickets", Role.BUYER),
 ]
 
 
@@ -153,7 +154,7 @@ async def test_a_suspended_users_token_is_refused(world: World) -> None:
     """Identity refuses a suspended user at once (profile, refresh, login);
     the services that move money or goods learn of the suspension by event
     and refuse the still-unexpired token there: no order, no payment, no
-    top-up."""
+    top-up, no claim."""
     person = await sign_up(world.platform)
     top_up = await fund_wallet(person, 5_000)
     assert top_up
@@ -193,6 +194,12 @@ async def test_a_suspended_users_token_is_refused(world: World) -> None:
         ("ordering", "/orders", {"offer_id": world.ids["offer"], "quantity": 1}),
         ("payment", "/payments", {"order_id": order_id, "channel": "wallet"}),
         ("payment", "/wallet/top-ups", {"amount": 1000, "channel": "alipay"}),
+        # An upheld claim is a refund: no claims either.
+        (
+            "aftersales",
+            "/tickets",
+            {"order_id": order_id, "category": "key_invalid", "description": "不能用"},
+        ),
     ]
     for service, path, body in attempts:
         refusal = await attempt(service, path, body)

@@ -1,8 +1,9 @@
 """A small market the security suite attacks: one account of every role, two
 buyers and two sellers (so every owned thing has an owner and a non-owner),
-and a purchase carried to the buyer's vault. Built once per session over the
-public HTTP APIs, as people would, and remembering every secret it typed so
-the leak scanner knows what to look for."""
+a purchase carried to the buyer's vault, and after-sales tickets about the
+buyer's orders. Built once per session over the public HTTP APIs, as people
+would, and remembering every secret it typed so the leak scanner knows what
+to look for."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ SUPPORT = "support"
 OPERATOR = "operator"
 SERVICE = "service"  # delivery's credential, the one inventory reveals keys to
 OTHER_SERVICE = "other_service"  # a Kami service that may not reveal keys
+# Aftersales' credential: delivery asks issuers about the buyer's keys, and
+# clears ticket text of them, for it (only).
+AFTERSALES_SERVICE = "aftersales_service"
 PRINCIPALS = (
     ANONYMOUS,
     BUYER,
@@ -41,6 +45,7 @@ PRINCIPALS = (
     OPERATOR,
     SERVICE,
     OTHER_SERVICE,
+    AFTERSALES_SERVICE,
 )
 
 
@@ -204,6 +209,33 @@ async def pay(person: Person, order_id: str, payment_password: str) -> None:
     assert paid.status_code in (200, 201), paid.text
 
 
+async def known_to_aftersales(buyer: Person, order_id: str, stage: str) -> None:
+    """Aftersales learns of orders by events: wait until it has this one at `stage`."""
+    await until(
+        lambda: buyer.call("aftersales", "GET", f"/orders/{order_id}/guarantee"),
+        lambda r: r.status_code == 200 and r.json()["stage"] == stage,
+        what=f"after-sales to see order {order_id} {stage}",
+    )
+
+
+async def open_ticket(buyer: Person, order_id: str, category: str, description: str) -> str:
+    response = await buyer.call(
+        "aftersales",
+        "POST",
+        "/tickets",
+        json={
+            "order_id": order_id,
+            "category": category,
+            "description": description,
+            "evidence_urls": ["https://img.example.com/security/screenshot.png"],
+        },
+        headers={"Idempotency-Key": str(uuid4())},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["state"] == "escalated", response.text  # waits for an agent
+    return str(response.json()["ticket_id"])
+
+
 async def build_world(platform: Platform, operator: Person) -> World:
     world_secrets = Secrets()
     support = await _support(platform)
@@ -280,12 +312,21 @@ async def build_world(platform: Platform, operator: Person) -> World:
     ids["vault_key"] = vault.json()["keys"][0]["key_id"]
     revealed = await buyer.call("delivery", "POST", f"/vault/{ids['vault_key']}/reveal")
     assert revealed.json()["secret"] in offer.keys
+    ids["vault_secret"] = revealed.json()["secret"]  # typed back into a ticket below
     messages = await until(
         lambda: buyer.call("delivery", "GET", "/messages"),
         lambda r: r.status_code == 200 and bool(r.json()["messages"]),
         what="the delivery message",
     )
     ids["message"] = messages.json()["messages"][0]["message_id"]
+    ids["claimed_order"] = await place(buyer, offer.offer_id)
+    await order_state(buyer, ids["claimed_order"], "RESERVED")
+    await pay(buyer, ids["claimed_order"], buyer_password)
+    await order_state(buyer, ids["claimed_order"], "DELIVERED")
+    claimed = await buyer.call(
+        "delivery", "GET", "/vault", params={"order_id": ids["claimed_order"]}
+    )
+    ids["claimed_key"] = claimed.json()["keys"][0]["key_id"]
     for name in ("reserved_order", "cancellable_order"):
         ids[name] = await place(buyer, offer.offer_id)
         await order_state(buyer, ids[name], "RESERVED")
@@ -318,6 +359,21 @@ async def build_world(platform: Platform, operator: Person) -> World:
     [task] = [d for d in pending.json()["deliveries"] if d["order_id"] == ids["manual_order"]]
     ids["manual_delivery"] = task["delivery_id"]
 
+    # Two tickets of the buyer's waiting for an agent (an order has one open
+    # ticket at a time; the matrix resolves both), and the manual order
+    # known to after-sales as paid, with no ticket yet (the matrix opens one).
+    await known_to_aftersales(buyer, ids["delivered_order"], "delivered")
+    await known_to_aftersales(buyer, ids["claimed_order"], "delivered")
+    await known_to_aftersales(buyer, ids["manual_order"], "paid")
+    # The buyer pastes the key into the complaint, as buyers do: after-sales
+    # must store it as the key's id (the leak scan looks for the key).
+    ids["ticket"] = await open_ticket(
+        buyer, ids["delivered_order"], "other", f"充值页面打不开，卡密 {ids['vault_secret']} 无效"
+    )
+    ids["second_ticket"] = await open_ticket(
+        buyer, ids["claimed_order"], "wrong_product", "买的是月卡，发来的是周卡"
+    )
+
     ids |= {
         f"{name}_id": person.user_id
         for name, person in (("buyer", buyer), ("other_buyer", other_buyer), ("seller", seller))
@@ -336,6 +392,9 @@ async def build_world(platform: Platform, operator: Person) -> World:
         ANONYMOUS: None,
         SERVICE: issue_service_token(service_secret, "delivery", ttl=timedelta(hours=1)),
         OTHER_SERVICE: issue_service_token(service_secret, "ordering", ttl=timedelta(hours=1)),
+        AFTERSALES_SERVICE: issue_service_token(
+            service_secret, "aftersales", ttl=timedelta(hours=1)
+        ),
     }
     return World(
         platform,

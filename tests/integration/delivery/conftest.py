@@ -44,7 +44,13 @@ from tests.integration.kafka_helpers import read_topic
 from tests.unit.delivery.fakes import VAULT_KEY_B64
 
 # What delivery consumes and produces.
-AGGREGATES = ("ordering.order", "identity.user", "catalog.offer", "delivery.delivery")
+AGGREGATES = (
+    "ordering.order",
+    "identity.user",
+    "catalog.offer",
+    "inventory.pool",
+    "delivery.delivery",
+)
 PARTITIONS = 2
 
 

@@ -19,8 +19,10 @@ from kami_events.catalogue.delivery import (
     DeliveryFailed,
     DeliveryFailure,
     KeyDelivered,
+    KeyReplaced,
 )
 from kami_events.catalogue.identity import KycTier, PhoneVerified
+from kami_events.catalogue.inventory import ReplacementKeysAllocated
 from kami_events.envelope import Envelope
 from kami_events.event import Event
 from kami_events.topics import topic_for
@@ -260,3 +262,75 @@ async def test_when_the_lane_backs_up_higher_tiers_are_delivered_first(
 
 async def _queued(delivery: Delivery, count: int) -> bool:
     return await delivery.db["delivery_queue"].count_documents({}) >= count
+
+
+async def test_a_replacement_key_reaches_only_the_buyer_and_the_faulty_one_is_voided(
+    start_delivery: Any,
+    inventory: InventoryDouble,
+    unique: Callable[[str], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    order_id, buyer, ticket = unique("order"), unique("buyer"), unique("ticket")
+    faulty, spare = f"{order_id}-k1", f"{order_id}-k9"
+    secrets = {faulty: f"PLAIN-{unique('s')}-BAD", spare: f"PLAIN-{unique('s')}-NEW"}
+    inventory.stock(order_id, **{faulty: secrets[faulty]})
+
+    async with start_delivery() as delivery:
+        now = delivery.runtime.clock()
+        order = placed(order_id, buyer, now=now, quantity=1)
+        await delivery.publish(envelope(order, at=now), envelope(paid(order, [faulty]), at=now))
+        await delivery.emitted(lambda es: bool(of_order(order_id, KeyDelivered)(es)))
+        # Inventory sold the spare key to the order for the ticket.
+        inventory.keys[order_id][spare] = (secrets[spare], "sold")
+        allocated = envelope(
+            ReplacementKeysAllocated(
+                offer_id=order.offer_id,
+                order_id=order_id,
+                ticket_id=ticket,
+                key_ids=[spare],
+                replaced_key_ids=[faulty],
+            ),
+            at=now,
+            producer="inventory",
+        )
+        await delivery.publish(allocated, allocated)  # and Kafka redelivers it
+
+        replaced_events = of_order(order_id, KeyReplaced)
+        [replaced] = replaced_events(await delivery.emitted(lambda es: bool(replaced_events(es))))
+        event = replaced.payload
+        assert isinstance(event, KeyReplaced)
+        assert (event.key_ids, event.replaced_key_ids, event.ticket_id) == (
+            [spare],
+            [faulty],
+            ticket,
+        )
+        assert replaced.causation_id == str(allocated.event_id)
+
+        me = delivery.as_user(buyer)
+
+        async def in_the_vault() -> bool:
+            # KeyReplaced may reach Kafka a moment before the vault shows it.
+            listed = (await delivery.http.get("/vault", headers=me)).json()["keys"]
+            return [k["key_id"] for k in listed] == [spare]
+
+        await eventually(in_the_vault, message="the vault does not show the new key alone")
+        revealed = await delivery.http.post(f"/vault/{spare}/reveal", headers=me)
+        assert revealed.status_code == 200 and revealed.json()["secret"] == secrets[spare]
+        stranger = await delivery.http.post(
+            f"/vault/{spare}/reveal", headers=delivery.as_user(unique("buyer"))
+        )
+        assert stranger.status_code == 404
+        gone = await delivery.http.post(f"/vault/{faulty}/reveal", headers=me)
+        assert gone.status_code == 410, gone.text
+        audit = await delivery.db["audit_reveals"].find({"user_id": buyer}).to_list()
+        assert [(a["action"], a["key_ids"]) for a in audit] == [("reveal", [spare])]
+
+        async def told() -> bool:
+            messages = (await delivery.http.get("/messages", headers=me)).json()["messages"]
+            return [m["kind"] for m in messages].count("key_replaced") == 1
+
+        await eventually(told, message="the buyer was not told of the replacement")
+        everything = await delivery.emitted(lambda es: len(replaced_events(es)) >= 1)
+        assert len(replaced_events(everything)) == 1
+        await assert_no_plaintext(delivery, list(secrets.values()), caplog.text)

@@ -106,6 +106,7 @@ TOPICS = (
     "catalog.product",
     "ordering.order",
     "inventory.pool",
+    "aftersales.ticket",
 )
 
 

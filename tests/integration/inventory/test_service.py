@@ -13,7 +13,7 @@ import bson
 import pytest
 
 from kami_events.catalogue.identity import Role
-from kami_events.catalogue.inventory import KeyReserved, KeysSold
+from kami_events.catalogue.inventory import KeyReserved, KeysSold, ReplacementKeysAllocated
 from kami_events.serialization import decode
 from kami_events.topics import topic_for
 from kami_inventory.domain.keys import KeyStatus
@@ -26,6 +26,7 @@ from tests.unit.inventory.samples import (
     offer_listed,
     order_paid,
     order_placed,
+    replacement_approved,
 )
 
 OFFER = "offer-1"
@@ -309,4 +310,36 @@ async def test_an_order_is_reserved_sold_and_revealed_over_kafka_exactly_once(
     assert not any(key in json.dumps(audit, default=str) for key in keys)
     # Nothing logged along the way, at any level, holds a secret.
     assert "revealed 2 key(s) of order order-1 to delivery" in caplog.text
+
+    # After-sales approves replacing one faulty key: the pool's last key is sold
+    # to the order in its place, and only delivery may reveal it, for that order.
+    faulty = reserved.key_ids[0]
+    await produce(
+        kafka_bootstrap,
+        envelope_of(
+            replacement_approved("ticket-1", "order-1", OFFER, [faulty]),
+            producer="aftersales",
+            version=2,
+            correlation_id="order-1",
+        ),
+    )
+
+    def allocated_in(records: list[Any]) -> list[ReplacementKeysAllocated]:
+        events = [decode(r.value).payload for r in records]
+        return [e for e in events if isinstance(e, ReplacementKeysAllocated)]
+
+    records = await read_topic(kafka_bootstrap, pool_topic, lambda rs: bool(allocated_in(rs)))
+    (allocated,) = allocated_in(records)
+    assert allocated.replaced_key_ids == [faulty] and allocated.order_id == "order-1"
+    (new_key,) = allocated.key_ids
+    assert new_key not in reserved.key_ids
+    replaced = await service.client.post(
+        path, json={"key_ids": [new_key, faulty]}, headers=service.as_service("delivery")
+    )
+    answer = replaced.json()
+    assert [k["key_id"] for k in answer["keys"]] == [new_key]
+    assert answer["keys"][0]["secret"] in keys
+    assert answer["unavailable"] == [{"key_id": faulty, "status": "voided"}]
+    stock = (await service.client.get(f"/offers/{OFFER}/stock", headers=seller)).json()
+    assert (stock["available"], stock["sold"], stock["voided"]) == (0, 2, 1)
     assert not any(key in caplog.text for key in keys)

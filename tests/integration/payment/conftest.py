@@ -45,6 +45,7 @@ def payment_settings(servers: Servers, **overrides: Any) -> PaymentSettings:
         "payment_alipay_secret": SecretStr("alipay-" + "a" * 40),
         "payment_simulator_enabled": True,
         "payment_deposit_minimum": 10_000,
+        "payment_deposit_minimums": {"premium": 20_000},
         "payment_default_daily_limit": 50_000,
         "payment_platform_fee_bps": 500,
         "payment_callback_grace_seconds": 0,

@@ -356,6 +356,36 @@ async def test_a_chargeback_is_recovered_from_the_deposit(payment: PaymentHarnes
     assert totals["channel_clearing"] == 12_000
 
 
+async def test_a_seller_is_held_to_the_minimum_of_its_category(payment: PaymentHarness) -> None:
+    premium, plain = f"seller-{uuid4().hex[:8]}", f"seller-{uuid4().hex[:8]}"
+    await payment.feed(seller_approved(premium, category="premium"), producer="identity")
+    await payment.feed(seller_approved(plain, category="books"), producer="identity")
+    for seller in (premium, plain):
+        top_up = await payment.client.post(
+            "/deposits/top-ups",
+            json={"amount": 15_000, "channel": "alipay"},
+            headers=payment.auth(seller, Role.SELLER),
+        )
+        await payment.client.post(top_up.json()["pay"]["simulator_pay"])
+
+    views = {
+        seller: (
+            await payment.client.get("/deposits/me", headers=payment.auth(seller, Role.SELLER))
+        ).json()
+        for seller in (premium, plain)
+    }
+    assert [
+        (v["category"], v["balance"], v["minimum"], v["below_minimum"], v["shortfall"])
+        for v in (views[premium], views[plain])
+    ] == [("premium", 15_000, 20_000, True, 5_000), ("books", 15_000, 10_000, False, 0)]
+    # What catalog reads to delist or relist: each seller's own minimum.
+    for seller, minimum in ((premium, 20_000), (plain, 10_000)):
+        (changed,) = [
+            e for e in await payment.deposit_events(seller) if isinstance(e, DepositChanged)
+        ]
+        assert (changed.balance, changed.minimum) == (15_000, minimum)
+
+
 async def test_metrics_name_ledger_totals_and_refunds(payment: PaymentHarness) -> None:
     order = await reserved(payment, purchase(1_500))
     pay = (await payment.pay(order.buyer_id, order.order_id, "wechat_pay")).json()["pay"]

@@ -176,6 +176,17 @@ def test_a_full_refund_by_an_agent_gives_back_what_is_left() -> None:
     assert isinstance(compensation, CompensationApproved) and compensation.amount == 1400
 
 
+def test_no_agent_decides_a_ticket_about_their_own_order() -> None:
+    for party in ("buyer-1", "seller-1"):
+        ticket = _opened(Escalate("r", EscalationReason.RULE_INCONCLUSIVE, "why"))
+        for action in AgentAction:
+            with pytest.raises(ClaimRefused) as refused:
+                ticket.decide_by_agent(action, party, DELIVERED, amount=100)
+            assert (refused.value.status, refused.value.code) == (403, "own_ticket")
+        assert ticket.state is TicketState.ESCALATED
+        assert not any(isinstance(e, TicketResolved) for e in ticket.pending_events)
+
+
 def test_a_breached_sla_escalates_level_by_level_then_stops() -> None:
     ticket = _opened(Escalate("r", EscalationReason.RULE_INCONCLUSIVE, "why"))
     assert ticket.sla_due_at == NOW + SLA.agent

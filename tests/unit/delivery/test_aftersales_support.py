@@ -1,5 +1,6 @@
 """What delivery does for after-sales on fakes: key verdicts from the issuer
-(never the keys), the "not received" reminder, and sellers told of blocked keys."""
+(never the keys), free text cleared of the order's keys, the "not received"
+reminder, and sellers told of blocked keys."""
 
 from __future__ import annotations
 
@@ -61,6 +62,46 @@ async def test_a_product_without_an_issuer_is_unknown_and_only_aftersales_may_as
         await handlers.verify_keys(w.deps, "catalog", "order-1", ["k-1"])
     with pytest.raises(NotFound):
         await handlers.verify_keys(w.deps, "aftersales", "order-2", ["k-1"])
+
+
+async def test_the_orders_keys_pasted_into_free_text_are_replaced_by_their_ids() -> None:
+    w = world()
+    await delivered(w, {"k-1": "ABCD-EFGH-1234", "k-2": "ABCD-EFGH-12345", "k-3": "ZZZZ-0003"})
+    texts, found = await handlers.redact_keys(
+        w.deps,
+        "aftersales",
+        "order-1",
+        [
+            "key abcd efgh 1234 is used, ABCD-EFGH-12345 too",  # retyped; a longer one
+            "https://img.example.com/ABCDEFGH1234.png",
+            "ZZZZ-0004 is not mine",
+        ],
+    )
+    assert texts == [
+        "key [card key k-1] is used, [card key k-2] too",
+        "https://img.example.com/[card key k-1].png",
+        "ZZZZ-0004 is not mine",
+    ]
+    assert found == 3
+
+
+async def test_a_voided_key_is_shredded_and_no_longer_recognised() -> None:
+    w = world()
+    await delivered(w, {"k-1": "ABCD-EFGH-1234", "k-2": "ZZZZ-0002"})
+    await w.vault.void("order-1", ["k-1"])
+    texts, found = await handlers.redact_keys(
+        w.deps, "aftersales", "order-1", ["ABCD-EFGH-1234 and ZZZZ-0002"]
+    )
+    assert (texts, found) == (["ABCD-EFGH-1234 and [card key k-2]"], 1)
+
+
+async def test_only_aftersales_may_have_text_cleared_of_keys_and_only_for_a_known_order() -> None:
+    w = world()
+    await delivered(w, {"k-1": "ABCD-EFGH-1234"})
+    with pytest.raises(Forbidden):
+        await handlers.redact_keys(w.deps, "catalog", "order-1", ["ABCD-EFGH-1234"])
+    with pytest.raises(NotFound):
+        await handlers.redact_keys(w.deps, "aftersales", "order-2", ["ABCD-EFGH-1234"])
 
 
 async def test_a_not_received_ticket_reminds_the_buyer_once_on_the_site_and_by_text() -> None:

@@ -40,7 +40,9 @@ SAMPLES: dict[type[Event], Event] = {
         delivery_priority=1,
         aftersales_priority=1,
     ),
-    c.SellerApproved: c.SellerApproved(user_id=SELLER, shop_name="点卡小铺", approved_by=OPERATOR),
+    c.SellerApproved: c.SellerApproved(
+        user_id=SELLER, shop_name="点卡小铺", approved_by=OPERATOR, category="games"
+    ),
     c.UserSuspended: c.UserSuspended(
         user_id=USER,
         reason=c.SuspensionReason.CHARGEBACK_ABUSE,
@@ -194,6 +196,21 @@ SAMPLES: dict[type[Event], Event] = {
     c.KeysVoided: c.KeysVoided(
         offer_id=OFFER, key_ids=KEYS, reason=c.VoidReason.CHARGEBACK, order_id=ORDER
     ),
+    c.ReplacementKeysAllocated: c.ReplacementKeysAllocated(
+        offer_id=OFFER,
+        order_id=ORDER,
+        ticket_id=TICKET,
+        key_ids=["k-0200"],
+        replaced_key_ids=KEYS[:1],
+    ),
+    c.KeyReplacementFailed: c.KeyReplacementFailed(
+        offer_id=OFFER,
+        order_id=ORDER,
+        ticket_id=TICKET,
+        reason=c.ReplacementFailure.OUT_OF_STOCK,
+        requested=1,
+        available=0,
+    ),
     c.StockChanged: c.StockChanged(offer_id=OFFER, available=496, reserved=2),
     c.PaymentInitiated: c.PaymentInitiated(
         payment_id=PAYMENT,
@@ -282,6 +299,17 @@ SAMPLES: dict[type[Event], Event] = {
         faulty_key_ids=KEYS[:1],
     ),
     c.ArrivalConfirmed: c.ArrivalConfirmed(delivery_id=DELIVERY, order_id=ORDER, buyer_id=BUYER),
+    c.KeyReplaced: c.KeyReplaced(
+        delivery_id=DELIVERY,
+        order_id=ORDER,
+        buyer_id=BUYER,
+        offer_id=OFFER,
+        seller_id=SELLER,
+        ticket_id=TICKET,
+        key_ids=["k-0200"],
+        replaced_key_ids=KEYS[:1],
+        channels=[c.DeliveryChannel.VAULT],
+    ),
     c.TicketOpened: c.TicketOpened(
         ticket_id=TICKET,
         order_id=ORDER,
@@ -293,6 +321,7 @@ SAMPLES: dict[type[Event], Event] = {
         within_guarantee=True,
         priority=1,
         opened_by="buyer",
+        preferred_remedy=c.Remedy.REPLACEMENT,
     ),
     c.TicketEscalated: c.TicketEscalated(
         ticket_id=TICKET,
@@ -314,6 +343,15 @@ SAMPLES: dict[type[Event], Event] = {
         seller_id=SELLER,
         amount=9_650,
         void_key_ids=KEYS[:1],
+        approved_by=OPERATOR,
+    ),
+    c.ReplacementApproved: c.ReplacementApproved(
+        ticket_id=TICKET,
+        order_id=ORDER,
+        buyer_id=BUYER,
+        seller_id=SELLER,
+        offer_id=OFFER,
+        key_ids=KEYS[:1],
         approved_by=OPERATOR,
     ),
     c.SellerFlagged: c.SellerFlagged(

@@ -72,9 +72,12 @@ DESIGN_EVENTS: dict[str, set[str]] = {
 # Saga steps with no core event of their own (see docs/events.md).
 EXTRA_EVENTS: dict[str, set[str]] = {
     "ordering": {"OrderReserved", "OrderDelivered", "OrderRefunded"},
-    "inventory": {"KeysVoided"},
-    # A flag lifted once the seller's issue rate is back under the threshold.
-    "aftersales": {"SellerFlagCleared"},
+    # A replacement key from the pool: allocated (or not), then delivered.
+    "inventory": {"KeysVoided", "ReplacementKeysAllocated", "KeyReplacementFailed"},
+    "delivery": {"KeyReplaced"},
+    # A flag lifted once the seller's issue rate is back under the threshold;
+    # a replacement key approved for an upheld claim.
+    "aftersales": {"SellerFlagCleared", "ReplacementApproved"},
 }
 EXPECTED_TOPICS = {
     "kami.identity.user.v1",

@@ -84,3 +84,24 @@ def test_exceptions_and_uvicorn_access_lines_keep_their_parts(lines: io.StringIO
     assert access["message"] == '127.0.0.1:5000 - "GET /orders/o-1 HTTP/1.1" 200'
     assert (access["method"], access["path"], access["status"]) == ("GET", "/orders/o-1", 200)
     assert access["logger"] == "uvicorn.access" and access["service"] == "ordering"
+
+
+def test_access_lines_survive_a_uvicorn_config_made_before() -> None:
+    import uvicorn
+
+    # uvicorn.Config sets its access logger's level and propagation when made
+    # (a test double served with log_level="warning" leaves that behind).
+    uvicorn.Config(lambda *_: None, log_level="warning", access_log=False)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    out = io.StringIO()
+    try:
+        configure_logging("ordering", stream=out)
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/healthz", "1.1", 200
+        )
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        structlog.reset_defaults()
+    assert [line["path"] for line in records(out)] == ["/healthz"]

@@ -296,6 +296,15 @@ async def test_seller_approval_shows_up_in_the_next_token() -> None:
     assert claims(refreshed.access_token)["tier"] == "real_name"
 
 
+async def test_the_operator_approves_a_seller_for_a_category_and_its_profile_says_so() -> None:
+    h = harness()
+    operator, buyer = await operator_and_buyer(h)
+    await handlers.submit_real_name(h.deps, buyer.user_id, "张三", resident_id())
+    await handlers.approve_seller(h.deps, operator, buyer.user_id, "Card Shop", "games")
+    profile = await handlers.profile(h.deps, buyer.user_id)
+    assert (profile.shop_name, profile.seller_category) == ("Card Shop", "games")
+
+
 async def test_operating_on_an_unknown_user_is_not_found() -> None:
     h = harness()
     operator, _ = await operator_and_buyer(h)

@@ -138,6 +138,12 @@ async def test_operator_routes_need_the_operator_role(
         headers=bearer(operator["access_token"]),
     )
     assert error(not_yet) == (409, "real_name_required")
+    not_a_category = await client.post(
+        f"/users/{buyer['user_id']}/seller-approval",
+        json={"shop_name": "Shop", "category": "Games & More"},
+        headers=bearer(operator["access_token"]),
+    )
+    assert not_a_category.status_code == 422
     missing = await client.post(
         "/users/nobody/suspension",
         json={"reason": "fraud_suspected"},

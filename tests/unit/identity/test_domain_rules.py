@@ -260,9 +260,11 @@ def test_a_seller_must_be_real_name_verified_and_is_approved_once() -> None:
         user.approve_seller("Shop", "op", NOW)
     assert refused.value.code == "real_name_required"
     user.verify_real_name(TierTable(), NOW)
-    user.approve_seller("  Card Shop ", "op", NOW)
+    user.approve_seller("  Card Shop ", "op", NOW, category="games")
     approved = user.pending_events[-1]
     assert isinstance(approved, SellerApproved) and approved.shop_name == "Card Shop"
+    # The category the operator chose travels to payment (its deposit minimum).
+    assert approved.category == "games" and user.seller_category == "games"
     assert Role.SELLER in user.roles
     with pytest.raises(Conflict, match="already"):
         user.approve_seller("Shop", "op", NOW)

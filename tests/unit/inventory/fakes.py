@@ -18,6 +18,7 @@ from kami_inventory.adapters.crypto import KeyCipher, KeyRing
 from kami_inventory.domain.imports import FileFormat, ImportReport, key_id_for
 from kami_inventory.domain.keys import KeyStatus, PoolKey, Transition
 from kami_inventory.domain.offers import Offer, Product
+from kami_inventory.domain.replacements import Replacement
 from kami_inventory.domain.reservations import Reservation, ReservationPolicy
 from kami_inventory.domain.stock import StockLevels
 from kami_inventory.handlers import (
@@ -277,12 +278,37 @@ class FakeImports:
 class FakeReservations:
     def __init__(self) -> None:
         self.decisions: dict[str, Reservation] = {}
+        self.attempts: set[str] = set()
 
     async def find(self, order_id: str) -> Reservation | None:
         return self.decisions.get(order_id)
 
+    async def begin_attempt(self, order_id: str) -> bool:
+        first = order_id not in self.attempts
+        self.attempts.add(order_id)
+        return first
+
     async def decide(self, reservation: Reservation) -> Reservation:
         return self.decisions.setdefault(reservation.order_id, reservation)
+
+
+class FakeReplacements:
+    def __init__(self) -> None:
+        self.decisions: dict[str, Replacement] = {}
+        self.replaced_by: dict[str, str] = {}
+
+    async def find(self, ticket_id: str) -> Replacement | None:
+        return self.decisions.get(ticket_id)
+
+    async def decide(self, replacement: Replacement) -> Replacement:
+        return self.decisions.setdefault(replacement.ticket_id, replacement)
+
+    async def link(self, replacement: Replacement) -> None:
+        for faulty, new in replacement.pairs().items():
+            self.replaced_by.setdefault(faulty, new)
+
+    async def replacing(self, key_id: str) -> str | None:
+        return self.replaced_by.get(key_id)
 
 
 class FakeWork:
@@ -373,6 +399,7 @@ class World:
         self.audit = FakeAudit()
         self.stock_book = FakeStockBook()
         self.data_keys = FakeDataKeys()
+        self.replacements = FakeReplacements()
         self.inventory = Inventory(
             store=self.store,
             keys=self.keys,
@@ -382,6 +409,7 @@ class World:
             work=self.work,
             audit=self.audit,
             stock_book=self.stock_book,
+            replacements=self.replacements,
             keyring=KeyRing(new_cipher(), self.data_keys),
             rules=self.rules,
             clock=self.clock,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from uuid import uuid4
 
+from kami_events.catalogue.aftersales import ReplacementApproved
 from kami_events.catalogue.catalog import (
     DelistReason,
     OfferDelisted,
@@ -140,6 +141,20 @@ def refund_requested(
         source=RefundSource.ESCROW,
         reason=reason,
         void_key_ids=key_ids,
+    )
+
+
+def replacement_approved(
+    ticket_id: str, order_id: str, offer_id: str, key_ids: list[str], seller_id: str = SELLER
+) -> ReplacementApproved:
+    return ReplacementApproved(
+        ticket_id=ticket_id,
+        order_id=order_id,
+        buyer_id=BUYER,
+        seller_id=seller_id,
+        offer_id=offer_id,
+        key_ids=key_ids,
+        approved_by="rule-verified-faulty-key",
     )
 
 

@@ -206,6 +206,25 @@ async def test_keys_taken_before_a_crash_count_towards_the_order() -> None:
     assert isinstance(event, KeyReserved) and sorted(event.key_ids) == reserved
 
 
+async def test_a_first_attempt_reads_no_history_of_earlier_ones() -> None:
+    """The fast path: nothing of an earlier attempt can exist, so the pool's
+    per-order and per-operation reads (scans on FerretDB) are skipped."""
+    world = World()
+    await world.stock_pool(OFFER, [10, 20])
+    reads: list[str] = []
+    for name in ("of_order", "moved_by", "resume"):
+        real = getattr(world.keys, name)
+
+        async def counted(*args: object, _real: object = real, _name: str = name) -> object:
+            reads.append(_name)
+            return await _real(*args)  # type: ignore[operator]
+
+        setattr(world.keys, name, counted)
+    await place(world, "order-1")
+    assert reads == []
+    assert len(world.keys.by_status(OFFER, KeyStatus.RESERVED)) == 1
+
+
 async def test_cancellation_releases_the_orders_keys_once() -> None:
     world = World()
     a, b, c = await world.stock_pool(OFFER, [10, 20, 30])

@@ -188,8 +188,10 @@ class InMemoryParties:
     async def record_suspension(self, user_id: str, until: datetime | None) -> None:
         self.buyers.setdefault(user_id, {}).update(suspended=True, until=until)
 
-    async def record_seller(self, user_id: str, shop_name: str, approved_at: datetime) -> None:
-        self.sellers.setdefault(user_id, SellerAccount(user_id, shop_name, approved_at))
+    async def record_seller(
+        self, user_id: str, shop_name: str, approved_at: datetime, category: str | None
+    ) -> None:
+        self.sellers[user_id] = SellerAccount(user_id, shop_name, approved_at, category)
 
     async def buyer(self, user_id: str, default_daily_limit: int) -> BuyerStanding:
         doc = self.buyers.get(user_id, {})

@@ -127,5 +127,7 @@ def verified(user_id: str, tier: KycTier, daily_limit: int) -> IdentityVerified:
     )
 
 
-def seller_approved(seller_id: str) -> SellerApproved:
-    return SellerApproved(user_id=seller_id, shop_name=f"shop {seller_id}", approved_by="op-1")
+def seller_approved(seller_id: str, category: str | None = None) -> SellerApproved:
+    return SellerApproved(
+        user_id=seller_id, shop_name=f"shop {seller_id}", approved_by="op-1", category=category
+    )

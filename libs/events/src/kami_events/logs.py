@@ -173,10 +173,12 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)  # warnings become JSON lines too
-    # uvicorn's loggers write through the root handler, in the same format.
+    # uvicorn's loggers write through the root handler, in the same format and
+    # at the root's level (a uvicorn.Config made earlier may have set its own).
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
+        uvicorn_logger.setLevel(logging.NOTSET)
         uvicorn_logger.propagate = True
     # FastStream's own loggers do not propagate and get a coloured handler
     # unless one writing to stdout is there already: give them ours.

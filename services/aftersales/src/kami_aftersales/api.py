@@ -20,9 +20,10 @@ from kami_aftersales import handlers
 from kami_aftersales.domain.claims import ClaimRefused
 from kami_aftersales.domain.ticket import AgentAction, Ticket
 from kami_aftersales.handlers import AftersalesDeps, OpenTicket
-from kami_events.catalogue.aftersales import FlagReason, IssueCategory
+from kami_events.catalogue.aftersales import FlagReason, IssueCategory, Remedy
 from kami_events.catalogue.common import ID_PATTERN
 from kami_events.catalogue.identity import Role
+from kami_events.money import PositiveAmount
 from kami_web.auth import CurrentUser, Principal, require_roles
 from kami_web.errors import ErrorResponse, error_body
 
@@ -32,6 +33,12 @@ STAFF = frozenset({Role.SUPPORT, Role.OPERATOR})
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422)
+}
+# Free text is cleared of card keys by delivery before it is stored; while
+# delivery cannot answer, a message is refused (503), never stored as typed.
+WITH_TEXT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    503: {"model": ErrorResponse, "description": "Delivery could not check the text for keys"},
 }
 
 Agent = Annotated[Principal, Depends(require_roles(Role.SUPPORT, Role.OPERATOR))]
@@ -59,6 +66,13 @@ class OpenTicketBody(BaseModel):
     )
     description: str = Field(min_length=1, max_length=2000, repr=False)
     evidence_urls: list[ImageUrl] = Field(default_factory=list, max_length=10)
+    preferred_remedy: Remedy = Field(
+        default=Remedy.REFUND,
+        description=(
+            "If a faulty key is upheld: a refund, or a replacement key from the offer's pool "
+            "(given when the pool has one; a refund otherwise)."
+        ),
+    )
 
 
 class MessageBody(BaseModel):
@@ -72,7 +86,7 @@ class ResolveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: AgentAction
-    amount: int | None = Field(default=None, gt=0, strict=True, description="fen (partial refund)")
+    amount: PositiveAmount | None = Field(default=None, description="fen (partial refund)")
     note: str | None = Field(
         default=None, max_length=2000, repr=False, description="Shown to the buyer (why)."
     )
@@ -94,6 +108,13 @@ class CompensationView(BaseModel):
     source: str | None
 
 
+class ReplacementView(BaseModel):
+    key_ids: list[str] = Field(description="The faulty keys being replaced.")
+    status: Literal["approved", "delivered", "unavailable"]
+    new_key_ids: list[str] = Field(description="In the buyer's vault (once delivered).")
+    failure: str | None = Field(description="Why the pool could not replace them (refunded).")
+
+
 class TicketView(BaseModel):
     ticket_id: str
     order_id: str
@@ -112,7 +133,9 @@ class TicketView(BaseModel):
     resolution: str | None
     resolved_by: str | None
     automatic: bool
+    preferred_remedy: Remedy | None
     compensation: CompensationView | None
+    replacement: ReplacementView | None
     messages: list[MessageView]
     timeline: list[dict[str, Any]] | None = Field(
         default=None, description="The order's events across services (agents only)."
@@ -144,6 +167,12 @@ class Guarantee(BaseModel):
     refundable: int
     settled: bool
     open_ticket_id: str | None
+    replacement_available: bool = Field(
+        description=(
+            "The offer's pool has a sellable key now: a claim asking for a replacement "
+            "may get one (inventory's last stock count)."
+        )
+    )
 
 
 class IssueLineView(BaseModel):
@@ -180,7 +209,10 @@ class SellerReport(BaseModel):
     response_model=TicketView,
     tags=["tickets"],
     summary="Open a ticket about one of my orders (decided at once when a rule can)",
-    responses={200: {"model": TicketView, "description": "the same request again"}, **ERRORS},
+    responses={
+        200: {"model": TicketView, "description": "the same request again"},
+        **WITH_TEXT_ERRORS,
+    },
 )
 async def open_ticket(
     body: OpenTicketBody,
@@ -204,6 +236,7 @@ async def open_ticket(
             evidence_urls=tuple(body.evidence_urls),
             idempotency_key=idempotency_key,
             request_id=_request_id(request),
+            preferred_remedy=body.preferred_remedy,
         ),
     )
     view = await _view(deps, opened.ticket, user, request)
@@ -236,7 +269,7 @@ async def get_ticket(ticket_id: str, user: CurrentUser, deps: Deps, request: Req
     response_model=TicketView,
     tags=["tickets"],
     summary="Add a message or evidence to a ticket",
-    responses=ERRORS,
+    responses=WITH_TEXT_ERRORS,
 )
 async def add_message(
     ticket_id: str, body: MessageBody, user: CurrentUser, deps: Deps, request: Request
@@ -268,6 +301,7 @@ async def guarantee(order_id: str, user: CurrentUser, deps: Deps) -> Guarantee:
     return Guarantee(
         **handlers.order_facts_view(facts, deps.clock()),
         open_ticket_id=str(open_claim["ticket_id"]) if open_claim else None,
+        replacement_available=await deps.stores.stock_of(facts.offer_id) > 0,
     )
 
 
@@ -290,13 +324,16 @@ async def queue(
     "/tickets/{ticket_id}/resolve",
     response_model=TicketView,
     tags=["support"],
-    summary="Resolve an escalated ticket: full or partial refund, or reject with a reason",
-    responses=ERRORS,
+    summary=(
+        "Resolve an escalated ticket: full or partial refund, a replacement key from the "
+        "offer's pool, or reject with a reason"
+    ),
+    responses=WITH_TEXT_ERRORS,
 )
 async def resolve(
     ticket_id: str, body: ResolveBody, agent: Agent, deps: Deps, request: Request
 ) -> TicketView:
-    if body.action is AgentAction.REJECT and not body.note:
+    if body.action is AgentAction.REJECT and not (body.note or "").strip():
         raise ClaimRefused(422, "reason_required", "Rejecting a ticket needs a note saying why.")
     ticket = await handlers.decide_ticket(
         deps,
@@ -382,6 +419,21 @@ async def _view(
             status=refund["status"] if refund else "approved",
             source=refund["source"] if refund else None,
         )
+    replacement = None
+    if ticket.replacement is not None:
+        outcome = await deps.stores.replacement_of(ticket.order_id, ticket.id) or {}
+        replacement = ReplacementView(
+            key_ids=list(ticket.replacement.key_ids),
+            status=(
+                "unavailable"
+                if outcome.get("failure")
+                else "delivered"
+                if outcome.get("key_ids")
+                else "approved"
+            ),
+            new_key_ids=list(outcome.get("key_ids", [])),
+            failure=outcome.get("failure"),
+        )
     timeline = None
     staff = bool(user.roles & STAFF)
     if staff:
@@ -406,7 +458,9 @@ async def _view(
         resolution=ticket.resolution.value if ticket.resolution else None,
         resolved_by=ticket.resolved_by,
         automatic=ticket.automatic,
+        preferred_remedy=ticket.preferred_remedy,
         compensation=compensation,
+        replacement=replacement,
         messages=[
             MessageView(
                 seq=m.seq,

@@ -11,7 +11,11 @@ from kami_aftersales import consumers, handlers
 from kami_aftersales.adapters.counters import IssueCounters
 from kami_aftersales.adapters.stores import Stores
 from kami_aftersales.adapters.timeline import HttpOrderTimelines, OrderTimelines
-from kami_aftersales.adapters.verification import HttpKeyVerification, KeyVerification
+from kami_aftersales.adapters.verification import (
+    HttpKeyVerification,
+    KeyRedaction,
+    KeyVerification,
+)
 from kami_aftersales.api import install_refusal_handler, router
 from kami_aftersales.domain.analytics import FlagPolicy, Seller
 from kami_aftersales.domain.rules import RulesPolicy
@@ -34,12 +38,16 @@ description and evidence (image URLs). Simple cases are decided at once: a
 "not received" whose keys are in the vault is pointed there and notified
 again; a faulty key inside the guarantee window that the issuer's verifier
 calls used or invalid is refunded at once (from escrow, or from the seller's
-deposit once settled) and voided. Everything else waits for an agent.
+deposit once settled) and voided, or, if the buyer asked for a replacement
+(`preferred_remedy`) and the offer's pool has keys, replaced from the pool
+(refunded after all if the pool runs dry first). Everything else waits for
+an agent.
 
 **Support agents** work `GET /queue` (higher after-sales priority first, then
 oldest), see each order's timeline across services, and resolve: full or
-partial refund, or reject with a reason. A ticket not decided within its
-level's SLA escalates (agent → senior agent → operator).
+partial refund, a replacement key from the pool, or reject with a reason. A
+ticket not decided within its level's SLA escalates (agent → senior agent →
+operator).
 
 **Operators** read the most frequent issues (`GET /reports/issues?window=24h|7d`)
 and a seller's rolling rates; sellers over the thresholds are flagged
@@ -55,6 +63,7 @@ def create_app(
     auth: AuthSettings | None = None,
     clock: Clock = utc_now,
     verifier: KeyVerification | None = None,
+    redactor: KeyRedaction | None = None,
     timelines: OrderTimelines | None = None,
 ) -> FastAPI:
     settings = settings or AftersalesSettings()  # from the environment
@@ -64,17 +73,18 @@ def create_app(
     runtime.on_start(stores.ensure_indexes)
 
     http = httpx.AsyncClient(timeout=settings.aftersales_http_timeout_seconds)
+    delivery = HttpKeyVerification(
+        http,
+        base_url=settings.aftersales_delivery_url,
+        service_secret=auth.service_token_secret.get_secret_value(),
+    )
     deps = AftersalesDeps(
         tickets=AggregateRepository(runtime.store, Ticket),
         sellers=AggregateRepository(runtime.store, Seller),
         stores=stores,
         counters=IssueCounters(stores.counters),
-        verifier=verifier
-        or HttpKeyVerification(
-            http,
-            base_url=settings.aftersales_delivery_url,
-            service_secret=auth.service_token_secret.get_secret_value(),
-        ),
+        verifier=verifier or delivery,
+        redactor=redactor or delivery,
         timelines=timelines or HttpOrderTimelines(http, base_url=settings.aftersales_ordering_url),
         rules=RulesPolicy(auto_refund_max=settings.aftersales_auto_refund_max),
         sla=SlaPolicy(

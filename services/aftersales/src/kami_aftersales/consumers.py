@@ -6,7 +6,11 @@
   delivered orders counted for the issue rates, compensations' progress;
 - delivery's `ArrivalConfirmed`: later claims are out of guarantee;
 - payment's `FundsSettled`: shown to agents (where a refund will come from);
-- identity's `IdentityVerified`: the buyer's after-sales priority;
+- identity's `IdentityVerified`: the buyer's after-sales priority; its
+  `UserSuspended`: a suspended account opens no claims (an upheld one moves money);
+- inventory's `StockChanged`: sellable keys per offer (may a claim be
+  replaced?), and `KeyReplacementFailed`: a replacement falls back to a refund;
+- delivery's `KeyReplaced`: the replacement keys reached the buyer (resolved);
 - its own ticket events: the summaries, the agent queue and its SLA
   deadlines, issue counters and seller flags.
 """
@@ -19,12 +23,14 @@ from kami_aftersales import handlers
 from kami_aftersales.handlers import AftersalesDeps
 from kami_events.catalogue.aftersales import (
     CompensationApproved,
+    ReplacementApproved,
     TicketEscalated,
     TicketOpened,
     TicketResolved,
 )
-from kami_events.catalogue.delivery import ArrivalConfirmed
-from kami_events.catalogue.identity import IdentityVerified
+from kami_events.catalogue.delivery import ArrivalConfirmed, KeyReplaced
+from kami_events.catalogue.identity import IdentityVerified, UserSuspended
+from kami_events.catalogue.inventory import KeyReplacementFailed, StockChanged
 from kami_events.catalogue.ordering import (
     OrderCancelled,
     OrderCompleted,
@@ -71,6 +77,27 @@ def register(consumer: EventConsumer, deps: AftersalesDeps) -> None:
             event.aftersales_priority,
         )
 
-    @consumer.handles(TicketOpened, TicketEscalated, TicketResolved, CompensationApproved)
+    @consumer.handles(UserSuspended)
+    async def suspended(received: Received[UserSuspended]) -> None:
+        event = received.event
+        await deps.stores.record_suspension(
+            event.user_id, received.envelope.aggregate_version, event.until
+        )
+
+    @consumer.handles(
+        TicketOpened, TicketEscalated, TicketResolved, CompensationApproved, ReplacementApproved
+    )
     async def ticket_event(received: Received[Any]) -> None:
         await handlers.project_ticket_event(deps, received.envelope)
+
+    @consumer.handles(StockChanged)
+    async def stock(received: Received[StockChanged]) -> None:
+        await handlers.project_stock(deps, received.envelope)
+
+    @consumer.handles(KeyReplaced)
+    async def replaced(received: Received[KeyReplaced]) -> None:
+        await handlers.complete_replacement(deps, received.envelope)
+
+    @consumer.handles(KeyReplacementFailed)
+    async def not_replaced(received: Received[KeyReplacementFailed]) -> None:
+        await handlers.refund_instead_of_replacement(deps, received.envelope)

@@ -3,6 +3,8 @@
 - `open_ticket`: a buyer's claim, put through the automatic rules in the same
   commit (docs/saga.md: an upheld claim is `CompensationApproved`);
 - `decide_ticket`: an agent's resolution of an escalated ticket;
+- `complete_replacement` / `refund_instead_of_replacement`: a replacement's
+  outcome (delivery's `KeyReplaced`, inventory's `KeyReplacementFailed`);
 - `escalate_overdue`: the SLA poller;
 - `project_*`: read models from the other services' events and from the
   tickets' own events (queue, deadlines, counters);
@@ -13,7 +15,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -23,20 +25,28 @@ from kami_aftersales import metrics
 from kami_aftersales.adapters.counters import HOUR, IssueCounters
 from kami_aftersales.adapters.stores import Stores
 from kami_aftersales.adapters.timeline import OrderTimelines
-from kami_aftersales.adapters.verification import KeyVerification, VerificationUnavailable
+from kami_aftersales.adapters.verification import (
+    KeyRedaction,
+    KeyVerification,
+    RedactionUnavailable,
+    VerificationUnavailable,
+)
 from kami_aftersales.domain.analytics import FlagPolicy, IssueCounts, Seller
-from kami_aftersales.domain.claims import ClaimRefused, OrderFacts, OrderStage
+from kami_aftersales.domain.claims import KEY_CATEGORIES, ClaimRefused, OrderFacts, OrderStage
 from kami_aftersales.domain.rules import RulesPolicy, Verdict, decide, needs_verification
 from kami_aftersales.domain.ticket import AgentAction, SlaPolicy, Ticket, TicketState
 from kami_events.catalogue.aftersales import (
     CompensationApproved,
     IssueCategory,
+    Remedy,
+    ReplacementApproved,
     SellerFlagged,
     TicketEscalated,
     TicketOpened,
     TicketResolved,
 )
-from kami_events.catalogue.delivery import ArrivalConfirmed
+from kami_events.catalogue.delivery import ArrivalConfirmed, KeyReplaced
+from kami_events.catalogue.inventory import KeyReplacementFailed, StockChanged
 from kami_events.catalogue.ordering import (
     OrderCancelled,
     OrderCompleted,
@@ -65,6 +75,7 @@ class AftersalesDeps:
     stores: Stores
     counters: IssueCounters
     verifier: KeyVerification
+    redactor: KeyRedaction
     timelines: OrderTimelines
     rules: RulesPolicy
     sla: SlaPolicy
@@ -87,6 +98,8 @@ class OpenTicket:
     request_id: str
     opened_by: Literal["buyer", "support"] = "buyer"
     author_id: str | None = None
+    # What the buyer wants if the claim is upheld.
+    preferred_remedy: Remedy = Remedy.REFUND
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,10 @@ async def open_ticket(deps: AftersalesDeps, command: OpenTicket) -> Opened:
             )
         return Opened(existing, created=False)
 
+    # Like ordering and payment, after-sales refuses a suspended account while
+    # its token lives on: an upheld claim is a refund.
+    if await deps.stores.is_suspended(command.buyer_id, deps.clock()):
+        raise ClaimRefused(403, "buyer_suspended", "This account is suspended; it opens no claims.")
     facts = await deps.stores.order_facts(command.order_id)
     if facts is None:
         raise ClaimRefused(
@@ -121,6 +138,9 @@ async def open_ticket(deps: AftersalesDeps, command: OpenTicket) -> Opened:
         )
     facts.check_claimable(command.buyer_id)
     claimed = facts.claimed_keys(command.key_ids)
+    description, *evidence_urls = await without_keys(
+        deps, facts, [command.description, *command.evidence_urls]
+    )
     now = deps.clock()
 
     holder = await deps.stores.claim_order(facts.order_id, ticket_id, now)
@@ -147,7 +167,19 @@ async def open_ticket(deps: AftersalesDeps, command: OpenTicket) -> Opened:
             verdicts = await deps.verifier.verify(facts.order_id, claimed)
         except VerificationUnavailable as exc:
             log.warning("order %s: keys not verified: %s", facts.order_id, exc)
-    decision = decide(command.category, claimed, facts, now, verdicts, deps.rules)
+    stock = 0
+    if command.preferred_remedy is Remedy.REPLACEMENT and command.category in KEY_CATEGORIES:
+        stock = await deps.stores.stock_of(facts.offer_id)
+    decision = decide(
+        command.category,
+        claimed,
+        facts,
+        now,
+        verdicts,
+        deps.rules,
+        preferred=command.preferred_remedy,
+        stock_available=stock,
+    )
     ticket = Ticket.open(
         ticket_id,
         facts=facts,
@@ -158,13 +190,14 @@ async def open_ticket(deps: AftersalesDeps, command: OpenTicket) -> Opened:
         now=now,
         decision=decision,
         sla=deps.sla,
+        preferred_remedy=command.preferred_remedy,
     )
     await deps.stores.add_opening_message(
         ticket_id,
         author_id=command.author_id or command.buyer_id,
         author_role=command.opened_by,
-        text=command.description,
-        evidence_urls=command.evidence_urls,
+        text=description,
+        evidence_urls=tuple(evidence_urls),
         at=now,
     )
     context = CommitContext(correlation_id=facts.order_id, causation_id=command.request_id)
@@ -190,6 +223,27 @@ async def open_ticket(deps: AftersalesDeps, command: OpenTicket) -> Opened:
     return Opened(ticket, created=True)
 
 
+async def without_keys(
+    deps: AftersalesDeps, facts: OrderFacts | None, texts: Sequence[str]
+) -> list[str]:
+    """Free text as aftersales may store it: a buyer may paste one of the
+    order's keys into a complaint, and no database may hold a plaintext key
+    (DESIGN §9.5). Delivery, which alone can open the keys, replaces them by
+    their ids. Nothing delivered, nothing to replace. Raises `ClaimRefused`
+    (503) when delivery cannot say: nothing is stored, the client retries."""
+    if facts is None or not (facts.delivered_key_ids or facts.delivered):
+        return list(texts)
+    try:
+        return await deps.redactor.redact(facts.order_id, texts)
+    except RedactionUnavailable as exc:
+        log.warning("order %s: free text not cleared of keys: %s", facts.order_id, exc)
+        raise ClaimRefused(
+            503,
+            "key_check_unavailable",
+            "The text could not be checked for card keys, so nothing was stored; try again.",
+        ) from None
+
+
 async def _abandoned(deps: AftersalesDeps, order_id: str, now: datetime) -> bool:
     claim = await deps.stores.open_ticket_of(order_id)
     return claim is not None and claim["at"] < now - timedelta(minutes=1)
@@ -213,26 +267,123 @@ async def decide_ticket(
         facts = await deps.stores.order_facts(ticket.order_id)
         if facts is None:
             raise ClaimRefused(409, "order_unknown", "The ticket's order is not known here.")
-        ticket.decide_by_agent(action, agent_id, facts, amount=amount)
+        stock = 0
+        if action is AgentAction.REPLACE:
+            stock = await deps.stores.stock_of(ticket.offer_id)
+        ticket.decide_by_agent(action, agent_id, facts, amount=amount, stock_available=stock)
+        shown = (await without_keys(deps, facts, [note]))[0] if note else None
         try:
             await deps.tickets.save(
                 ticket, CommitContext(correlation_id=ticket.order_id, causation_id=request_id)
             )
         except ConcurrencyError:
             continue  # the SLA poller escalated it meanwhile: decide again
-        if note:
+        if shown:
             await deps.stores.add_message(
                 ticket_id,
                 author_id=agent_id,
                 author_role="support",
-                text=note,
+                text=shown,
                 evidence_urls=(),
                 at=deps.clock(),
             )
-        await deps.stores.release_order(ticket.order_id, ticket_id)
-        _count_resolution(ticket)
+        if ticket.state is TicketState.RESOLVED:
+            # A replacement keeps the order's one open ticket until its keys arrive.
+            await deps.stores.release_order(ticket.order_id, ticket_id)
+            _count_resolution(ticket)
         return ticket
     raise ClaimRefused(409, "ticket_busy", "The ticket is changing; try again.")
+
+
+# -- a replacement's outcome ------------------------------------------------------------
+
+
+async def complete_replacement(deps: AftersalesDeps, envelope: Envelope[KeyReplaced]) -> bool:
+    """`KeyReplaced` (delivery): the new keys are in the buyer's vault; the
+    order's facts now name them, and the ticket is resolved `key_replaced`."""
+    event = envelope.payload
+    await deps.stores.record_replacement(
+        event.order_id,
+        event.ticket_id,
+        {
+            "replaced_key_ids": list(event.replaced_key_ids),
+            "key_ids": list(event.key_ids),
+            "version": envelope.aggregate_version,
+        },
+    )
+    return await _conclude_replacement(
+        deps, event.ticket_id, lambda ticket, facts: ticket.replacement_delivered(), envelope
+    )
+
+
+async def refund_instead_of_replacement(
+    deps: AftersalesDeps, envelope: Envelope[KeyReplacementFailed]
+) -> bool:
+    """`KeyReplacementFailed` (inventory): the pool ran dry (or the keys were
+    refunded meanwhile): the buyer gets the refund the claim was worth."""
+    event = envelope.payload
+    await deps.stores.record_replacement(
+        event.order_id,
+        event.ticket_id,
+        {"failure": event.reason.value, "available": event.available},
+    )
+    log.warning(
+        "ticket %s: no replacement (%s); refunding instead",
+        event.ticket_id,
+        event.reason.value,
+        extra={"correlation_id": event.order_id},
+    )
+    return await _conclude_replacement(
+        deps,
+        event.ticket_id,
+        lambda ticket, facts: ticket.replacement_unavailable(facts),
+        envelope,
+    )
+
+
+async def _conclude_replacement(
+    deps: AftersalesDeps,
+    ticket_id: str,
+    conclude: Callable[[Ticket, OrderFacts], bool],
+    envelope: Envelope[Any],
+) -> bool:
+    for _ in range(5):
+        ticket = await deps.tickets.get(ticket_id)
+        if ticket is None:
+            log.warning("a replacement outcome for ticket %s, unknown here", ticket_id)
+            return False
+        facts = await deps.stores.order_facts(ticket.order_id)
+        if facts is None:
+            raise ClaimRefused(409, "order_unknown", "The ticket's order is not known here.")
+        if not conclude(ticket, facts):
+            return False  # a redelivery: the ticket was concluded already
+        try:
+            await deps.tickets.save(
+                ticket,
+                CommitContext(
+                    correlation_id=ticket.order_id,
+                    causation_id=str(envelope.event_id),
+                    traceparent=envelope.traceparent,
+                ),
+            )
+        except ConcurrencyError:
+            continue
+        await deps.stores.release_order(ticket.order_id, ticket_id)
+        _count_resolution(ticket)
+        log.info(
+            "ticket %s on order %s: %s",
+            ticket_id,
+            ticket.order_id,
+            ticket.resolution,
+            extra={"correlation_id": ticket.order_id},
+        )
+        return True
+    raise ConcurrencyError(f"ticket {ticket_id} kept changing")
+
+
+async def project_stock(deps: AftersalesDeps, envelope: Envelope[StockChanged]) -> None:
+    event = envelope.payload
+    await deps.stores.record_stock(event.offer_id, envelope.aggregate_version, event.available)
 
 
 async def post_message(
@@ -244,14 +395,16 @@ async def post_message(
     text: str,
     evidence_urls: tuple[str, ...],
 ) -> int:
-    await _ticket(deps, ticket_id)
+    ticket = await _ticket(deps, ticket_id)
+    facts = await deps.stores.order_facts(ticket.order_id)
+    text, *urls = await without_keys(deps, facts, [text, *evidence_urls])
     try:
         return await deps.stores.add_message(
             ticket_id,
             author_id=author_id,
             author_role=author_role,
             text=text,
-            evidence_urls=evidence_urls,
+            evidence_urls=tuple(urls),
             at=deps.clock(),
         )
     except OverflowError:
@@ -445,6 +598,17 @@ async def project_ticket_event(deps: AftersalesDeps, envelope: Envelope[Any]) ->
                 event.ticket_id,
                 {"compensation": {"amount": event.amount, "void_key_ids": event.void_key_ids}},
             )
+        case ReplacementApproved():
+            # Out of the queue, not resolved: waiting for the new keys.
+            await stores.upsert_ticket(
+                event.ticket_id,
+                {
+                    "state": "replacing",
+                    "sla_due_at": None,
+                    "version": envelope.aggregate_version,
+                },
+            )
+            await stores.take_from_queue(event.ticket_id)
 
 
 # -- analytics -------------------------------------------------------------------------------

@@ -401,6 +401,36 @@ async def verify_keys(
     )
 
 
+class RedactRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[Annotated[str, Field(max_length=2000)]] = Field(
+        min_length=1, max_length=20, repr=False, description="Free text a buyer or agent typed."
+    )
+
+
+class Redacted(BaseModel):
+    order_id: str
+    texts: list[str] = Field(description="The texts, each key of the order as `[card key <id>]`.")
+    redacted: int = Field(description="How many keys were found and replaced.")
+
+
+@router.post(
+    "/internal/orders/{order_id}/keys/redact",
+    tags=["internal"],
+    summary="Replace the order's keys in free text by their ids (service only)",
+    description="For after-sales, before it stores a ticket's messages: a buyer may paste a "
+    "key into a complaint. Found whatever its case, with spaces or dashes added or left "
+    "out. The keys never leave delivery.",
+    responses=ERRORS,
+)
+async def redact_keys(
+    order_id: IdPath, body: RedactRequest, service: CallingService, deps: Deps
+) -> Redacted:
+    texts, found = await handlers.redact_keys(deps, service.subject, order_id, body.texts)
+    return Redacted(order_id=order_id, texts=texts, redacted=found)
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 

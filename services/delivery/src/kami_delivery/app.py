@@ -36,7 +36,10 @@ inventory, seals them into the buyer's vault (AES-256-GCM) and emits
 `KeyDelivered`, or `DeliveryFailed` when inventory reports a key blocked,
 voided or expired. **Manual offers**: the seller sees the order with the
 buyer's fields under `GET /seller/deliveries` and submits the keys before the
-SLA deadline, or the delivery fails and the order is refunded.
+SLA deadline, or the delivery fails and the order is refunded. **Replacement
+keys** (after-sales): on inventory's `ReplacementKeysAllocated` the new keys
+are sealed into the buyer's vault in place of the faulty ones, which are
+voided there (`KeyReplaced`), and the buyer is told.
 
 **Buyers**: `GET /vault` lists my keys masked; `POST /vault/{key_id}/reveal`
 and `GET /vault/export?format=csv|txt` give plaintext, to the owner only, and

@@ -14,7 +14,10 @@
   notifications, driven by the committed outcome;
 - `TicketResolved{notification_resent}` (aftersales): the buyer is reminded
   that the keys are in the vault;
-- `KeysBlocked{near_expiry|expired}` (inventory): the seller is told.
+- `KeysBlocked{near_expiry|expired}` (inventory): the seller is told;
+- `ReplacementKeysAllocated` (inventory): the new keys go into the buyer's
+  vault in place of the faulty ones (`KeyReplaced`); `KeyReplaced` (delivery
+  itself): vault visibility and the buyer's notification.
 
 Read-model writes are idempotent on their own; the inbox dedupes redeliveries.
 """
@@ -28,9 +31,9 @@ from kami_delivery.adapters.ports import OrderState
 from kami_delivery.handlers import DeliveryDeps
 from kami_events.catalogue.aftersales import TicketResolved
 from kami_events.catalogue.catalog import OfferListed
-from kami_events.catalogue.delivery import DeliveryFailed, KeyDelivered
+from kami_events.catalogue.delivery import DeliveryFailed, KeyDelivered, KeyReplaced
 from kami_events.catalogue.identity import IdentityVerified, PhoneVerified
-from kami_events.catalogue.inventory import KeysBlocked
+from kami_events.catalogue.inventory import KeysBlocked, ReplacementKeysAllocated
 from kami_events.catalogue.ordering import (
     OrderCancelled,
     OrderCompleted,
@@ -95,3 +98,11 @@ def register(consumer: EventConsumer, deps: DeliveryDeps, *, on_queued: Callable
     @consumer.handles(KeysBlocked)
     async def keys_blocked(received: Received[KeysBlocked]) -> None:
         await handlers.notify_keys_blocked(deps, received.event, str(received.envelope.event_id))
+
+    @consumer.handles(ReplacementKeysAllocated)
+    async def replacement_allocated(received: Received[ReplacementKeysAllocated]) -> None:
+        await handlers.deliver_replacement(deps, received.envelope)
+
+    @consumer.handles(KeyReplaced)
+    async def key_replaced(received: Received[KeyReplaced]) -> None:
+        await handlers.announce_replacement(deps, received.event)

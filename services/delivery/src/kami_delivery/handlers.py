@@ -16,7 +16,9 @@ transactions:
 A crash between 2 and 3 is repaired by delivery's own consumer of
 `KeyDelivered` (`announce_delivery`), which publishes the keys again and
 sends the notifications: the effects of a delivery are driven by its
-committed event, at least once, each one idempotent.
+committed event, at least once, each one idempotent. A replacement key
+(after-sales) goes the same way: stashed, `KeyReplaced`, published, with
+`announce_replacement` as the repair.
 """
 
 from __future__ import annotations
@@ -55,7 +57,12 @@ from kami_delivery.domain.delivery import (
     OrderFacts,
     delivery_id_for,
 )
-from kami_delivery.domain.keys import CardSecret, UnavailableStatus, failure_for
+from kami_delivery.domain.keys import (
+    CardSecret,
+    UnavailableStatus,
+    failure_for,
+    redact_secrets,
+)
 from kami_delivery.domain.manual import ManualTask, TaskStatus
 from kami_delivery.domain.queue import QueuedDelivery, RetryPolicy
 from kami_delivery.domain.rejections import Conflict, Forbidden, Gone, NotFound
@@ -74,9 +81,10 @@ from kami_events.catalogue.delivery import (
     DeliveryFailed,
     DeliveryFailure,
     KeyDelivered,
+    KeyReplaced,
 )
 from kami_events.catalogue.identity import IdentityVerified, PhoneVerified
-from kami_events.catalogue.inventory import BlockReason, KeysBlocked
+from kami_events.catalogue.inventory import BlockReason, KeysBlocked, ReplacementKeysAllocated
 from kami_events.catalogue.ordering import (
     OrderPaid,
     OrderPlaced,
@@ -95,6 +103,14 @@ class UnknownOrder(Exception):
     """`OrderPaid` for an order whose `OrderPlaced` was never seen. They share a
     partition, so this is a consistency problem: the message is retried and
     then dead-lettered for an operator, never guessed at."""
+
+
+class ReplacementUndeliverable(Exception):
+    """Inventory allocated replacement keys for an order that delivery cannot
+    hand to the buyer: inventory withholds them, one already sits in another
+    order's vault, or the order has no completed delivery. Never delivered
+    half-way nor guessed at: the message is retried, then dead-lettered for
+    an operator (the after-sales ticket waits meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +139,8 @@ class DeliveryDeps:
     new_id: Callable[[], str] = field(default=lambda: str(uuid4()))
     # Each product's issuer, asked whether a delivered key is still redeemable.
     issuers: IssuerDirectory = field(default_factory=IssuerDirectory)
-    # Services that may ask for verdicts on a buyer's keys (never the keys).
+    # Services that may ask about a buyer's keys: verdicts, and free text
+    # cleared of them (never the keys themselves).
     verify_services: frozenset[str] = frozenset({"aftersales"})
 
 
@@ -166,9 +183,13 @@ async def record_refund_request(deps: DeliveryDeps, event: OrderRefundRequested)
 
 
 async def hide_refunded_keys(deps: DeliveryDeps, event: OrderRefunded) -> None:
-    """The refund is done: the keys it voided leave the buyer's vault."""
+    """The refund is done: the keys it voided, and the keys that replaced any
+    of them (ordering names only the keys it knows), leave the buyer's vault."""
     void_key_ids = await deps.orders.void_key_ids(event.order_id, event.refund_id)
     if void_key_ids:
+        delivery = await deps.deliveries.get(delivery_id_for(event.order_id))
+        if delivery is not None:
+            void_key_ids = delivery.with_replacements(void_key_ids)
         hidden = await deps.vault.void(event.order_id, void_key_ids)
         log.info(
             "refund %s of order %s voided %d vault key(s)",
@@ -613,13 +634,17 @@ async def announce_delivery(deps: DeliveryDeps, event: KeyDelivered) -> None:
         await confirm_if_issuer_vouches(deps, event)
 
 
-async def confirm_if_issuer_vouches(deps: DeliveryDeps, event: KeyDelivered) -> bool:
+async def confirm_if_issuer_vouches(deps: DeliveryDeps, event: KeyDelivered | KeyReplaced) -> bool:
     """Arrival confirmed automatically (issue 6): the product's issuer says
-    every delivered key is valid. Any other answer leaves the guarantee
-    window to the buyer. Returns whether it confirmed."""
-    for key_id in event.key_ids:
+    every key the buyer now holds is valid (after a delivery, or after a
+    replacement). Any other answer leaves the guarantee window to the buyer.
+    Returns whether it confirmed."""
+    delivery = await deps.deliveries.get(event.delivery_id)
+    if delivery is None or delivery.arrival_confirmed or not delivery.key_ids:
+        return False
+    for key_id in delivery.key_ids:
         entry = await deps.vault.get(key_id)
-        if entry is None:
+        if entry is None or entry.voided:
             return False
         secret = deps.sealer.open(entry.sealed, context=entry.seal_context)
         if await deps.issuers.verify(entry.product_id, secret) is not Verdict.VALID:
@@ -637,6 +662,156 @@ async def confirm_if_issuer_vouches(deps: DeliveryDeps, event: KeyDelivered) -> 
         log.info("order %s: the issuer vouched for every key", event.order_id)
         return True
     return False
+
+
+# -- replacement keys (after-sales) ----------------------------------------------------------
+
+
+async def deliver_replacement(
+    deps: DeliveryDeps, envelope: Envelope[ReplacementKeysAllocated]
+) -> bool:
+    """`ReplacementKeysAllocated` (inventory): the new keys go into the buyer's
+    vault, sealed for the buyer, in place of the faulty ones, which are voided
+    there (`KeyReplaced`). The order's money and saga do not change. Returns
+    whether this call recorded the replacement (False for a repeat)."""
+    event = envelope.payload
+    record = await deps.orders.get(event.order_id)
+    if record is None:
+        raise UnknownOrder(f"a replacement for {event.order_id}, an order never seen here")
+    if record.state is OrderState.REFUNDED:
+        # Refunded meanwhile (a chargeback): the refund voided what it replaced.
+        log.warning(
+            "order %s was refunded; its replacement for ticket %s is not delivered",
+            event.order_id,
+            event.ticket_id,
+            extra=_extra(event.order_id),
+        )
+        return False
+    delivery = await deps.deliveries.get(delivery_id_for(event.order_id))
+    if delivery is None or delivery.status is not DeliveryStatus.DELIVERED:
+        raise ReplacementUndeliverable(f"order {event.order_id} has no delivery to replace keys of")
+    order = record.facts(delivery.key_ids)
+    if event.ticket_id not in delivery.replacements:
+        await _stash_replacement(deps, order, event.key_ids)
+    channels = await _channels_for(deps, order.buyer_id)
+    context = _context(event.order_id, str(envelope.event_id), envelope.traceparent)
+    recorded = False
+    for _ in range(5):
+        delivery = await deps.deliveries.get(order.delivery_id)
+        assert delivery is not None
+        try:
+            recorded = delivery.replace_keys(
+                order, event.ticket_id, event.replaced_key_ids, event.key_ids, channels
+            )
+        except Conflict as exc:
+            await deps.vault.discard_hidden(order.delivery_id, among=event.key_ids)
+            raise ReplacementUndeliverable(f"order {event.order_id}: {exc}") from exc
+        if not recorded:
+            break
+        try:
+            await deps.deliveries.save(delivery, context)
+        except ConcurrencyError:
+            continue  # the buyer confirmed arrival meanwhile: decide again
+        break
+    else:
+        raise ConcurrencyError(f"delivery {order.delivery_id} kept changing under a replacement")
+    await _show_replacement(deps, order, event.key_ids, event.replaced_key_ids)
+    if recorded:
+        log.info(
+            "order %s: %d key(s) replaced for ticket %s",
+            event.order_id,
+            len(event.key_ids),
+            event.ticket_id,
+            extra=_extra(event.order_id),
+        )
+    return recorded
+
+
+async def _stash_replacement(deps: DeliveryDeps, order: OrderFacts, key_ids: Sequence[str]) -> None:
+    """Fetch the replacement keys' secrets from inventory and put them, hidden,
+    in the buyer's vault. Raises `InventoryUnavailable` (retried) or
+    `ReplacementUndeliverable`."""
+    revealed = await deps.inventory.reveal(order.order_id, key_ids)
+    secrets = {key.key_id: key for key in revealed.keys}
+    withheld = [k for k in key_ids if k not in secrets]
+    if withheld:
+        statuses = sorted(
+            {revealed.unavailable.get(k, UnavailableStatus.UNKNOWN) for k in withheld}
+        )
+        raise ReplacementUndeliverable(
+            f"inventory withheld {len(withheld)} replacement key(s) of order {order.order_id}: "
+            + ", ".join(status.value for status in statuses)
+        )
+    now = deps.clock()
+    entries = [
+        _vault_entry(deps, order, key_id, secrets[key_id].secret, secrets[key_id].expires_at, now)
+        for key_id in key_ids
+    ]
+    taken = await deps.vault.stash(entries)
+    if taken:
+        # DESIGN §9 (1): a key already in another order's vault is never delivered again.
+        log.error(
+            "order %s: inventory allocated %d replacement key(s) delivered to another order",
+            order.order_id,
+            len(taken),
+            extra=_extra(order.order_id),
+        )
+        await deps.vault.discard_hidden(order.delivery_id, among=key_ids)
+        raise ReplacementUndeliverable("a replacement key was delivered to another order")
+
+
+async def _show_replacement(
+    deps: DeliveryDeps,
+    order: OrderFacts,
+    key_ids: Sequence[str],
+    replaced_key_ids: Sequence[str],
+) -> None:
+    """The new keys visible in the vault, the faulty ones voided there. A new
+    key whose hidden entry is gone (a replayed `KeyDelivered` cleared the
+    delivery's hidden entries) is fetched and stashed again."""
+    missing = [k for k in key_ids if await deps.vault.get(k) is None]
+    if missing:
+        await _stash_replacement(deps, order, missing)
+    await deps.vault.publish(order.delivery_id, key_ids)
+    await deps.vault.void(order.order_id, replaced_key_ids)
+
+
+async def announce_replacement(deps: DeliveryDeps, event: KeyReplaced) -> None:
+    """`KeyReplaced` (delivery's own, from Kafka): the new keys are visible and
+    the faulty ones void in the vault, the buyer gets a site message and, if
+    announced, a text; the issuer may now vouch for every key the buyer holds."""
+    record = await deps.orders.get(event.order_id)
+    if record is None or record.state is OrderState.REFUNDED:
+        return
+    await _show_replacement(deps, record.facts(), event.key_ids, event.replaced_key_ids)
+    count = len(event.key_ids)
+    await deps.messages.post(
+        SiteMessage(
+            message_id=f"{event.delivery_id}:replaced:{event.ticket_id}",
+            user_id=event.buyer_id,
+            kind=MessageKind.KEY_REPLACED,
+            title="Your replacement key has arrived",
+            body=(
+                f"{count} faulty key(s) of order {event.order_id} were replaced; the new "
+                "key(s) are in your key vault. Open My keys to reveal them."
+            ),
+            order_id=event.order_id,
+            created_at=deps.clock(),
+        )
+    )
+    NOTIFICATIONS.labels("site").inc()
+    if DeliveryChannel.SMS in event.channels:
+        buyer = await deps.buyers.get(event.buyer_id)
+        if buyer is not None and buyer.phone_masked:
+            await deps.sms.send(
+                f"{event.delivery_id}:replaced:{event.ticket_id}",
+                event.buyer_id,
+                buyer.phone_masked,
+                f"【Kami】订单 {event.order_id} 的 {count} 个问题卡密已更换，"
+                "新卡密已放入您的卡密库。",
+            )
+            NOTIFICATIONS.labels("sms").inc()
+    await confirm_if_issuer_vouches(deps, event)
 
 
 async def announce_failure(deps: DeliveryDeps, event: DeliveryFailed) -> None:
@@ -746,11 +921,40 @@ async def verify_keys(
     verdicts: list[tuple[str, Verdict]] = []
     for key_id in dict.fromkeys(key_ids):
         entry = await deps.vault.get(key_id)
-        if entry is None or entry.order_id != order_id or not entry.visible:
+        if entry is None or entry.order_id != order_id or not entry.visible or entry.voided:
+            # A voided key (refunded, or replaced) has no secret left to verify.
             raise NotFound("key_not_found", f"Key {key_id} was not delivered with {order_id}.")
         secret = deps.sealer.open(entry.sealed, context=entry.seal_context)
         verdicts.append((key_id, await deps.issuers.verify(entry.product_id, secret)))
     return verdicts
+
+
+async def redact_keys(
+    deps: DeliveryDeps, service: str, order_id: str, texts: Sequence[str]
+) -> tuple[list[str], int]:
+    """`texts` with the order's delivered keys replaced by their ids, and how
+    many were found: a buyer may paste a key into a complaint, and after-sales
+    must not store it (DESIGN §9.5). The secrets are opened here and never
+    leave delivery; an order with nothing delivered has nothing to replace,
+    and a voided key (shredded) is no longer known."""
+    if service not in deps.verify_services:
+        raise Forbidden("service_not_allowed", f"{service} may not ask about keys.")
+    if await deps.orders.get(order_id) is None:
+        raise NotFound("order_not_found", f"There is no order {order_id} here.")
+    delivery = await deps.deliveries.get(delivery_id_for(order_id))
+    secrets: dict[str, CardSecret] = {}
+    for key_id in delivery.key_ids if delivery is not None else ():
+        entry = await deps.vault.get(key_id)
+        # A voided key's ciphertext is shredded: nothing is left to recognise it by.
+        if entry is not None and entry.order_id == order_id and not entry.voided:
+            secrets[key_id] = deps.sealer.open(entry.sealed, context=entry.seal_context)
+    cleared: list[str] = []
+    found = 0
+    for text in texts:
+        text, n = redact_secrets(text, secrets)
+        cleared.append(text)
+        found += n
+    return cleared, found
 
 
 # -- the buyer ----------------------------------------------------------------------------
@@ -796,7 +1000,7 @@ async def reveal_key(
     if entry is None or entry.owner_id != owner_id or not entry.visible:
         raise NotFound("key_not_found", "No key with this id is in your vault.")
     if entry.voided:
-        raise Gone("key_voided", "This key was voided (its order was refunded).")
+        raise Gone("key_voided", "This key was voided (refunded, or replaced by another key).")
     secret = deps.sealer.open(entry.sealed, context=entry.seal_context)
     await deps.audit.record(
         RevealRecord(

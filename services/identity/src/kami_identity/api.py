@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
-from kami_events.catalogue.identity import KycTier, Role, SuspensionReason
+from kami_events.catalogue.identity import KycTier, Role, SellerCategory, SuspensionReason
 from kami_events.money import Fen
 from kami_identity import handlers
 from kami_identity.domain.advanced import AdvancedStatus, AdvancedVerification
@@ -165,6 +165,9 @@ class ProfileView(BaseModel):
     tier: KycTier | None
     limits: TierTermsView | None
     shop_name: str | None
+    seller_category: str | None = Field(
+        default=None, description="The category the seller was approved for."
+    )
     legal_name_masked: str | None
     id_number_masked: str | None = Field(examples=["1101**********1234"])
     advanced_verification: AdvancedVerificationView | None
@@ -172,6 +175,13 @@ class ProfileView(BaseModel):
 
 class SellerApprovalRequest(BaseModel):
     shop_name: str = Field(min_length=1, max_length=100)
+    category: SellerCategory | None = Field(
+        default=None,
+        description=(
+            "What the seller is approved to sell: a catalog category slug (e.g. `games`). "
+            "Payment holds the seller to that category's deposit minimum; none: the default."
+        ),
+    )
 
 
 class SuspensionRequest(BaseModel):
@@ -269,6 +279,7 @@ async def me(user: CurrentUser, deps: Deps) -> ProfileView:
         tier=found.tier,
         limits=TierTermsView(**found.terms.model_dump()) if found.terms else None,
         shop_name=found.shop_name,
+        seller_category=found.seller_category,
         legal_name_masked=found.legal_name_masked,
         id_number_masked=found.id_number_masked,
         advanced_verification=(
@@ -322,7 +333,9 @@ async def advanced_status(user: CurrentUser, deps: Deps) -> AdvancedVerification
 async def approve_seller(
     user_id: str, body: SellerApprovalRequest, operator: Operator, deps: Deps
 ) -> UserView:
-    user = await handlers.approve_seller(deps, operator.subject, user_id, body.shop_name)
+    user = await handlers.approve_seller(
+        deps, operator.subject, user_id, body.shop_name, body.category
+    )
     return UserView.of(user, deps.clock())
 
 

@@ -164,6 +164,7 @@ class Profile:
     legal_name_masked: str | None
     id_number_masked: str | None
     advanced_verification: AdvancedVerification | None
+    seller_category: str | None = None
 
 
 # Phone codes and registration ----------------------------------------------
@@ -537,11 +538,15 @@ async def _ask_provider(deps: IdentityDeps, request: AdvancedVerification) -> Pr
 
 
 async def approve_seller(
-    deps: IdentityDeps, operator_id: str, user_id: str, shop_name: str
+    deps: IdentityDeps,
+    operator_id: str,
+    user_id: str,
+    shop_name: str,
+    category: str | None = None,
 ) -> User:
     now = deps.clock()
     user = await _change_user(
-        deps, user_id, lambda u: u.approve_seller(shop_name, operator_id, now)
+        deps, user_id, lambda u: u.approve_seller(shop_name, operator_id, now, category)
     )
     log.info("operator %s approved user %s as a seller", operator_id, user_id)
     return user
@@ -593,6 +598,7 @@ async def profile(deps: IdentityDeps, user_id: str) -> Profile:
         legal_name_masked=claim.legal_name_masked if claim else None,
         id_number_masked=claim.id_number_masked if claim else None,
         advanced_verification=advanced.value if advanced else None,
+        seller_category=user.seller_category,
     )
 
 

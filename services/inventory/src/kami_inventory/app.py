@@ -20,6 +20,7 @@ from kami_inventory.adapters.records import (
     MongoDataKeyStore,
     MongoImportLog,
     MongoOfferDirectory,
+    MongoReplacementBook,
     MongoReservationBook,
     MongoRevealAudit,
     MongoStockBook,
@@ -48,7 +49,9 @@ available keys.
 
 **The saga** talks to inventory by events: `OrderPlaced` reserves keys
 (`KeyReserved` / `KeyReservationFailed`), `OrderCancelled` releases them,
-`OrderPaid` sells them, `OrderRefundRequested` voids them.
+`OrderPaid` sells them, `OrderRefundRequested` voids them. After-sales'
+`ReplacementApproved` sells the order another key of the pool for each
+faulty one (`ReplacementKeysAllocated`) or says why not (`KeyReplacementFailed`).
 
 **Delivery** fetches an order's secrets with its service credential at
 `POST /internal/orders/{order_id}/keys/reveal`; every reveal is audited.
@@ -69,6 +72,7 @@ class MongoAdapters:
     audit: MongoRevealAudit
     data_keys: MongoDataKeyStore
     stock_book: MongoStockBook
+    replacements: MongoReplacementBook
 
     @classmethod
     def on(cls, db: AsyncDatabase[Document], *, clock: Clock) -> MongoAdapters:
@@ -81,6 +85,7 @@ class MongoAdapters:
             audit=MongoRevealAudit(db),
             data_keys=MongoDataKeyStore(db, clock=clock),
             stock_book=MongoStockBook(db),
+            replacements=MongoReplacementBook(db, clock=clock),
         )
 
     async def ensure_indexes(self) -> None:
@@ -102,6 +107,7 @@ def build_inventory(
         work=adapters.work,
         audit=adapters.audit,
         stock_book=adapters.stock_book,
+        replacements=adapters.replacements,
         keyring=KeyRing(
             KeyCipher(settings.master_key, settings.fingerprint_key), adapters.data_keys
         ),

@@ -2,12 +2,14 @@
 
 Catalog's offer and product events feed the ownership read model (idempotent
 by stream version); ordering's saga events move keys and append the pool's
-events with the message's tracking key (exactly-once effects)."""
+events with the message's tracking key (exactly-once effects), and so does
+after-sales' `ReplacementApproved` (a replacement key for a faulty one)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from kami_events.catalogue.aftersales import ReplacementApproved
 from kami_events.catalogue.catalog import (
     OfferDelisted,
     OfferListed,
@@ -78,5 +80,11 @@ def register_consumers(consumer: EventConsumer, inv: Inventory) -> None:
     @consumer.handles(OrderRefundRequested)
     async def on_order_refund_requested(received: Received[OrderRefundRequested]) -> None:
         await handlers.void_for_refund(
+            received.event, inv, caused_by(received.envelope), received.tracking
+        )
+
+    @consumer.handles(ReplacementApproved)
+    async def on_replacement_approved(received: Received[ReplacementApproved]) -> None:
+        await handlers.replace_keys(
             received.event, inv, caused_by(received.envelope), received.tracking
         )

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from cryptography.exceptions import InvalidTag
 
+from kami_events.catalogue.aftersales import ReplacementApproved
 from kami_events.catalogue.catalog import (
     OfferDelisted,
     OfferListed,
@@ -39,6 +40,7 @@ from kami_events.catalogue.inventory import (
     KeysVoided,
     PoolEvent,
     ReleaseReason,
+    ReplacementFailure,
     ReservationFailure,
     VoidReason,
 )
@@ -78,9 +80,10 @@ from kami_inventory.domain.offers import (
     offer_for_seller,
     refusal,
 )
+from kami_inventory.domain.replacements import Replacement, replacement_refusal
 from kami_inventory.domain.reservations import Reservation, ReservationPolicy, void_reason_for
 from kami_inventory.domain.stock import StockLevels
-from kami_inventory.metrics import KEY_REVEALS, KEYS_IMPORTED, RESERVATIONS
+from kami_inventory.metrics import KEY_REVEALS, KEYS_IMPORTED, REPLACEMENTS, RESERVATIONS
 from kami_inventory.ports import (
     ImportLog,
     ImportRecord,
@@ -88,6 +91,7 @@ from kami_inventory.ports import (
     NewKey,
     OfferDirectory,
     PendingWork,
+    ReplacementBook,
     ReservationBook,
     RevealAudit,
     RevealRecord,
@@ -144,6 +148,7 @@ class Inventory:
     work: WorkJournal
     audit: RevealAudit
     stock_book: StockBook
+    replacements: ReplacementBook
     keyring: KeyRing
     rules: PoolRules
     clock: Clock
@@ -423,13 +428,18 @@ async def reserve_for_order(
     if order.delivery_mode is DeliveryMode.MANUAL:
         return None
     reservation = await inv.reservations.find(order.order_id)
+    # The first attempt for an order finds nothing of an earlier one to pick up
+    # or put back, and skips those reads (each one reads the whole pool on FerretDB).
+    first = reservation is None and await inv.reservations.begin_attempt(order.order_id)
     if reservation is None:
-        reservation = await _reserve(order, inv)
+        reservation = await _reserve(order, inv, first_attempt=first)
         RESERVATIONS.labels(reservation.failure.value if reservation.failure else "reserved").inc()
-    await _put_back_all_but(reservation, inv)
-    # A failure after taking keys and putting them back still moved them, and
-    # the count it announces covers any race with other orders' moves.
-    put_back = await inv.keys.moved_by(_put_back_op(order.order_id))
+    put_back: list[str] = []
+    if not (first and reservation.succeeded):
+        await _put_back_all_but(reservation, inv)
+        # A failure after taking keys and putting them back still moved them, and
+        # the count it announces covers any race with other orders' moves.
+        put_back = await inv.keys.moved_by(_put_back_op(order.order_id))
     await _commit(
         inv,
         order.offer_id,
@@ -441,7 +451,7 @@ async def reserve_for_order(
     return reservation
 
 
-async def _reserve(order: OrderPlaced, inv: Inventory) -> Reservation:
+async def _reserve(order: OrderPlaced, inv: Inventory, *, first_attempt: bool) -> Reservation:
     offer = await inv.offers.get(order.offer_id)
     failure = refusal(offer, order)
     if failure is not None:
@@ -456,9 +466,11 @@ async def _reserve(order: OrderPlaced, inv: Inventory) -> Reservation:
     until = policy.held_until(order.payment_deadline)
     expiring_after = policy.sellable_after(inv.clock(), until)
     op = f"reserve:{order.order_id}"
-    await inv.keys.resume(op)
-    # Keys an interrupted attempt already took count towards the order.
-    held = [k.key_id for k in await inv.keys.of_order(order.order_id, KeyStatus.RESERVED)]
+    held: list[str] = []
+    if not first_attempt:
+        await inv.keys.resume(op)
+        # Keys an interrupted attempt already took count towards the order.
+        held = [k.key_id for k in await inv.keys.of_order(order.order_id, KeyStatus.RESERVED)]
     tried = set(held)
     take = transitions.reserve(order.order_id, until)
     while len(held) < order.quantity:
@@ -562,14 +574,15 @@ async def void_for_refund(
     context: CommitContext,
     tracking: Tracking | None,
 ) -> list[str]:
-    """The refunded order's keys named in `void_key_ids` are never sold again."""
+    """The refunded order's keys named in `void_key_ids`, and the keys that
+    replaced any of them, are never sold again."""
     if not request.void_key_ids:
         return []
     reason = void_reason_for(request.reason)
     voided = await _move_all(
         inv,
         request.offer_id,
-        request.void_key_ids,
+        await _with_replacements(request.void_key_ids, inv),
         transitions.void_for_order(request.order_id, reason),
         f"void:{request.order_id}:{request.refund_id}",
     )
@@ -579,6 +592,153 @@ async def void_for_refund(
         )
         await _commit(inv, request.offer_id, [event], context, tracking)
     return voided
+
+
+async def _with_replacements(key_ids: Sequence[str], inv: Inventory) -> list[str]:
+    """`key_ids` and every key that replaced one of them, however many times
+    over: ordering names the keys it knows (a chargeback voids "the order's
+    keys"), while a replacement put another key in the buyer's hands."""
+    found = list(dict.fromkeys(key_ids))
+    frontier = list(found)
+    while frontier:
+        following = []
+        for key_id in frontier:
+            successor = await inv.replacements.replacing(key_id)
+            if successor is not None and successor not in found:
+                found.append(successor)
+                following.append(successor)
+        frontier = following
+    return found
+
+
+# --- replacing faulty keys (after-sales) -----------------------------------------
+
+
+async def replace_keys(
+    request: ReplacementApproved,
+    inv: Inventory,
+    context: CommitContext,
+    tracking: Tracking | None,
+) -> Replacement:
+    """Answer a `ReplacementApproved`: sell one available key of the offer to
+    the order for each faulty key, all or none, and void the faulty keys
+    (`ReplacementKeysAllocated` + `KeysVoided`), or say why not
+    (`KeyReplacementFailed`: after-sales refunds instead). Each key is taken
+    by a claim, as a reservation's are, so no other order can have it."""
+    replacement = await inv.replacements.find(request.ticket_id)
+    if replacement is None:
+        replacement = await _allocate(request, inv)
+        REPLACEMENTS.labels(replacement.failure.value if replacement.failure else "allocated").inc()
+    put_back = await _put_back_unused(replacement, inv)
+    events: list[PoolEvent] = [replacement.event()]
+    if replacement.succeeded:
+        await _move_all(
+            inv,
+            request.offer_id,
+            replacement.key_ids,
+            transitions.sell_replacement(request.ticket_id, request.order_id),
+            f"replace-sell:{request.ticket_id}",
+        )
+        voided = await _move_all(
+            inv,
+            request.offer_id,
+            replacement.replaced_key_ids,
+            transitions.void_for_order(request.order_id, VoidReason.CLAIM_UPHELD),
+            f"replace-void:{request.ticket_id}",
+        )
+        await inv.replacements.link(replacement)
+        if voided:
+            events.append(
+                KeysVoided(
+                    offer_id=request.offer_id,
+                    key_ids=voided,
+                    reason=VoidReason.CLAIM_UPHELD,
+                    order_id=request.order_id,
+                )
+            )
+    await _commit(
+        inv,
+        request.offer_id,
+        events,
+        context,
+        tracking,
+        with_stock=replacement.succeeded or put_back,
+    )
+    log.info(
+        "ticket %s on order %s: replacement %s",
+        request.ticket_id,
+        request.order_id,
+        "allocated" if replacement.succeeded else replacement.failure,
+        extra={"correlation_id": request.order_id},
+    )
+    return replacement
+
+
+async def _allocate(request: ReplacementApproved, inv: Inventory) -> Replacement:
+    offer = await inv.offers.get(request.offer_id)
+    faulty = await inv.keys.get(request.key_ids)
+    failure = replacement_refusal(offer, request, faulty)
+    if failure is not None:
+        stock = await inv.keys.stock(request.offer_id, inv.clock())
+        return await inv.replacements.decide(Replacement.failed(request, failure, stock.available))
+
+    now = inv.clock()
+    wanted = len(request.key_ids)
+    op = _take_op(request.ticket_id)
+    await inv.keys.resume(op)
+    # Keys an interrupted attempt already took count towards the replacement.
+    held = [
+        k.key_id
+        for k in await inv.keys.get(await inv.keys.moved_by(op))
+        if k.status is KeyStatus.RESERVED
+        and k.order_id == transitions.replacement_holder(request.ticket_id)
+    ]
+    tried = set(held) | set(request.key_ids)
+    # Held only for as long as this handler runs; then sold, or put back.
+    take = transitions.hold_for_replacement(request.ticket_id, now + inv.rules.stale_after)
+    expiring_after = inv.rules.reservation.sellable_after(now, now)
+    while len(held) < wanted:
+        batch = await inv.keys.available(
+            request.offer_id, expiring_after, tried, wanted - len(held) + 8
+        )
+        if not batch:
+            break
+        for key in batch:
+            tried.add(key.key_id)
+            if await inv.keys.move(key, take, op):
+                held.append(key.key_id)
+                if len(held) == wanted:
+                    break
+
+    if len(held) >= wanted:
+        decision = Replacement.allocated(request, tuple(held[:wanted]))
+    else:
+        stock = await inv.keys.stock(request.offer_id, now)
+        decision = Replacement.failed(
+            request,
+            ReplacementFailure.OUT_OF_STOCK,
+            # What this attempt holds goes back (`_put_back_unused`): count it as available.
+            stock.available + len(held),
+        )
+    return await inv.replacements.decide(decision)
+
+
+async def _put_back_unused(replacement: Replacement, inv: Inventory) -> bool:
+    """Return keys held for the replacement that its recorded decision does not
+    name (a failed or concurrent attempt); True if any went back."""
+    keep = set(replacement.key_ids)
+    holder = transitions.replacement_holder(replacement.ticket_id)
+    put_back = transitions.release(holder)
+    op = f"replace-put-back:{replacement.ticket_id}"
+    await inv.keys.resume(op)
+    for key in await inv.keys.get(await inv.keys.moved_by(_take_op(replacement.ticket_id))):
+        if key.key_id not in keep and key.status is KeyStatus.RESERVED and key.order_id == holder:
+            await inv.keys.move(key, put_back, op)
+    return bool(await inv.keys.moved_by(op))
+
+
+def _take_op(ticket_id: str) -> str:
+    return f"replace:{ticket_id}"
 
 
 # --- revealing keys to delivery ------------------------------------------------

@@ -10,6 +10,11 @@ RESERVATIONS = Counter(
     "Orders answered by inventory, by outcome (reserved or the failure reason)",
     ["outcome"],
 )
+REPLACEMENTS = Counter(
+    "kami_inventory_replacements_total",
+    "Approved after-sales replacements answered, by outcome (allocated or the failure reason)",
+    ["outcome"],
+)
 KEY_REVEALS = Counter(
     "kami_inventory_key_reveals_total",
     "Keys whose secret was given to delivery (revealed) or refused (withheld)",

@@ -13,6 +13,7 @@ from kami_events.catalogue.common import DeliveryMode
 from kami_inventory.domain.imports import ImportReport
 from kami_inventory.domain.keys import KeyStatus, PoolKey, Transition
 from kami_inventory.domain.offers import Offer, Product
+from kami_inventory.domain.replacements import Replacement
 from kami_inventory.domain.reservations import Reservation
 from kami_inventory.domain.stock import StockLevels
 
@@ -149,8 +150,28 @@ class ImportLog(Protocol):
 class ReservationBook(Protocol):
     async def find(self, order_id: str) -> Reservation | None: ...
 
+    async def begin_attempt(self, order_id: str) -> bool:
+        """Mark that an attempt to reserve for the order starts; False if one
+        started before (a redelivery, a duplicate, or a retry after a crash)."""
+
     async def decide(self, reservation: Reservation) -> Reservation:
         """Record the order's reservation unless one is recorded; returns the stored one."""
+        ...
+
+
+class ReplacementBook(Protocol):
+    async def find(self, ticket_id: str) -> Replacement | None: ...
+
+    async def decide(self, replacement: Replacement) -> Replacement:
+        """Record the ticket's replacement unless one is recorded; returns the stored one."""
+        ...
+
+    async def link(self, replacement: Replacement) -> None:
+        """Remember which key replaced which (idempotent)."""
+        ...
+
+    async def replacing(self, key_id: str) -> str | None:
+        """The key that replaced `key_id`, if one did."""
         ...
 
 

@@ -128,8 +128,11 @@ class TopUpBody(BaseModel):
 
 class DepositBody(BaseModel):
     seller_id: str
+    category: str | None = Field(
+        description="The category the seller was approved for; it sets the minimum."
+    )
     balance: int
-    minimum: int
+    minimum: int = Field(description="This seller's minimum (by its category), in fen.")
     below_minimum: bool
     shortfall: int
     owed: int = Field(description="Advanced by the platform; to be repaid by the seller.")
@@ -283,6 +286,7 @@ async def my_deposit(seller: Seller, service: Service) -> DepositBody:
     view = await service.deposit(seller.subject)
     return DepositBody(
         seller_id=view.seller_id,
+        category=view.category,
         balance=view.balance,
         minimum=view.minimum,
         below_minimum=view.balance < view.minimum,

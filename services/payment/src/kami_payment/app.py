@@ -59,6 +59,7 @@ def policy_from(settings: PaymentSettings) -> PaymentPolicy:
         platform_fee_bps=settings.payment_platform_fee_bps,
         settle_on=settings.payment_settle_on,
         deposit_minimum=settings.payment_deposit_minimum,
+        deposit_minimums=dict(settings.payment_deposit_minimums),
         default_daily_limit=settings.payment_default_daily_limit,
         password_max_attempts=settings.payment_password_max_attempts,
         password_lock=timedelta(minutes=settings.payment_password_lock_minutes),

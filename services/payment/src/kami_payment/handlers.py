@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 from uuid import NAMESPACE_URL, uuid4, uuid5
@@ -95,6 +95,7 @@ from kami_payment.domain.ledger import (
 )
 from kami_payment.domain.parties import (
     BuyerStanding,
+    DepositMinimums,
     OrderStatus,
     OrderView,
     order_not_found,
@@ -142,7 +143,10 @@ class PasswordHashing(Protocol):
 class PaymentPolicy:
     platform_fee_bps: int = 500
     settle_on: Literal["delivered", "completed"] = "delivered"
+    # The deposit minimum of a seller with no category, or one not listed below.
     deposit_minimum: int = 100_000
+    # Per seller category (`SellerApproved.category`), in fen.
+    deposit_minimums: Mapping[str, int] = field(default_factory=dict)
     default_daily_limit: int = 50_000
     password_max_attempts: int = 5
     password_lock: timedelta = timedelta(minutes=30)
@@ -150,6 +154,9 @@ class PaymentPolicy:
     top_up_ttl: timedelta = timedelta(minutes=30)
     callback_grace: timedelta = timedelta(seconds=30)
     movement_grace_seconds: float = 10.0
+
+    def minimums(self) -> DepositMinimums:
+        return DepositMinimums(self.deposit_minimum, self.deposit_minimums)
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,7 @@ class DepositView:
     minimum: int
     owed: int
     seller_balance: int
+    category: str | None = None
 
     @property
     def shortfall(self) -> int:
@@ -285,7 +293,9 @@ class PaymentService:
             case UserSuspended():
                 await self.parties.record_suspension(event.user_id, event.until)
             case SellerApproved():
-                await self.parties.record_seller(event.user_id, event.shop_name, self.clock())
+                await self.parties.record_seller(
+                    event.user_id, event.shop_name, self.clock(), event.category
+                )
             case _:
                 raise TypeError(f"payment does not handle {event.event_type}")
 
@@ -970,13 +980,14 @@ class PaymentService:
         """Publish the deposit account's new journal lines as `DepositChanged`
         (and `DepositBelowMinimum`), in order, each exactly once."""
         account = seller_deposit(seller_id)
+        minimum = await self._deposit_minimum(seller_id)
         for _ in range(10):
             deposit = await self.deposits.get(seller_id) or Deposit(seller_id)
             lines = await self.ledger.lines_after(account, deposit.mirrored_lines)
             if not lines:
                 return
             for line in lines:
-                deposit.mirror(_deposit_line(line), self.policy.deposit_minimum)
+                deposit.mirror(_deposit_line(line), minimum)
             try:
                 await self.deposits.save(deposit, context)
             except ConcurrencyError:
@@ -1055,7 +1066,8 @@ class PaymentService:
         )
 
     async def deposit(self, seller_id: str) -> DepositView:
-        if await self.parties.seller(seller_id) is None:
+        seller = await self.parties.seller(seller_id)
+        if seller is None:
             raise Refused(
                 "seller_not_approved",
                 "Only approved sellers keep a deposit.",
@@ -1064,10 +1076,16 @@ class PaymentService:
         return DepositView(
             seller_id=seller_id,
             balance=await self.ledger.balance(seller_deposit(seller_id)),
-            minimum=self.policy.deposit_minimum,
+            minimum=self.policy.minimums().for_category(seller.category),
             owed=await self.ledger.balance(seller_receivable(seller_id)),
             seller_balance=await self.ledger.balance(seller_balance(seller_id)),
+            category=seller.category,
         )
+
+    async def _deposit_minimum(self, seller_id: str) -> int:
+        """The seller's own minimum, by the category it was approved for."""
+        seller = await self.parties.seller(seller_id)
+        return self.policy.minimums().for_category(seller.category if seller else None)
 
     async def statement(
         self, accounts: list[Account], *, limit: int, offset: int

@@ -8,10 +8,11 @@ the `KAMI_AUTH_*` settings every service reads.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
+from kami_events.catalogue.identity import SellerCategory
 from kami_events.settings import ServiceSettings
 
 
@@ -29,8 +30,15 @@ class PaymentSettings(ServiceSettings):
     # The platform's fee on each settled order, in basis points (500 = 5%).
     payment_platform_fee_bps: int = Field(default=500, ge=0, le=10_000)
 
-    # A seller's deposit below this (fen) gets `DepositBelowMinimum` on each deduction.
+    # A seller's deposit below its minimum (fen) gets `DepositBelowMinimum` on each
+    # deduction, and its offers are delisted. The minimum depends on the category
+    # the operator approved the seller for (`SellerApproved.category`), as JSON:
+    # `KAMI_PAYMENT_DEPOSIT_MINIMUMS='{"games": 200000, "life": 50000}'`; a seller
+    # with no category, or one not listed, keeps `KAMI_PAYMENT_DEPOSIT_MINIMUM`.
     payment_deposit_minimum: int = Field(default=100_000, ge=0)
+    payment_deposit_minimums: dict[SellerCategory, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict
+    )
 
     # Daily payment limit (fen) of a buyer identity has announced no tier for.
     payment_default_daily_limit: int = Field(default=50_000, ge=0)

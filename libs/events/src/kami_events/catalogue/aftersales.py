@@ -20,7 +20,14 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from kami_events.catalogue.common import AggregateEvent, Count, Id, Priority, UtcDatetime
+from kami_events.catalogue.common import (
+    AggregateEvent,
+    Count,
+    Id,
+    KeyIds,
+    Priority,
+    UtcDatetime,
+)
 from kami_events.money import CNY, Currency, PositiveFen
 
 TicketKeyIds = Annotated[list[Id], Field(max_length=1000)]
@@ -62,6 +69,14 @@ class Resolution(StrEnum):
     NOTIFICATION_RESENT = "notification_resent"
 
 
+class Remedy(StrEnum):
+    """What a buyer asks for when a claim about a faulty key is upheld."""
+
+    REFUND = "refund"
+    # Another key of the same offer from the seller's pool, when it has one.
+    REPLACEMENT = "replacement"
+
+
 class FlagReason(StrEnum):
     HIGH_INVALID_KEY_RATE = "high_invalid_key_rate"
     HIGH_CLAIM_RATE = "high_claim_rate"
@@ -101,6 +116,13 @@ class TicketOpened(TicketEvent):
     sla_due_at: UtcDatetime | None = Field(
         default=None, description="When the ticket must be decided by, before it escalates."
     )
+    preferred_remedy: Remedy | None = Field(
+        default=None,
+        description=(
+            "What the buyer asked for if the claim is upheld: a refund, or a replacement key "
+            "(given when the offer's pool has one). Null: not asked (a refund)."
+        ),
+    )
 
 
 class TicketEscalated(TicketEvent):
@@ -116,9 +138,11 @@ class TicketEscalated(TicketEvent):
 
 
 class TicketResolved(TicketEvent):
-    """The ticket was decided. A refund or replacement is carried out through
-    `CompensationApproved` (money) or inventory (keys). Consumed by ordering
-    (lets the order complete), catalog (seller reliability)."""
+    """The ticket was decided. A refund is carried out through
+    `CompensationApproved` (money), in the same commit; `key_replaced` comes
+    once the replacement keys are in the buyer's vault (`ReplacementApproved`,
+    then inventory and delivery). Consumed by ordering (lets the order
+    complete), catalog (seller reliability)."""
 
     resolution: Resolution
     resolved_by: Id = Field(description="The agent's user id, or the auto-resolution rule's id.")
@@ -139,6 +163,21 @@ class CompensationApproved(TicketEvent):
     currency: Currency = CNY
     void_key_ids: TicketKeyIds = Field(description="Faulty keys that must be voided.")
     approved_by: Id
+
+
+class ReplacementApproved(TicketEvent):
+    """After-sales approved replacing the faulty `key_ids` of the order with as
+    many keys of the same offer's pool (`ticket_id` stays open until they are
+    delivered). The buyer paid for working keys and gets them: no money moves.
+    Consumed by inventory (allocates the keys, voids the faulty ones; if the
+    pool cannot supply them, `KeyReplacementFailed` and after-sales refunds
+    instead)."""
+
+    buyer_id: Id
+    seller_id: Id
+    offer_id: Id
+    key_ids: KeyIds = Field(description="The faulty keys to replace; they are voided.")
+    approved_by: Id = Field(description="The agent's user id, or the auto-resolution rule's id.")
 
 
 class SellerEvent(AggregateEvent):

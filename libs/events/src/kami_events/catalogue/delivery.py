@@ -15,7 +15,7 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
-from kami_events.catalogue.common import AggregateEvent, DeliveryMode, Id, Reason
+from kami_events.catalogue.common import AggregateEvent, DeliveryMode, Id, KeyIds, Reason
 
 # Empty only for a manual delivery that needed no keys (e.g. a direct top-up).
 DeliveredKeyIds = Annotated[list[Id], Field(max_length=1000)]
@@ -100,3 +100,30 @@ class ArrivalConfirmed(DeliveryEvent):
     confirmed_by: Literal["buyer", "key_verification"] = Field(
         default="buyer", description="Who confirmed: the buyer, or the issuer's verification."
     )
+
+
+class KeyReplaced(DeliveryEvent):
+    """Replacement keys (`key_ids`, allocated by inventory for after-sales
+    ticket `ticket_id`) are in the buyer's vault in place of the faulty
+    `replaced_key_ids`, which the vault shows as void; the buyer was told on
+    `channels`. The order's state and money do not change. Consumed by
+    aftersales (resolves the ticket `key_replaced`), ordering (timeline)."""
+
+    offer_id: Id
+    seller_id: Id
+    ticket_id: Id
+    key_ids: KeyIds
+    replaced_key_ids: KeyIds
+    channels: list[DeliveryChannel] = Field(min_length=1, max_length=len(DeliveryChannel))
+
+    @model_validator(mode="after")
+    def _one_new_key_per_faulty_key(self) -> Self:
+        if len(self.key_ids) != len(self.replaced_key_ids):
+            raise ValueError("one new key replaces one faulty key")
+        if len(set(self.key_ids)) != len(self.key_ids):
+            raise ValueError("key_ids must not repeat")
+        if set(self.key_ids) & set(self.replaced_key_ids):
+            raise ValueError("a key cannot replace itself")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels must not repeat")
+        return self

@@ -19,6 +19,11 @@ from pydantic import Field
 from kami_events.catalogue.common import AggregateEvent, Id, Priority, Reason, UtcDatetime
 from kami_events.money import Fen
 
+SellerCategory = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+]
+"""A seller's category: the slug of the catalog category it was approved to sell."""
+
 MaskedPhone = Annotated[str, Field(pattern=r"^\d{3}\*{4}\d{4}$", examples=["138****1234"])]
 """A mainland mobile number with its middle four digits masked."""
 
@@ -97,6 +102,14 @@ class SellerApproved(UserEvent):
 
     shop_name: str = Field(min_length=1, max_length=100)
     approved_by: Id = Field(description="The operator's user id.")
+    category: SellerCategory | None = Field(
+        default=None,
+        description=(
+            "What the seller was approved to sell (a catalog category slug, e.g. `games`), "
+            "chosen by the operator: payment's deposit minimum depends on it. "
+            "Null: the default minimum."
+        ),
+    )
 
 
 class UserSuspended(UserEvent):

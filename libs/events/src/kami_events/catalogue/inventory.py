@@ -11,9 +11,9 @@ Main consumers: ordering (reservation outcome drives the saga), catalog
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kami_events.catalogue.common import (
     AggregateEvent,
@@ -31,6 +31,15 @@ class ReservationFailure(StrEnum):
     OFFER_DELISTED = "offer_delisted"
     # No pool exists for the offer (never listed, or no keys ever imported).
     UNKNOWN_OFFER = "unknown_offer"
+
+
+class ReplacementFailure(StrEnum):
+    # The pool has fewer available (sellable) keys than the keys to replace.
+    OUT_OF_STOCK = "out_of_stock"
+    # No auto-delivery pool exists for the offer.
+    UNKNOWN_OFFER = "unknown_offer"
+    # The faulty keys are no longer sold to the order (refunded, voided meanwhile).
+    KEYS_NOT_REPLACEABLE = "keys_not_replaceable"
 
 
 class ReleaseReason(StrEnum):
@@ -142,6 +151,41 @@ class KeysVoided(PoolEvent):
     key_ids: KeyIds
     reason: VoidReason
     order_id: Id | None = None
+
+
+class ReplacementKeysAllocated(PoolEvent):
+    """Available keys of the pool were sold to an order in place of its faulty
+    keys (after-sales ticket `ticket_id`): `key_ids[i]` replaces
+    `replaced_key_ids[i]`, which are voided in the same commit (`KeysVoided`).
+    Each key was taken by a claim, as a reservation's are, so no other order
+    has it. Consumed by delivery (puts the new keys in the buyer's vault)."""
+
+    order_id: Id
+    ticket_id: Id
+    key_ids: KeyIds
+    replaced_key_ids: KeyIds
+
+    @model_validator(mode="after")
+    def _one_new_key_per_faulty_key(self) -> Self:
+        if len(self.key_ids) != len(self.replaced_key_ids):
+            raise ValueError("one new key replaces one faulty key")
+        if len(set(self.key_ids)) != len(self.key_ids):
+            raise ValueError("key_ids must not repeat")
+        if set(self.key_ids) & set(self.replaced_key_ids):
+            raise ValueError("a key cannot replace itself")
+        return self
+
+
+class KeyReplacementFailed(PoolEvent):
+    """An approved replacement (ticket `ticket_id`) could not be allocated:
+    nothing was taken, the faulty keys are as they were. Consumed by
+    aftersales (refunds the buyer instead)."""
+
+    order_id: Id
+    ticket_id: Id
+    reason: ReplacementFailure
+    requested: Quantity
+    available: Count
 
 
 class StockChanged(PoolEvent):

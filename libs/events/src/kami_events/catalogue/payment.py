@@ -188,8 +188,9 @@ class DepositEvent(AggregateEvent):
 
 class DepositChanged(DepositEvent):
     """The seller's deposit balance moved by `amount` in `direction`. Carries the
-    new balance and the minimum, so a consumer needs no history: catalog relists
-    a seller's offers once `balance >= minimum` again."""
+    new balance and the seller's own minimum (by the category it was approved
+    for), so a consumer needs no history: catalog relists a seller's offers
+    once `balance >= minimum` again."""
 
     direction: Literal["credit", "debit"]
     amount: PositiveFen
@@ -201,9 +202,9 @@ class DepositChanged(DepositEvent):
 
 
 class DepositBelowMinimum(DepositEvent):
-    """The seller's deposit fell below the required minimum: its offers must be
-    delisted until it tops up. Consumed by catalog (delists), aftersales and the
-    seller's notifications."""
+    """The seller's deposit fell below its minimum (the minimum of the category
+    it was approved for): its offers must be delisted until it tops up.
+    Consumed by catalog (delists), aftersales and the seller's notifications."""
 
     balance: Fen
     minimum: PositiveFen

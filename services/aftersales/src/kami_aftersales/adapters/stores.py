@@ -5,13 +5,15 @@
 | `orders` | order id | ordering's events (one partition per order) | `OrderFacts` |
 | `arrivals` | order id | `ArrivalConfirmed` (insert once) | the buyer confirmed |
 | `settlements` | order id | `FundsSettled` (insert once) | the money reached the seller |
-| `buyers` | user id | `IdentityVerified` (newest version wins) | after-sales priority |
+| `buyers` | user id | `IdentityVerified`, `UserSuspended` (newest wins) | priority, suspension |
 | `tickets` | ticket id | the ticket's events (one partition per ticket) | list summaries |
 | `open_tickets` | ticket id | the same; deleted when resolved | queue, SLA deadlines |
 | `ticket_refunds` | ticket id | `OrderRefundRequested`, `OrderRefunded` | a refund's progress |
 | `refund_tickets` | refund id | `OrderRefundRequested` (insert once) | a refund's ticket |
 | `open_claims` | order id | the API (insert once) | the one open ticket of an order |
 | `messages` | `<ticket id>:<seq>` | the API (insert once per seq) | messages and evidence |
+| `stock` | offer id | inventory's `StockChanged` (newest version wins) | sellable keys per pool |
+| `replacements` | order id | `KeyReplaced`, `KeyReplacementFailed` | new keys, or why not |
 
 Each document has one writer at a time (its stream's partition, or an
 insert under a unique id), so plain `$set`s never lose a concurrent write;
@@ -61,6 +63,8 @@ class Stores:
         self.messages: AsyncCollection[Document] = db["messages"]
         self.counters: AsyncCollection[Document] = db["issue_counters"]
         self.flagged: AsyncCollection[Document] = db["flagged_sellers"]
+        self.stock: AsyncCollection[Document] = db["stock"]
+        self.replacements: AsyncCollection[Document] = db["replacements"]
 
     async def ensure_indexes(self) -> None:
         # Used on MongoDB; FerretDB 1.24 scans anyway (the lists are small per buyer).
@@ -146,6 +150,15 @@ class Stores:
         arrival = await self.arrivals.find_one({"_id": order_id}, {"_id": 1})
         settled = await self.settlements.find_one({"_id": order_id}, {"_id": 1})
         refunds: dict[str, Any] = doc.get("refunds", {})
+        delivered = list(doc.get("delivered_key_ids", []))
+        replaced = await self.replacements.find_one({"_id": order_id})
+        if replaced is not None:
+            # The keys the buyer holds now: each replacement in delivery's order.
+            done = [r for r in replaced.get("tickets", {}).values() if r.get("key_ids")]
+            for replacement in sorted(done, key=lambda r: int(r["version"])):
+                old, new = replacement["replaced_key_ids"], replacement["key_ids"]
+                pairs = dict(zip(old, new, strict=True))
+                delivered = [pairs.get(k, k) for k in delivered]
         return OrderFacts(
             order_id=order_id,
             buyer_id=doc["buyer_id"],
@@ -156,13 +169,53 @@ class Stores:
             unit_price=int(doc.get("unit_price", 0)),
             stage=OrderStage(doc.get("stage", OrderStage.PLACED.value)),
             paid_amount=int(doc.get("paid_amount", 0)),
-            delivered_key_ids=tuple(doc.get("delivered_key_ids", [])),
+            delivered_key_ids=tuple(delivered),
             guarantee_ends_at=doc.get("guarantee_ends_at"),
             arrival_confirmed=arrival is not None,
             refunds_requested=sum(int(v) for v in refunds.values()),
             settled=settled is not None,
             refund_ids=tuple(refunds),
         )
+
+    # -- replacements ---------------------------------------------------------------------
+
+    async def record_replacement(
+        self,
+        order_id: str,
+        ticket_id: str,
+        fields: Document,
+    ) -> None:
+        """What became of a ticket's replacement: the new keys (`KeyReplaced`,
+        with delivery's stream `version`), or why the pool could not supply
+        them (`KeyReplacementFailed`). Each ticket's outcome comes once, and
+        an order has one open ticket at a time, so each document has one
+        writer at a time."""
+        await self.replacements.update_one(
+            {"_id": order_id}, {"$set": {f"tickets.{ticket_id}": fields}}, upsert=True
+        )
+
+    async def replacement_of(self, order_id: str, ticket_id: str) -> Document | None:
+        doc = await self.replacements.find_one({"_id": order_id})
+        found: Document | None = doc.get("tickets", {}).get(ticket_id) if doc else None
+        return found
+
+    # -- stock of the offers' pools ----------------------------------------------------
+
+    async def record_stock(self, offer_id: str, version: int, available: int) -> None:
+        """Inventory's latest count of an offer's sellable keys (a pool's events
+        come in order on one partition; a replayed older one changes nothing)."""
+        doc = await self.stock.find_one({"_id": offer_id}, {"version": 1})
+        if doc is not None and int(doc.get("version", 0)) >= version:
+            return
+        await self.stock.update_one(
+            {"_id": offer_id},
+            {"$set": {"version": version, "available": available}},
+            upsert=True,
+        )
+
+    async def stock_of(self, offer_id: str) -> int:
+        doc = await self.stock.find_one({"_id": offer_id}, {"available": 1})
+        return int(doc["available"]) if doc else 0
 
     # -- buyers ------------------------------------------------------------------------
 
@@ -175,6 +228,25 @@ class Stores:
             {"$set": {"version": version, "tier": tier, "priority": priority}},
             upsert=True,
         )
+
+    async def record_suspension(self, user_id: str, version: int, until: datetime | None) -> None:
+        """Identity's `UserSuspended`; its version is kept apart from the
+        priority's (both come from the user's one stream, in order)."""
+        doc = await self.buyers.find_one({"_id": user_id}, {"suspension_version": 1})
+        if doc is not None and int(doc.get("suspension_version", 0)) >= version:
+            return
+        await self.buyers.update_one(
+            {"_id": user_id},
+            {"$set": {"suspension_version": version, "suspended": True, "suspended_until": until}},
+            upsert=True,
+        )
+
+    async def is_suspended(self, user_id: str, now: datetime) -> bool:
+        doc = await self.buyers.find_one({"_id": user_id}, {"suspended": 1, "suspended_until": 1})
+        if doc is None or not doc.get("suspended"):
+            return False
+        until = doc.get("suspended_until")
+        return until is None or now < until
 
     async def priority_of(self, user_id: str) -> int:
         doc = await self.buyers.find_one({"_id": user_id}, {"priority": 1})

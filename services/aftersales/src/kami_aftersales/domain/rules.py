@@ -4,7 +4,10 @@
   the vault and send the delivery notification again;
 - a faulty key within the guarantee window that the issuer's verifier calls
   used or invalid: refund the faulty keys at once (escrow or the seller's
-  deposit, ordering and payment decide), void them;
+  deposit, ordering and payment decide), void them; or, when the buyer
+  asked for a replacement and the offer's pool has a key for each faulty
+  one, replace them from the pool (inventory and delivery carry it out; if
+  the pool runs dry meanwhile, the ticket falls back to the refund);
 - everything else, any claim after the window, an unverifiable key, and an
   upheld refund above the automatic limit: escalate to the agent queue.
 
@@ -19,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from kami_aftersales.domain.claims import KEY_CATEGORIES, OrderFacts
-from kami_events.catalogue.aftersales import EscalationReason, IssueCategory, Resolution
+from kami_events.catalogue.aftersales import EscalationReason, IssueCategory, Remedy, Resolution
 
 
 class Verdict(StrEnum):
@@ -53,13 +56,29 @@ class AutoResolve:
 
 
 @dataclass(frozen=True)
+class Replace:
+    """Replace `key_ids` with keys of the offer's pool; no money moves."""
+
+    rule: str
+    key_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Escalate:
     rule: str
     reason: EscalationReason
     why: str
 
 
-RuleDecision = AutoResolve | Escalate
+RuleDecision = AutoResolve | Replace | Escalate
+
+
+def refund_for_keys(facts: OrderFacts, keys: int) -> tuple[int, Resolution]:
+    """What refunding `keys` faulty keys gives back (their price, at most what
+    is left of the payment), and whether that is all of it."""
+    refund = min(facts.refundable, facts.unit_price * keys)
+    whole = refund >= facts.refundable
+    return refund, Resolution.REFUND_FULL if whole else Resolution.REFUND_PARTIAL
 
 
 def needs_verification(category: IssueCategory, facts: OrderFacts, now: datetime) -> bool:
@@ -74,7 +93,12 @@ def decide(
     now: datetime,
     verdicts: Mapping[str, Verdict] | None,
     policy: RulesPolicy,
+    *,
+    preferred: Remedy = Remedy.REFUND,
+    stock_available: int = 0,
 ) -> RuleDecision:
+    """`stock_available`: the offer's pool's sellable keys, as inventory last
+    announced them; a replacement needs one for each faulty key."""
     if category is IssueCategory.NOT_RECEIVED:
         if facts.delivered and facts.delivered_key_ids:
             return AutoResolve(RULE_VAULT, Resolution.NOTIFICATION_RESENT)
@@ -101,17 +125,15 @@ def decide(
         return Escalate(
             RULE_ESCALATE, EscalationReason.RULE_INCONCLUSIVE, f"the issuer says: {said}"
         )
-    refund = min(facts.refundable, facts.unit_price * len(faulty))
+    refund, resolution = refund_for_keys(facts, len(faulty))
+    # A replacement is worth as much as the refund it stands for (and falls
+    # back to it): the same limit holds.
     if refund > policy.auto_refund_max:
         return Escalate(
             RULE_ESCALATE,
             EscalationReason.HIGH_VALUE,
             f"an upheld refund of {refund} fen is above the automatic {policy.auto_refund_max}",
         )
-    whole = refund == facts.paid_amount
-    return AutoResolve(
-        RULE_FAULTY_KEY,
-        Resolution.REFUND_FULL if whole else Resolution.REFUND_PARTIAL,
-        refund=refund,
-        void_key_ids=faulty,
-    )
+    if preferred is Remedy.REPLACEMENT and stock_available >= len(faulty):
+        return Replace(RULE_FAULTY_KEY, faulty)
+    return AutoResolve(RULE_FAULTY_KEY, resolution, refund=refund, void_key_ids=faulty)

@@ -1,14 +1,21 @@
 """The ticket aggregate (`aftersales.ticket`): one buyer's claim about one order.
 
     opened ──rules──▶ resolved
+       │  └─rules──▶ replacing ──key replaced──▶ resolved (key_replaced)
+       │                  └──pool ran dry──▶ resolved (refund)
        └──────────▶ escalated (agent → senior agent → operator) ──agent──▶ resolved
+                          └──agent──▶ replacing ─▶ …
 
 A ticket is opened and put through the automatic rules in one commit, so it
 is never seen undecided: it is either resolved (by a rule) or waiting in an
 agent queue. While it waits, `sla_due_at` is its deadline; a breached SLA
 escalates it one level (`TicketEscalated{sla_breached}`), the operator level
 being the last. A refund is `CompensationApproved` in the same commit as
-`TicketResolved`: the purchase saga carries it out (docs/saga.md).
+`TicketResolved`: the purchase saga carries it out (docs/saga.md). A
+replacement is `ReplacementApproved`: the ticket waits (`replacing`) until
+delivery reports the new keys in the buyer's vault (`KeyReplaced` →
+`TicketResolved{key_replaced}`), or inventory reports the pool could not
+supply them (`KeyReplacementFailed` → the refund, as if it had been chosen).
 
 Pure: no I/O and no clock; times come in as arguments.
 """
@@ -21,13 +28,21 @@ from enum import StrEnum
 from typing import ClassVar, Literal
 
 from kami_aftersales.domain.claims import ClaimRefused, OrderFacts
-from kami_aftersales.domain.rules import AutoResolve, Escalate, RuleDecision
+from kami_aftersales.domain.rules import (
+    AutoResolve,
+    Escalate,
+    Replace,
+    RuleDecision,
+    refund_for_keys,
+)
 from kami_events.aggregate import Aggregate
 from kami_events.catalogue.aftersales import (
     CompensationApproved,
     EscalationLevel,
     EscalationReason,
     IssueCategory,
+    Remedy,
+    ReplacementApproved,
     Resolution,
     TicketEscalated,
     TicketOpened,
@@ -38,6 +53,8 @@ from kami_events.event import Event
 
 class TicketState(StrEnum):
     ESCALATED = "escalated"  # in an agent queue, waiting for a decision
+    # A replacement was approved: waiting for the new keys to reach the buyer.
+    REPLACING = "replacing"
     RESOLVED = "resolved"
 
 
@@ -72,6 +89,7 @@ def next_level(level: EscalationLevel) -> EscalationLevel | None:
 class AgentAction(StrEnum):
     REFUND_FULL = "refund_full"
     REFUND_PARTIAL = "refund_partial"
+    REPLACE = "replace"
     REJECT = "reject"
 
 
@@ -80,6 +98,14 @@ class Compensation:
     amount: int
     void_key_ids: tuple[str, ...]
     approved_by: str
+
+
+@dataclass(frozen=True)
+class PendingReplacement:
+    key_ids: tuple[str, ...]
+    approved_by: str
+    # Approved by a rule at opening (the ticket never reached a queue).
+    automatic: bool
 
 
 class Ticket(Aggregate):
@@ -105,6 +131,8 @@ class Ticket(Aggregate):
         self.resolved_by: str | None = None
         self.automatic = False
         self.compensation: Compensation | None = None
+        self.preferred_remedy: Remedy | None = None
+        self.replacement: PendingReplacement | None = None
 
     # -- opening ---------------------------------------------------------------------
 
@@ -121,6 +149,7 @@ class Ticket(Aggregate):
         now: datetime,
         decision: RuleDecision,
         sla: SlaPolicy,
+        preferred_remedy: Remedy = Remedy.REFUND,
     ) -> Ticket:
         """Open the claim and apply the rules' decision in the same commit."""
         ticket = cls(ticket_id)
@@ -138,6 +167,7 @@ class Ticket(Aggregate):
                 priority=priority,
                 opened_by=opened_by,
                 sla_due_at=sla.due(EscalationLevel.AGENT, now),
+                preferred_remedy=preferred_remedy,
             )
         )
         match decision:
@@ -147,6 +177,8 @@ class Ticket(Aggregate):
                         decision.refund, decision.void_key_ids, decision.rule, facts.refundable
                     )
                 ticket._resolve(decision.resolution, decision.rule, automatic=True)
+            case Replace():
+                ticket._approve_replacement(decision.key_ids, decision.rule)
             case Escalate():
                 ticket._escalate(EscalationLevel.AGENT, decision.reason, now, sla)
         return ticket
@@ -160,8 +192,21 @@ class Ticket(Aggregate):
         facts: OrderFacts,
         *,
         amount: int | None = None,
+        stock_available: int = 0,
     ) -> None:
-        """An agent's decision on an escalated ticket. Raises `ClaimRefused`."""
+        """An agent's decision on an escalated ticket. Raises `ClaimRefused`.
+        `stock_available`: the offer's sellable keys (a replacement needs one
+        per key of the ticket). Agents are buyers and may be sellers too: none
+        decides a ticket about an order of their own, on either side (another
+        agent does)."""
+        if agent_id in (self.buyer_id, self.seller_id):
+            raise ClaimRefused(
+                403, "own_ticket", "An agent does not decide a ticket about their own order."
+            )
+        if self.state is TicketState.REPLACING:
+            raise ClaimRefused(
+                409, "ticket_not_open", f"Ticket {self.id} waits for its replacement keys."
+            )
         if self.state is not TicketState.ESCALATED:
             raise ClaimRefused(
                 409, "ticket_not_open", f"Ticket {self.id} is already {self.resolution}."
@@ -186,6 +231,57 @@ class Ticket(Aggregate):
                 # The keys stay the buyer's: only part of the price goes back.
                 self._compensate(amount, (), agent_id, facts.refundable)
                 self._resolve(Resolution.REFUND_PARTIAL, agent_id, automatic=False)
+            case AgentAction.REPLACE:
+                self._approve_replacement(self._replaceable(facts, stock_available), agent_id)
+
+    def _replaceable(self, facts: OrderFacts, stock_available: int) -> tuple[str, ...]:
+        """The ticket's keys, if the order holds them and the pool can replace them."""
+        if facts.refundable <= 0:
+            raise ClaimRefused(409, "order_refunded", "The order was refunded already.")
+        keys = tuple(k for k in self.key_ids if k in facts.delivered_key_ids)
+        if not keys or len(keys) != len(self.key_ids):
+            raise ClaimRefused(
+                409,
+                "keys_not_replaceable",
+                "The ticket's keys are not the keys the buyer holds now; "
+                "there is nothing to replace (refund instead).",
+            )
+        if stock_available < len(keys):
+            raise ClaimRefused(
+                409,
+                "out_of_stock",
+                f"The offer's pool has {stock_available} key(s) for the {len(keys)} to "
+                "replace; refund instead.",
+            )
+        return keys
+
+    # -- the replacement's outcome ------------------------------------------------------
+
+    def replacement_delivered(self) -> bool:
+        """The new keys are in the buyer's vault (`KeyReplaced`): resolved.
+        False when the ticket was not waiting for them (a repeat)."""
+        if self.state is not TicketState.REPLACING or self.replacement is None:
+            return False
+        self._resolve(
+            Resolution.KEY_REPLACED,
+            self.replacement.approved_by,
+            automatic=self.replacement.automatic,
+        )
+        return True
+
+    def replacement_unavailable(self, facts: OrderFacts) -> bool:
+        """The pool could not supply the keys (`KeyReplacementFailed`): the
+        buyer is refunded for them instead, as the rule or the agent would
+        have refunded. False when the ticket was not waiting (a repeat)."""
+        if self.state is not TicketState.REPLACING or self.replacement is None:
+            return False
+        pending = self.replacement
+        refund, resolution = refund_for_keys(facts, len(pending.key_ids))
+        if refund > 0:
+            self._compensate(refund, pending.key_ids, pending.approved_by, facts.refundable)
+        # else: the order was refunded in full meanwhile (a chargeback): nothing is left.
+        self._resolve(resolution, pending.approved_by, automatic=pending.automatic)
+        return True
 
     # -- SLA -------------------------------------------------------------------------
 
@@ -228,6 +324,7 @@ class Ticket(Aggregate):
                 self.priority = event.priority
                 self.opened_by = event.opened_by
                 self.sla_due_at = event.sla_due_at
+                self.preferred_remedy = event.preferred_remedy
             case TicketEscalated():
                 self.level = event.level
                 self.escalation_reason = event.reason
@@ -242,6 +339,12 @@ class Ticket(Aggregate):
                 self.compensation = Compensation(
                     event.amount, tuple(event.void_key_ids), event.approved_by
                 )
+            case ReplacementApproved():
+                self.state = TicketState.REPLACING
+                self.replacement = PendingReplacement(
+                    tuple(event.key_ids), event.approved_by, automatic=self.level is None
+                )
+                self.sla_due_at = None
             case _:
                 super().apply(event)
 
@@ -267,6 +370,21 @@ class Ticket(Aggregate):
                 resolved_by=by,
                 automatic=automatic,
                 category=self.category,
+            )
+        )
+
+    def _approve_replacement(self, key_ids: tuple[str, ...], approved_by: str) -> None:
+        if not key_ids:
+            raise ClaimRefused(409, "nothing_to_replace", "The ticket names no key to replace.")
+        self._trigger(
+            ReplacementApproved(
+                ticket_id=self.id,
+                order_id=self.order_id,
+                buyer_id=self.buyer_id,
+                seller_id=self.seller_id,
+                offer_id=self.offer_id,
+                key_ids=list(key_ids),
+                approved_by=approved_by,
             )
         )
 

@@ -258,6 +258,8 @@ class MessageKind(StrEnum):
     DELIVERY_REMINDER = "delivery_reminder"
     # Keys of the seller's pool were taken off sale (near expiry, expired).
     KEYS_BLOCKED = "keys_blocked"
+    # After-sales replaced a faulty key with another from the pool.
+    KEY_REPLACED = "key_replaced"
 
 
 @dataclass(frozen=True)

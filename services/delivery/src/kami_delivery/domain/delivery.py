@@ -4,8 +4,11 @@ Its id is derived from the order id, so however often `OrderPaid` is
 redelivered there is one stream per order, and the event store's version
 check lets exactly one outcome in: the first `KeyDelivered` or
 `DeliveryFailed` appended at version 0 wins, every later attempt meets a
-concluded delivery. The only event after delivery is the buyer's
-`ArrivalConfirmed`.
+concluded delivery. After delivery come only the buyer's `ArrivalConfirmed`
+and, for an upheld claim whose buyer chose it, `KeyReplaced`: keys inventory
+allocated in place of faulty ones, once per after-sales ticket. The
+delivery's `key_ids` are then the keys the buyer holds now; a key once
+delivered is never delivered to the order again.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from kami_events.catalogue.delivery import (
     DeliveryFailed,
     DeliveryFailure,
     KeyDelivered,
+    KeyReplaced,
 )
 from kami_events.event import Event
 
@@ -75,6 +79,11 @@ class Delivery(Aggregate):
         self.channels: tuple[DeliveryChannel, ...] = ()
         self.failure: DeliveryFailure | None = None
         self.arrival_confirmed = False
+        # Every key this delivery ever put in the vault, replaced ones included.
+        self.delivered_ever: set[str] = set()
+        # Faulty key → the key that replaced it; ticket → the keys it brought.
+        self.replaced_by: dict[str, str] = {}
+        self.replacements: dict[str, tuple[str, ...]] = {}
 
     @classmethod
     def for_order(cls, order: OrderFacts) -> Delivery:
@@ -139,6 +148,61 @@ class Delivery(Aggregate):
             )
         )
 
+    def replace_keys(
+        self,
+        order: OrderFacts,
+        ticket_id: str,
+        replaced_key_ids: Sequence[str],
+        key_ids: Sequence[str],
+        channels: Sequence[DeliveryChannel],
+    ) -> bool:
+        """Replacement keys for after-sales ticket `ticket_id` are in the
+        buyer's vault in place of `replaced_key_ids`. Returns False when this
+        ticket's replacement was recorded already."""
+        self._check_order(order)
+        if ticket_id in self.replacements:
+            if self.replacements[ticket_id] != tuple(key_ids):
+                raise ValueError(f"ticket {ticket_id} was replaced with other keys")
+            return False
+        if self.status is not DeliveryStatus.DELIVERED or self.mode is not DeliveryMode.AUTO:
+            raise Conflict("not_delivered", "Only delivered keys of a pool can be replaced.")
+        if DeliveryChannel.VAULT not in channels:
+            raise ValueError("every delivery goes to the buyer's vault")
+        if len(key_ids) != len(replaced_key_ids) or not key_ids:
+            raise ValueError("one new key replaces one faulty key")
+        if len(set(key_ids)) != len(key_ids):
+            raise ValueError("a replacement names each key once")
+        missing = [k for k in replaced_key_ids if k not in self.key_ids]
+        if missing:
+            raise Conflict("key_not_held", f"Keys {missing} are not the order's keys now.")
+        again = [k for k in key_ids if k in self.delivered_ever]
+        if again:
+            # DESIGN §9 (1): no order gets a key twice.
+            raise Conflict("key_already_delivered", f"Keys {again} reached this order before.")
+        self._trigger(
+            KeyReplaced(
+                delivery_id=self.id,
+                order_id=order.order_id,
+                buyer_id=order.buyer_id,
+                offer_id=order.offer_id,
+                seller_id=order.seller_id,
+                ticket_id=ticket_id,
+                key_ids=list(key_ids),
+                replaced_key_ids=list(replaced_key_ids),
+                channels=list(channels),
+            )
+        )
+        return True
+
+    def with_replacements(self, key_ids: Sequence[str]) -> list[str]:
+        """`key_ids` and every key that replaced one of them, however many times over."""
+        found = list(dict.fromkeys(key_ids))
+        for key_id in found:  # grows while walked: follows chains of replacements
+            successor = self.replaced_by.get(key_id)
+            if successor is not None and successor not in found:
+                found.append(successor)
+        return found
+
     def confirm_arrival(
         self, buyer_id: str, by: Literal["buyer", "key_verification"] = "buyer"
     ) -> bool:
@@ -170,7 +234,14 @@ class Delivery(Aggregate):
                 self.status = DeliveryStatus.DELIVERED
                 self.order_id, self.buyer_id, self.mode = event.order_id, event.buyer_id, event.mode
                 self.key_ids = tuple(event.key_ids)
+                self.delivered_ever.update(event.key_ids)
                 self.channels = tuple(event.channels)
+            case KeyReplaced():
+                pairs = dict(zip(event.replaced_key_ids, event.key_ids, strict=True))
+                self.key_ids = tuple(pairs.get(k, k) for k in self.key_ids)
+                self.delivered_ever.update(event.key_ids)
+                self.replaced_by.update(pairs)
+                self.replacements[event.ticket_id] = tuple(event.key_ids)
             case DeliveryFailed():
                 self.status = DeliveryStatus.FAILED
                 self.order_id, self.buyer_id = event.order_id, event.buyer_id

@@ -8,6 +8,7 @@ vault's sealing and the owner's reveal/export call it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Final
@@ -52,6 +53,29 @@ def mask_secret(secret: str) -> str:
     visible = 4 if len(secret) >= 12 else 0
     hidden = min(len(secret) - visible, 16)
     return "•" * hidden + (secret[-visible:] if visible else "")
+
+
+# What a buyer may add or leave out when typing a key back: case, spaces, dashes.
+_SEPARATORS = re.compile(r"[\s\-]+")
+_LOOSE_GAP = r"[\s\-]*"
+
+
+def redact_secrets(text: str, secrets: Mapping[str, CardSecret]) -> tuple[str, int]:
+    """`text` with each of `secrets` (by key id) in it replaced by
+    `[card key <key id>]`, and how many were. A secret is found whatever its
+    case and with spaces or dashes added or left out, as a buyer pastes or
+    retypes it into a complaint; longer secrets first, so one that contains
+    another is replaced whole."""
+    found = 0
+    ordered = sorted(secrets.items(), key=lambda item: -len(item[1].reveal()))
+    for key_id, secret in ordered:
+        core = _SEPARATORS.sub("", secret.reveal())
+        if not core:
+            continue
+        pattern = _LOOSE_GAP.join(re.escape(char) for char in core)
+        text, n = re.subn(pattern, f"[card key {key_id}]", text, flags=re.IGNORECASE)
+        found += n
+    return text, found
 
 
 class UnavailableStatus(StrEnum):

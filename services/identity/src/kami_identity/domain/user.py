@@ -39,6 +39,7 @@ class User(Aggregate):
         self.phone_verified = False
         self.tier: KycTier | None = None
         self.shop_name: str | None = None
+        self.seller_category: str | None = None
         self.suspension: UserSuspended | None = None
 
     # Commands -------------------------------------------------------------
@@ -82,7 +83,12 @@ class User(Aggregate):
                 "real_name_required", "Complete real-name verification (L1) before advanced (L2)."
             )
 
-    def approve_seller(self, shop_name: str, operator_id: str, now: datetime) -> None:
+    def approve_seller(
+        self, shop_name: str, operator_id: str, now: datetime, category: str | None = None
+    ) -> None:
+        """`category`: what the operator approves the seller to sell (a catalog
+        category slug); payment holds the seller to that category's deposit
+        minimum."""
         if self.is_suspended(now):
             raise Conflict("user_suspended", "A suspended user cannot be approved as a seller.")
         if Role.SELLER in self.roles:
@@ -92,7 +98,12 @@ class User(Aggregate):
                 "real_name_required", "A seller must complete real-name verification first."
             )
         self._trigger(
-            SellerApproved(user_id=self.id, shop_name=shop_name.strip(), approved_by=operator_id)
+            SellerApproved(
+                user_id=self.id,
+                shop_name=shop_name.strip(),
+                approved_by=operator_id,
+                category=category,
+            )
         )
 
     def suspend(
@@ -155,6 +166,7 @@ class User(Aggregate):
             case SellerApproved():
                 self.roles = self.roles | {Role.SELLER}
                 self.shop_name = event.shop_name
+                self.seller_category = event.category
             case UserSuspended():
                 self.suspension = event
             case _:

@@ -102,10 +102,11 @@ class MongoKeyStore:
                 raise
 
     async def present(self, key_ids: Collection[str]) -> set[str]:
-        if not key_ids:
-            return set()
-        cursor = self.keys.find({"_id": {"$in": list(key_ids)}}, {"_id": 1})
-        return {doc["_id"] async for doc in cursor}
+        if len(key_ids) > BY_ID_UP_TO:
+            cursor = self.keys.find({"_id": {"$in": list(key_ids)}}, {"_id": 1})
+            return {doc["_id"] async for doc in cursor}
+        found = [await self.keys.find_one({"_id": key_id}, {"_id": 1}) for key_id in key_ids]
+        return {doc["_id"] for doc in found if doc is not None}
 
     async def holders(self, offer_id: str, fingerprints: Collection[str]) -> dict[str, str]:
         if not fingerprints:
@@ -142,17 +143,9 @@ class MongoKeyStore:
         but not yet written), so the claims after its generation are followed."""
         if not key_ids:
             return []
-        current = {
-            doc["_id"]: _key(doc)
-            async for doc in self.keys.find({"_id": {"$in": list(key_ids)}}, _STATE)
-        }
+        current = {doc["_id"]: _key(doc) for doc in await _by_ids(self.keys, key_ids, _STATE)}
         for _ in range(MAX_CLAIM_CHAIN):
-            ahead = [
-                claim
-                async for claim in self.claims.find(
-                    {"_id": {"$in": [_claim_id(k) for k in current.values()]}}
-                )
-            ]
+            ahead = await _by_ids(self.claims, [_claim_id(k) for k in current.values()])
             if not ahead:
                 break
             for claim in ahead:
@@ -204,10 +197,8 @@ class MongoKeyStore:
     async def sealed(self, key_ids: Collection[str]) -> list[SealedKey]:
         if not key_ids:
             return []
-        cursor = self.keys.find({"_id": {"$in": list(key_ids)}}, {"offer_id": 1, "sealed": 1})
-        return [
-            SealedKey(doc["_id"], doc["offer_id"], bytes(doc["sealed"])) async for doc in cursor
-        ]
+        docs = await _by_ids(self.keys, key_ids, {"offer_id": 1, "sealed": 1})
+        return [SealedKey(doc["_id"], doc["offer_id"], bytes(doc["sealed"])) for doc in docs]
 
     async def stock(self, offer_id: str, now: datetime) -> StockLevels:
         counts: dict[str, int] = {}
@@ -262,6 +253,24 @@ class MongoKeyStore:
             {"$set": {**claim["to"], "gen": claim["gen"] + 1, "changed_at": claim["at"]}},
         )
         await self.claims.update_one({"_id": claim["_id"]}, {"$set": {"applied": True}})
+
+
+# Up to this many documents are read one `_id` at a time: on FerretDB 1.24 a
+# `$in` reads the whole collection, a single `_id` lets SQLite do the scan.
+BY_ID_UP_TO = 16
+
+
+async def _by_ids(
+    collection: AsyncCollection[Document],
+    ids: Collection[str],
+    projection: Document | None = None,
+) -> list[Document]:
+    if not ids:
+        return []
+    if len(ids) > BY_ID_UP_TO:
+        return [doc async for doc in collection.find({"_id": {"$in": list(ids)}}, projection)]
+    found = [await collection.find_one({"_id": one}, projection) for one in ids]
+    return [doc for doc in found if doc is not None]
 
 
 _STATE: Document = {

@@ -1,6 +1,6 @@
 """Inventory's other MongoDB collections: the offer and product read model,
-the import log, the reservation decisions, the work journal, the pools' data
-keys, the reveal audit and the pools' latest stock counts.
+the import log, the reservation and replacement decisions, the work journal,
+the pools' data keys, the reveal audit and the pools' latest stock counts.
 
 Every record that decides something is written with one insert under a
 unique `_id` (first writer wins, on MongoDB and FerretDB alike); a loser
@@ -20,11 +20,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from kami_events.catalogue.common import DeliveryMode
-from kami_events.catalogue.inventory import ReservationFailure
+from kami_events.catalogue.inventory import ReplacementFailure, ReservationFailure
 from kami_events.clock import Clock
 from kami_events.mongo import Document
 from kami_inventory.domain.imports import FileFormat, ImportReport, RejectedLine, Rejection
 from kami_inventory.domain.offers import Offer, Product
+from kami_inventory.domain.replacements import Replacement
 from kami_inventory.domain.reservations import Reservation
 from kami_inventory.domain.stock import StockLevels
 from kami_inventory.ports import (
@@ -197,7 +198,15 @@ def _import_record(doc: Document) -> ImportRecord:
 class MongoReservationBook:
     def __init__(self, db: AsyncDatabase[Document], *, clock: Clock) -> None:
         self.reservations: AsyncCollection[Document] = db["reservations"]
+        self.attempts: AsyncCollection[Document] = db["reservation_attempts"]
         self._clock = clock
+
+    async def begin_attempt(self, order_id: str) -> bool:
+        try:
+            await self.attempts.insert_one({"_id": order_id, "started_at": self._clock()})
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def find(self, order_id: str) -> Reservation | None:
         doc = await self.reservations.find_one({"_id": order_id})
@@ -233,6 +242,70 @@ def _reservation(doc: Document) -> Reservation:
         key_ids=tuple(doc.get("key_ids", [])),
         expires_at=doc.get("expires_at"),
         failure=ReservationFailure(failure) if failure else None,
+        available=int(doc.get("available", 0)),
+    )
+
+
+class MongoReplacementBook:
+    """`replacements`: one decision per ticket (`_id` = ticket id, first insert
+    wins). `replaced_keys`: `_id` = a faulty key's id → the key that replaced
+    it, read by `_id` when a refund voids the order's keys."""
+
+    def __init__(self, db: AsyncDatabase[Document], *, clock: Clock) -> None:
+        self.replacements: AsyncCollection[Document] = db["replacements"]
+        self.replaced_keys: AsyncCollection[Document] = db["replaced_keys"]
+        self._clock = clock
+
+    async def find(self, ticket_id: str) -> Replacement | None:
+        doc = await self.replacements.find_one({"_id": ticket_id})
+        return _replacement(doc) if doc else None
+
+    async def decide(self, replacement: Replacement) -> Replacement:
+        try:
+            await self.replacements.insert_one(
+                {
+                    "_id": replacement.ticket_id,
+                    "order_id": replacement.order_id,
+                    "offer_id": replacement.offer_id,
+                    "replaced_key_ids": list(replacement.replaced_key_ids),
+                    "key_ids": list(replacement.key_ids),
+                    "failure": replacement.failure.value if replacement.failure else None,
+                    "available": replacement.available,
+                    "decided_at": self._clock(),
+                }
+            )
+        except DuplicateKeyError:
+            stored = await self.find(replacement.ticket_id)
+            assert stored is not None
+            return stored
+        return replacement
+
+    async def link(self, replacement: Replacement) -> None:
+        for faulty, new in replacement.pairs().items():
+            with contextlib.suppress(DuplicateKeyError):
+                await self.replaced_keys.insert_one(
+                    {
+                        "_id": faulty,
+                        "key_id": new,
+                        "ticket_id": replacement.ticket_id,
+                        "order_id": replacement.order_id,
+                    }
+                )
+
+    async def replacing(self, key_id: str) -> str | None:
+        doc = await self.replaced_keys.find_one({"_id": key_id}, {"key_id": 1})
+        return str(doc["key_id"]) if doc else None
+
+
+def _replacement(doc: Document) -> Replacement:
+    failure = doc.get("failure")
+    return Replacement(
+        ticket_id=doc["_id"],
+        order_id=doc["order_id"],
+        offer_id=doc["offer_id"],
+        replaced_key_ids=tuple(doc["replaced_key_ids"]),
+        key_ids=tuple(doc.get("key_ids", [])),
+        failure=ReplacementFailure(failure) if failure else None,
         available=int(doc.get("available", 0)),
     )
 

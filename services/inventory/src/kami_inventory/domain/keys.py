@@ -6,6 +6,10 @@
     available ──block──▶ blocked                │
     available / reserved / sold ──void──▶ voided ◀┘
 
+A replacement key (after-sales) takes the same road with a holder of its
+own: available ──hold──▶ reserved (for the ticket) ──sell──▶ sold (to the
+order), so the order's own reservation bookkeeping never sees it half-way.
+
 Each key carries a generation number `gen` that grows by one with every
 transition. A transition is decided for one generation only (the adapter
 claims `key@gen` exactly once), so two orders can never both take a key, and
@@ -102,6 +106,31 @@ def sell(order_id: str) -> Transition:
         frozenset({KeyStatus.RESERVED}),
         KeyStatus.SOLD,
         for_order=order_id,
+        order_id=order_id,
+    )
+
+
+def replacement_holder(ticket_id: str) -> str:
+    """Whom a key held for a replacement belongs to until it is sold."""
+    return f"replacement:{ticket_id}"
+
+
+def hold_for_replacement(ticket_id: str, until: datetime) -> Transition:
+    return Transition(
+        "reserve",
+        frozenset({KeyStatus.AVAILABLE}),
+        KeyStatus.RESERVED,
+        order_id=replacement_holder(ticket_id),
+        reserved_until=until,
+    )
+
+
+def sell_replacement(ticket_id: str, order_id: str) -> Transition:
+    return Transition(
+        "sell",
+        frozenset({KeyStatus.RESERVED}),
+        KeyStatus.SOLD,
+        for_order=replacement_holder(ticket_id),
         order_id=order_id,
     )
 

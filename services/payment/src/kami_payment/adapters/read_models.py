@@ -56,7 +56,9 @@ class Parties(Protocol):
 
     async def record_suspension(self, user_id: str, until: datetime | None) -> None: ...
 
-    async def record_seller(self, user_id: str, shop_name: str, approved_at: datetime) -> None: ...
+    async def record_seller(
+        self, user_id: str, shop_name: str, approved_at: datetime, category: str | None
+    ) -> None: ...
 
     async def buyer(self, user_id: str, default_daily_limit: int) -> BuyerStanding: ...
 
@@ -196,11 +198,13 @@ class MongoParties:
             upsert=True,
         )
 
-    async def record_seller(self, user_id: str, shop_name: str, approved_at: datetime) -> None:
+    async def record_seller(
+        self, user_id: str, shop_name: str, approved_at: datetime, category: str | None
+    ) -> None:
         await self._sellers.update_one(
             {"_id": user_id},
             # `$set` only: FerretDB drops `$setOnInsert` beside `$set` (docs/storage.md).
-            {"$set": {"shop_name": shop_name, "approved_at": approved_at}},
+            {"$set": {"shop_name": shop_name, "approved_at": approved_at, "category": category}},
             upsert=True,
         )
 
@@ -219,7 +223,7 @@ class MongoParties:
         doc = await self._sellers.find_one({"_id": user_id})
         if doc is None:
             return None
-        return SellerAccount(user_id, doc["shop_name"], doc["approved_at"])
+        return SellerAccount(user_id, doc["shop_name"], doc["approved_at"], doc.get("category"))
 
 
 class MongoDailySpend:

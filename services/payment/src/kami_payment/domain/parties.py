@@ -4,7 +4,8 @@ ordering's and identity's events, and the rules payment applies with them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 
@@ -117,3 +118,24 @@ class SellerAccount:
     seller_id: str
     shop_name: str
     approved_at: datetime
+    # What identity approved the seller to sell (`SellerApproved.category`):
+    # its deposit minimum depends on it. None: the default minimum.
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class DepositMinimums:
+    """The deposit each seller must keep, by the category the operator approved
+    it for. Why the approval's category and not, say, the catalog category a
+    seller lists most in: the minimum is a risk decision the operator takes
+    when approving a seller, and one a seller could otherwise lower by what it
+    chooses to list; it is also known to payment by event, before the first
+    top-up, with no read of catalog's offers."""
+
+    default: int
+    by_category: Mapping[str, int] = field(default_factory=dict)
+
+    def for_category(self, category: str | None) -> int:
+        if category is None:
+            return self.default
+        return self.by_category.get(category, self.default)
