@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def stack_home(tmp_path: Path) -> Iterator[Path]:
     ):
         process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", mark])
         stand_ins.append(process)
+        shows_command_line(process.pid, mark)
         (tmp_path / "run" / f"{name}.pid").write_text(str(process.pid))
         (tmp_path / "run" / f"{name}.port").write_text(port)
     try:
@@ -40,6 +42,15 @@ def stack_home(tmp_path: Path) -> Iterator[Path]:
         for process in stand_ins:
             process.kill()
             process.wait()
+
+
+def shows_command_line(pid: int, mark: str, timeout: float = 10) -> None:
+    """Wait until the stand-in has exec'd: until then its command line is
+    still the forking pytest's, and the control rightly takes it for no server."""
+    deadline = time.monotonic() + timeout
+    while mark.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, f"process {pid} never showed {mark!r}"
+        time.sleep(0.01)
 
 
 def test_servers_given_from_outside_are_not_ours(monkeypatch: pytest.MonkeyPatch) -> None:
