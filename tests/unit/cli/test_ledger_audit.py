@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from kami_cli.ledger import OrderMoney, audit_orders, check_trial_balance
+from datetime import UTC, datetime
+from typing import Any
+
+from kami_cli.ledger import OrderMoney, audit_orders, check_trial_balance, final_states
+from kami_events.catalogue.common import RefundReason, RefundSource
+from kami_events.catalogue.ordering import (
+    CompletedBy,
+    OrderCompleted,
+    OrderEvent,
+    OrderRefunded,
+    OrderRefundRequested,
+)
+from kami_events.envelope import Envelope
 
 
 def test_completed_orders_settled_and_refunded_orders_returned_are_fine() -> None:
@@ -65,3 +77,46 @@ def test_the_trial_balance_must_sum_to_zero() -> None:
     assert check_trial_balance({"total": 0, "totals": {}}) == []
     [problem] = check_trial_balance({"total": 5, "totals": {"escrow": 5}, "movements_in_flight": 0})
     assert "does not sum to zero: total 5" in problem
+
+
+ORDER = {"order_id": "o-1", "buyer_id": "b-1", "seller_id": "s-1", "offer_id": "f-1"}
+REFUND = ORDER | {
+    "payment_id": "p-1",
+    "amount": 400,
+    "source": RefundSource.ESCROW,
+    "reason": RefundReason.CLAIM_UPHELD,
+}
+
+
+def history(*events: OrderEvent) -> list[Envelope[Any]]:
+    return [
+        Envelope.wrap(
+            event,
+            producer="ordering",
+            aggregate_id="o-1",
+            aggregate_version=version,
+            correlation_id="o-1",
+            occurred_at=datetime(2026, 6, 1, tzinfo=UTC),
+        )
+        for version, event in enumerate(events, 1)
+    ]
+
+
+COMPLETED = OrderCompleted(**ORDER, completed_by=CompletedBy.BUYER_CONFIRMED, total=950)
+
+
+def test_a_completed_order_with_a_claim_upheld_in_part_stays_completed() -> None:
+    requested = OrderRefundRequested(**REFUND, refund_id="r-1", void_key_ids=[])
+    done = OrderRefunded(**REFUND, refund_id="r-1", ends_order=False)
+    assert final_states(history(COMPLETED, requested)) == {
+        "o-1": "in flight (OrderRefundRequested)"
+    }
+    assert final_states(history(COMPLETED, requested, done)) == {"o-1": "COMPLETED"}
+
+
+def test_an_order_refunded_in_full_is_refunded_once_its_refund_is_done() -> None:
+    requested = OrderRefundRequested(**REFUND | {"amount": 950}, refund_id="r-1", void_key_ids=[])
+    done = OrderRefunded(**REFUND | {"amount": 950}, refund_id="r-1")
+    # Asked again after it was done (keys of a late delivery to void): still refunded.
+    again = OrderRefundRequested(**REFUND | {"amount": 950}, refund_id="r-1", void_key_ids=["k"])
+    assert final_states(history(COMPLETED, requested, done, again)) == {"o-1": "REFUNDED"}

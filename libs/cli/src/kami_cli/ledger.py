@@ -73,16 +73,32 @@ async def read_envelopes(database: AsyncDatabase[Document]) -> list[Envelope[Any
 
 
 def final_states(ordering_events: Iterable[Envelope[Any]]) -> dict[str, str]:
-    """Each order's end state, or its last event type while it is in flight."""
+    """Each order's end state, or its last event type while it is in flight.
+
+    A refund is in flight from its `OrderRefundRequested` until its
+    `OrderRefunded`; once done, a partial compensation (`ends_order` false)
+    leaves the order as it was (a claim upheld in part on a completed order
+    leaves it completed, not in flight for ever)."""
     latest: dict[str, tuple[int, str]] = {}
+    requested: dict[str, set[str]] = defaultdict(set)
+    done: dict[str, set[str]] = defaultdict(set)
     for envelope in ordering_events:
         if envelope.aggregate_type != "ordering.order":
             continue
-        if getattr(envelope.payload, "ends_order", True) is False:
-            continue  # a partial compensation: the order went on as it was
-        seen = latest.get(envelope.aggregate_id)
+        order_id, kind = envelope.aggregate_id, envelope.event_type
+        if kind == "OrderRefundRequested":
+            requested[order_id].add(envelope.payload.refund_id)
+            continue
+        if kind == "OrderRefunded":
+            done[order_id].add(envelope.payload.refund_id)
+            if getattr(envelope.payload, "ends_order", True) is False:
+                continue  # a partial compensation: the order went on as it was
+        seen = latest.get(order_id)
         if seen is None or envelope.aggregate_version > seen[0]:
-            latest[envelope.aggregate_id] = (envelope.aggregate_version, envelope.event_type)
+            latest[order_id] = (envelope.aggregate_version, kind)
+    for order_id in requested:
+        if requested[order_id] - done[order_id]:
+            latest[order_id] = (0, "OrderRefundRequested")
     return {
         order_id: TERMINAL.get(event_type, f"in flight ({event_type})")
         for order_id, (_, event_type) in latest.items()
