@@ -12,17 +12,20 @@ key states — and checks the promises from those records alone:
 - Kafka: every stored event is on its topic at least once, keyed by its
   aggregate, in its stream's order (duplicates are allowed, losses are not),
   and no consumer dead-lettered a real event (its effect was never applied);
-- keys (§9.1): no key delivered twice or to an order it was not reserved for,
-  never reserved for two orders at once or sold to an order that did not hold
-  it, and for every offer available + reserved + sold + blocked + voided =
-  imported, agreeing with inventory's own key states and last `StockChanged`;
+- keys (§9.1): no key delivered twice or to an order it was not reserved for
+  (or allocated to as a replacement), a replaced key voided, never reserved
+  for two orders at once or sold to an order that did not hold it, and for
+  every offer available + reserved + sold + blocked + voided = imported,
+  agreeing with inventory's own key states and last `StockChanged`;
 - money (§9.2): the journal sums to zero, each account's lines chain
   (contiguous `seq`, `balance_after` = running sum), guarded accounts and
   deposits never go negative, the trial balance endpoint agrees (payment's
-  events carry no postings, so the journal itself is summed); no refund
-  exceeds what was captured, and every captured payment ends in exactly one
-  of delivery (settled to the seller; a partial claim may give part back)
-  or refund (all of it, its delivered keys voided);
+  events carry no postings, so the journal itself is summed); each order's
+  money is judged as `kami ledger check` judges it (`kami_cli.ledger`: no
+  refund beyond the capture, delivery settled to the seller — a partial claim
+  may give part back — or refund of all of it), and besides: no payment
+  confirmed twice, a refunded order keeps no working key, a finished order's
+  escrow is empty;
 - sagas (§9.3): every order is terminal, or in a state whose deadline has
   not passed yet, and every refund ordering requested was carried out.
 
@@ -37,12 +40,15 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from kami_cli import ledger
+from kami_events.envelope import Envelope
 from kami_events.mongo import connect
 from kami_local import Platform
 
@@ -63,6 +69,14 @@ ORDER_STATE_OF = {
     "OrderRefunded": "REFUNDED",
 }
 TERMINAL = frozenset({"COMPLETED", "CANCELLED", "REFUNDED"})
+# The payment events `kami_cli.ledger` follows an order's money by.
+MONEY_EVENTS = (
+    "PaymentConfirmed",
+    "PaymentFailed",
+    "FundsSettled",
+    "PaymentRefunded",
+    "PaymentReversed",
+)
 
 Doc = dict[str, Any]
 
@@ -436,28 +450,43 @@ def _topic(prefix: str, aggregate_type: str) -> str:
 
 
 def check_keys_delivered_once(events: Events, report: AuditReport) -> None:
-    """§9.1: no key delivered to two orders, nor twice to one; an automatic
-    delivery hands out only keys inventory reserved for that very order."""
+    """§9.1: no key delivered to two orders, nor twice to one (an order's keys
+    are those of its `KeyDelivered` and its after-sales `KeyReplaced`); a key
+    from a pool goes only to the order inventory reserved it for, or allocated
+    it to as a replacement; a replaced key is voided for its order."""
     owner: dict[str, str] = {}
     delivered_orders: Counter[str] = Counter()
+    of_order: dict[str, list[str]] = defaultdict(list)
     reserved_for: dict[str, set[str]] = defaultdict(set)
-    for envelope in events.of("KeyReserved"):
+    for envelope in events.of("KeyReserved", "ReplacementKeysAllocated"):
         for key_id in envelope["payload"]["key_ids"]:
             reserved_for[key_id].add(envelope["payload"]["order_id"])
-    for envelope in events.of("KeyDelivered"):
+    for envelope in events.of("KeyDelivered", "KeyReplaced"):
         payload = envelope["payload"]
         order_id, key_ids = payload["order_id"], payload["key_ids"]
-        delivered_orders[order_id] += 1
-        if len(set(key_ids)) != len(key_ids):
-            report.problem(f"order {order_id} got a key twice: {key_ids}")
+        if envelope["event_type"] == "KeyDelivered":
+            delivered_orders[order_id] += 1
+        of_order[order_id].extend(key_ids)
         for key_id in key_ids:
             if owner.setdefault(key_id, order_id) != order_id:
                 report.problem(f"key {key_id} delivered to {owner[key_id]} and {order_id}")
-            if payload["mode"] == "auto" and order_id not in reserved_for[key_id]:
+            if payload.get("mode", "auto") == "auto" and order_id not in reserved_for[key_id]:
                 report.problem(f"key {key_id} delivered to {order_id}, never reserved for it")
+    for order_id, key_ids in of_order.items():
+        if len(set(key_ids)) != len(key_ids):
+            report.problem(f"order {order_id} got a key twice: {key_ids}")
     for order_id, times in delivered_orders.items():
         if times > 1:
             report.problem(f"order {order_id} was delivered {times} times")
+    voided_for: dict[str, set[str | None]] = defaultdict(set)
+    for envelope in events.of("KeysVoided"):
+        for key_id in envelope["payload"]["key_ids"]:
+            voided_for[key_id].add(envelope["payload"].get("order_id"))
+    for envelope in events.of("KeyReplaced"):
+        order_id = envelope["payload"]["order_id"]
+        for key_id in envelope["payload"]["replaced_key_ids"]:
+            if order_id not in voided_for[key_id]:
+                report.problem(f"key {key_id} of {order_id} was replaced, never voided")
     report.counts["keys delivered"] = len(owner)
 
 
@@ -495,6 +524,15 @@ def check_key_accounting(snapshot: Snapshot, events: Events, report: AuditReport
                             f"{state.get(key_id, 'available')} for {holder.get(key_id)}"
                         )
                     state[key_id] = "sold"
+            elif kind == "ReplacementKeysAllocated":
+                # Held only while inventory's handler ran: sold straight from the pool.
+                for key_id in keys:
+                    if state.get(key_id, "available") != "available":
+                        report.problem(
+                            f"offer {offer_id}: key {key_id} allocated to {order_id} as a "
+                            f"replacement while {state[key_id]} for {holder.get(key_id)}"
+                        )
+                    state[key_id], holder[key_id] = "sold", order_id
             elif kind == "KeysReleased":
                 for key_id in keys:
                     if state.get(key_id) not in ("reserved", "sold"):
@@ -634,90 +672,77 @@ def order_histories(events: Events) -> dict[str, list[Doc]]:
     return dict(histories)
 
 
-def final_states(events: Events) -> dict[str, str]:
-    states: dict[str, str] = {}
-    for order_id, history in order_histories(events).items():
-        for envelope in history:
-            if envelope["event_type"] in ORDER_STATE_OF:
-                states[order_id] = ORDER_STATE_OF[envelope["event_type"]]
-    return states
+def as_envelope(document: Doc) -> Envelope[Any]:
+    """A stored envelope as `kami_cli.ledger` reads it, without validating it
+    against the services' event classes: the auditor judges what was stored,
+    even a record the code would refuse (and its tests forge only the payload
+    fields the checks read)."""
+    return Envelope[Any].model_construct(
+        event_id=document["event_id"],
+        event_type=document["event_type"],
+        schema_version=document["schema_version"],
+        occurred_at=document["occurred_at"],
+        producer=document["producer"],
+        correlation_id=document["correlation_id"],
+        aggregate_type=document["aggregate_type"],
+        aggregate_id=document["aggregate_id"],
+        aggregate_version=int(document["aggregate_version"]),
+        payload=SimpleNamespace(**document["payload"]),
+    )
 
 
 def check_order_money(snapshot: Snapshot, events: Events, report: AuditReport) -> None:
-    """Every captured payment ends in exactly one of delivery (settled to the
-    seller, nothing returned) or refund (all of it returned; delivered keys
-    voided); nothing returned beyond what was captured; escrow emptied."""
-    captured: Counter[str] = Counter()
-    payment_of: dict[str, str] = {}
+    """Each order's money as `kami ledger check` judges it (`kami_cli.ledger`:
+    settled to the seller — less what a partial claim gave back — or all of it
+    back with the buyer, never both, never neither, never more back than
+    captured), and what that check does not look at: no payment confirmed
+    twice, a completed order delivered keys, an order refunded in full keeps
+    no key that still works, a finished order's escrow is empty."""
     confirmations: Counter[str] = Counter()
-    for envelope in events.of("PaymentConfirmed"):
+    payment_of: dict[str, str] = {}
+    for envelope in events.of("PaymentConfirmed", "PaymentFailed"):
         payload = envelope["payload"]
-        captured[payload["order_id"]] += int(payload["amount"])
+        if envelope["event_type"] == "PaymentConfirmed":
+            confirmations[payload["payment_id"]] += 1
         payment_of[payload["order_id"]] = payload["payment_id"]
-        confirmations[payload["payment_id"]] += 1
     for payment_id, times in confirmations.items():
         if times > 1:
             report.problem(f"payment {payment_id} confirmed {times} times")
-    for envelope in events.of("PaymentFailed"):
-        payload = envelope["payload"]
-        if payload["captured_amount"]:
-            captured[payload["order_id"]] += int(payload["captured_amount"])
-            payment_of[payload["order_id"]] = payload["payment_id"]
-    returned: Counter[str] = Counter()
-    from_escrow: Counter[str] = Counter()
-    for envelope in events.of("PaymentRefunded"):
-        payload = envelope["payload"]
-        if payload["destination"] != "none":
-            returned[payload["order_id"]] += int(payload["amount"])
-            if payload.get("source") == "escrow":
-                from_escrow[payload["order_id"]] += int(payload["amount"])
-    for envelope in events.of("PaymentReversed"):
-        returned[envelope["payload"]["order_id"]] += int(envelope["payload"]["amount"])
-    settled: Counter[str] = Counter()
-    for envelope in events.of("FundsSettled"):
-        settled[envelope["payload"]["order_id"]] += int(envelope["payload"]["gross"])
+    money = ledger.money_by_order(as_envelope(e) for e in events.of(*MONEY_EVENTS))
+    states = ledger.final_states(as_envelope(e) for e in events.of_aggregate("ordering.order"))
+    for problem in ledger.audit_orders(money, states).problems:
+        report.problem(problem)
     delivered_keys: dict[str, set[str]] = defaultdict(set)
-    for envelope in events.of("KeyDelivered"):
+    for envelope in events.of("KeyDelivered", "KeyReplaced"):
         delivered_keys[envelope["payload"]["order_id"]].update(envelope["payload"]["key_ids"])
     voided = {k for e in events.of("KeysVoided") for k in e["payload"]["key_ids"]}
     escrow: Counter[str] = Counter()
     for line in snapshot.ledger_lines:
         if line.get("kind") == "posting" and line["account"].startswith("escrow:"):
             escrow[line["account"].partition(":")[2]] += int(line["amount"])
-    states = final_states(events)
     outcomes: Counter[str] = Counter()
-    for order_id, amount in captured.items():
-        back, to_seller, state = returned[order_id], settled[order_id], states.get(order_id)
-        if back > amount:
-            report.problem(f"order {order_id}: {back} returned of {amount} captured")
-        if back == amount:
+    for order_id, m in money.items():
+        if m.captured == 0:
+            continue
+        state = states.get(order_id)
+        if state == "COMPLETED":
+            outcomes["delivered, partly refunded" if m.returned else "delivered"] += 1
+            if not delivered_keys[order_id]:
+                report.problem(f"order {order_id}: its money went to the seller, no key to it")
+        elif state in ("REFUNDED", "CANCELLED"):
             outcomes["refunded"] += 1
-            if state not in ("REFUNDED", "CANCELLED"):
-                report.problem(f"order {order_id} refunded in full but {state}")
             still_valid = delivered_keys[order_id] - voided
-            if still_valid:
+            if m.returned == m.captured and still_valid:
                 report.problem(
                     f"order {order_id} refunded in full but keeps keys {sorted(still_valid)}"
                 )
-        elif back == 0 and to_seller == amount:
-            outcomes["delivered"] += 1
-            if state not in ("DELIVERED", "COMPLETED") or not delivered_keys[order_id]:
-                report.problem(f"order {order_id}: its money went to the seller but it is {state}")
-        elif state == "COMPLETED" and to_seller + from_escrow[order_id] == amount:
-            # A partial claim upheld: part back to the buyer (from escrow, or
-            # from the seller's deposit once settled), the rest the seller's.
-            outcomes["delivered, partly refunded"] += 1
-        elif state in TERMINAL:
-            report.problem(
-                f"{state} order {order_id}: captured {amount}, settled {to_seller}, "
-                f"returned {back}: neither delivered nor refunded"
-            )
         else:
             outcomes["in flight"] += 1
-        if state in TERMINAL and escrow[payment_of[order_id]] != 0:
+        paid_by = payment_of.get(order_id)
+        if state in TERMINAL and paid_by is not None and escrow[paid_by] != 0:
             report.problem(
-                f"{state} order {order_id}: escrow of {payment_of[order_id]} still holds "
-                f"{natural('escrow:', escrow[payment_of[order_id]])}"
+                f"{state} order {order_id}: escrow of {paid_by} still holds "
+                f"{natural('escrow:', escrow[paid_by])}"
             )
     for name, count in outcomes.items():
         report.counts[f"payments {name}"] = count
@@ -733,7 +758,8 @@ def check_sagas(snapshot: Snapshot, events: Events, report: AuditReport) -> None
         requested: dict[str, Doc] = {}
         for envelope in history:
             kind, payload = envelope["event_type"], envelope["payload"]
-            state = ORDER_STATE_OF.get(kind, state)
+            if payload.get("ends_order", True) is not False:  # a partial refund goes on
+                state = ORDER_STATE_OF.get(kind, state)
             if kind in ("OrderPlaced", "OrderReserved"):
                 deadline = payload["payment_deadline"]
             elif kind == "OrderPaid":
