@@ -696,8 +696,9 @@ def check_order_money(snapshot: Snapshot, events: Events, report: AuditReport) -
     settled to the seller — less what a partial claim gave back — or all of it
     back with the buyer, never both, never neither, never more back than
     captured), and what that check does not look at: no payment confirmed
-    twice, a completed order delivered keys, an order refunded in full keeps
-    no key that still works, a finished order's escrow is empty."""
+    twice, a completed order delivered keys, an order refunded in full has
+    ended and keeps no key that still works, a finished order's escrow is
+    empty."""
     confirmations: Counter[str] = Counter()
     payment_of: dict[str, str] = {}
     for envelope in events.of("PaymentConfirmed", "PaymentFailed"):
@@ -736,8 +737,13 @@ def check_order_money(snapshot: Snapshot, events: Events, report: AuditReport) -
                 report.problem(
                     f"order {order_id} refunded in full but keeps keys {sorted(still_valid)}"
                 )
+        elif m.returned == m.captured:
+            # kami_cli.ledger leaves orders in flight unjudged; at rest, all
+            # the money back means the order ended.
+            report.problem(f"order {order_id} refunded in full but {state}")
         else:
-            outcomes["in flight"] += 1
+            settled_early = m.settled == m.captured and not m.returned
+            outcomes["delivered" if settled_early else "in flight"] += 1
         paid_by = payment_of.get(order_id)
         if state in TERMINAL and paid_by is not None and escrow[paid_by] != 0:
             report.problem(

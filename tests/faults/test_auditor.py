@@ -491,6 +491,20 @@ def test_a_refund_in_full_keeps_no_replacement_key() -> None:
     assert problems(world) == [f"order {ORDER} refunded in full but keeps keys ['k2']"]
 
 
+def test_an_order_refunded_in_full_that_never_ended() -> None:
+    world = purchased(complete=False)
+    world.emit(
+        "payment",
+        "payment.payment",
+        PAYMENT,
+        (
+            "PaymentRefunded",
+            {"order_id": ORDER, "amount": 300, "destination": "wallet", "source": "seller_deposit"},
+        ),
+    )
+    assert problems(world) == [f"order {ORDER} refunded in full but in flight (OrderDelivered)"]
+
+
 def test_a_payment_confirmed_twice() -> None:
     world = purchased()
     world.emit(
