@@ -25,7 +25,7 @@ from pymongo.errors import PyMongoError
 from kami_bench.floor import Argon2Cost
 from kami_bench.market import DEFAULT_PRIORITY
 from kami_events.mongo import connect
-from kami_local import REPO, SERVICES, Platform, available_services
+from kami_local import REPO, SERVICES, Platform, available_services, free_port
 
 HOME = REPO / ".local-stack" / "bench"
 STATE = HOME / "platform.json"
@@ -82,12 +82,6 @@ def bench_env(prefix: str, *, cheap_payment_hashing: bool) -> dict[str, str]:
             "KAMI_PAYMENT_ARGON2_PARALLELISM": "1",
         }
     return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def kafka_answers(bootstrap: str, timeout: float = 3.0) -> bool:

@@ -21,8 +21,10 @@ import base64
 import contextlib
 import json
 import os
+import random
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -62,6 +64,26 @@ def serve_command(service: str) -> list[str]:
     if script.exists():
         return [str(script), "serve", service]
     return [sys.executable, "-m", "kami_cli", "serve", service]
+
+
+def free_port() -> int:
+    """A port nobody listens on now, taken below the kernel's ephemeral range:
+    while a test has a service stopped, an outgoing connection of any process
+    could otherwise be handed that service's port and keep it from restarting."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    low = 20000 if ephemeral_low > 21000 else 1024
+    for _ in range(200):
+        port = random.randrange(low, ephemeral_low)  # noqa: S311 (not a secret)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {low} and {ephemeral_low}")
 
 
 def is_serve_command(cmdline: bytes, service: str) -> bool:
@@ -110,6 +132,10 @@ class Platform:
     database_prefix: str = "kami"
     topic_prefix: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # The processes this object started, for their exit status.
+    _children: dict[str, subprocess.Popen[bytes]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -200,15 +226,25 @@ class Platform:
                 if Path(f"/proc/{process.pid}/cmdline").read_bytes():
                     break
             time.sleep(0.01)
+        self._children[service] = process
         return process.pid
+
+    def _exit_status(self, service: str) -> str:
+        process = self._children.get(service)
+        if process is None or process.poll() is None:
+            return "exited"
+        code = process.returncode
+        return f"exited with status {code}" if code >= 0 else f"killed by signal {-code}"
 
     def wait_ready(self, service: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
-            if self.pid(service) is None:
+            child = self._children.get(service)
+            if self.pid(service) is None and (child is None or child.poll() is not None):
                 raise RuntimeError(
-                    f"{service} exited; see {self.log_file(service)}:\n{self.tail(service)}"
+                    f"{service} {self._exit_status(service)}; see {self.log_file(service)}:\n"
+                    + self.tail(service)
                 )
             try:
                 response = httpx.get(f"{self.url(service)}/readyz", timeout=2)

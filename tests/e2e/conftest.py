@@ -8,7 +8,6 @@ never meets a running demo or an earlier run's events.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from kami_actors import Person
 from kami_events.mongo import connect
-from kami_local import DEMO_OPERATOR_PHONE, SERVICES, Platform, available_services
+from kami_local import DEMO_OPERATOR_PHONE, SERVICES, Platform, available_services, free_port
 from kami_market import operator_of
 from tests.conftest import Servers
 from tests.e2e.invariants import assert_invariants
@@ -61,13 +60,6 @@ E2E_ENV = {
 }
 
 
-def _free_port() -> int:
-    """A port nobody listens on now, so two test runs can share a machine."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def running_platform(
     servers: Servers, home: Path, extra_env: Mapping[str, str] = E2E_ENV
@@ -79,7 +71,7 @@ def running_platform(
         servers.kafka_bootstrap,
         servers.mongodb_uri,
         home=home,
-        ports={name: _free_port() for name in SERVICES},
+        ports={name: free_port() for name in SERVICES},
         database_prefix=f"e2e{run}",
         topic_prefix=f"kami-e2e-{run}",
         extra_env=extra_env,

@@ -91,10 +91,17 @@ async def test_an_unpaid_order_is_cancelled_at_its_deadline_and_a_late_payment_r
         lambda r: (r.json()["available"], r.json()["reserved"]) == (1, 0),
         what="the released key to be on sale again",
     )
-    refused = await pay_by_wallet(buyer, order_id)
-    assert refused.status_code == 409, refused.text
+    # Paying the cancelled order again is refused — or, once payment has found
+    # the channel's money on closing the trade, answered with that payment:
+    # never a second capture.
+    again = await pay_by_wallet(buyer, order_id)
+    assert again.status_code == 409 or (
+        again.status_code == 200 and again.json()["channel"] == "wechat_pay"
+    ), again.text
 
-    # The channel's notification arrives at last: the money is sent back.
+    # The channel's notification arrives at last. Payment closes the trade when
+    # the order is cancelled and captures the money the channel already took;
+    # the notification adds nothing to it. Either way the money is sent back once.
     late = await buyer.call(
         "payment", "POST", f"/simulator/wechat_pay/notify/{pay['gateway_trade_no']}"
     )

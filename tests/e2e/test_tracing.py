@@ -9,7 +9,6 @@ the purchase's trace id from `POST /orders` to `KeyDelivered`.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from kami_events.mongo import connect
 from kami_events.tracing import trace_id_of
-from kami_local import SERVICES, Platform, available_services
+from kami_local import SERVICES, Platform, available_services, free_port
 from kami_market import funded_buyer, list_offer_with_keys, operator_of
 from tests.conftest import Servers
 from tests.e2e.conftest import E2E_ENV, OPERATOR_PHONE
@@ -101,12 +100,6 @@ def collector() -> Iterator[tuple[Collector, int]]:
     server.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def traced_platform(
     servers: Servers,
@@ -120,7 +113,7 @@ def traced_platform(
         servers.kafka_bootstrap,
         servers.mongodb_uri,
         home=home,
-        ports={name: _free_port() for name in SERVICES},
+        ports={name: free_port() for name in SERVICES},
         database_prefix=f"e2etr{run}",
         topic_prefix=f"kami-e2etr-{run}",
         extra_env=E2E_ENV

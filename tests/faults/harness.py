@@ -22,8 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from kami_actors import Person
 from kami_events.mongo import connect
-from kami_local import SERVICES, Platform, available_services
-from tests.e2e.conftest import E2E_ENV, _free_port
+from kami_local import SERVICES, Platform, available_services, free_port
+from tests.e2e.conftest import E2E_ENV
 from tests.faults.auditor import AuditReport, audit, describe, partitions_of, read_snapshot
 
 # The e2e settings, plus tokens that outlive a scenario run, daily payment
@@ -76,7 +76,7 @@ def running_faults_platform(
         kafka_bootstrap,
         mongodb_uri,
         home=home,
-        ports={name: _free_port() for name in SERVICES},
+        ports={name: free_port() for name in SERVICES},
         database_prefix=f"faults{run}",
         topic_prefix=f"kami-faults-{run}",
         extra_env=FAULTS_ENV,

@@ -13,10 +13,10 @@ import pytest
 
 from kami_actors import Person
 from kami_events.mongo import connect
-from kami_local import SERVICES, Platform, available_services
+from kami_local import SERVICES, Platform, available_services, free_port
 from kami_market import operator_of
 from tests.conftest import Servers
-from tests.e2e.conftest import E2E_ENV, OPERATOR_PHONE, _free_port
+from tests.e2e.conftest import E2E_ENV, OPERATOR_PHONE
 from tests.e2e.invariants import assert_invariants
 from tests.security.world import World, build_world
 
@@ -39,7 +39,7 @@ def platform(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iter
         servers.kafka_bootstrap,
         servers.mongodb_uri,
         home=home,
-        ports={name: _free_port() for name in SERVICES},
+        ports={name: free_port() for name in SERVICES},
         database_prefix=f"sec{run}",
         topic_prefix=f"kami-sec-{run}",
         extra_env=SECURITY_ENV,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
@@ -15,17 +14,12 @@ import pytest
 import uvicorn
 
 from kami_events.catalogue.identity import Role
+from kami_local import free_port
 from tests.conftest import Servers
 from tests.integration.conftest import eventually
 from tests.integration.ordering.harness import MINUTES, OrderingWorld, ordering_world
 from tests.integration.ordering.test_ordering_service import place, reserve
 from tests.kami_command import kami
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -50,7 +44,7 @@ async def world(
 
 async def test_a_saga_past_its_deadline_is_listed_for_operators(world: OrderingWorld) -> None:
     ordering = await world.start()
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(ordering.app, host="127.0.0.1", port=port, lifespan="off", log_config=None)
     )
