@@ -136,9 +136,10 @@ async def test_chargeback_after_settlement_is_recovered_from_the_seller_deposit(
 
 @pytest.mark.timeout(900)
 async def test_contention_four_orders_per_key(platform: Platform, operator: Person) -> None:
-    """KAMI_E2E_CONTENTION_KEYS keys (default 10), four orders for each; the
-    issue's 50 keys / 200 orders is the same test with KAMI_E2E_CONTENTION_KEYS=50."""
-    keys = int(os.environ.get("KAMI_E2E_CONTENTION_KEYS", "10"))
+    """200 orders race for 50 keys (issue 4): exactly 50 delivered, 150
+    cancelled, no key twice, stock consistent. KAMI_E2E_CONTENTION_KEYS sets
+    the number of keys (four orders each) for a quicker or a heavier run."""
+    keys = int(os.environ.get("KAMI_E2E_CONTENTION_KEYS", "50"))
     orders_count = 4 * keys
     offer = await list_offer_with_keys(
         platform, operator, keys=keys, unit_price=100, max_quantity=1
