@@ -197,8 +197,9 @@ class Shop:
             except httpx.TransportError:
                 await asyncio.sleep(next(delays))
                 continue
-            # Payment learns of the reservation by its own consumer; until then it says so.
-            if response.status_code == 409 and _code(response) == "order_not_reserved":
+            # Payment learns of the order and its reservation by its own consumer;
+            # until then it says so (404 order_not_found, 409 order_not_reserved).
+            if (response.status_code, _code(response)) in NOT_YET_PAYABLE:
                 if time.monotonic() > deadline:
                     raise Failed("timeout", "payment never saw the reservation")
                 await asyncio.sleep(next(delays))
@@ -209,6 +210,9 @@ class Shop:
             if status == "failed":
                 raise Failed("failed", f"payment failed: {response.json().get('failure')}")
             return
+
+
+NOT_YET_PAYABLE = {(409, "order_not_reserved"), (404, "order_not_found")}
 
 
 def _code(response: httpx.Response) -> str:
