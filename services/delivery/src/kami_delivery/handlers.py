@@ -605,7 +605,8 @@ async def announce_delivery(deps: DeliveryDeps, event: KeyDelivered) -> None:
     await deps.vault.publish(event.delivery_id, event.key_ids)
     await deps.vault.discard_hidden(event.delivery_id, keep=event.key_ids)
     count = len(event.key_ids)
-    await deps.messages.post(
+    await _tell_buyer(
+        deps,
         SiteMessage(
             message_id=f"{event.delivery_id}:delivered",
             user_id=event.buyer_id,
@@ -617,19 +618,13 @@ async def announce_delivery(deps: DeliveryDeps, event: KeyDelivered) -> None:
             ),
             order_id=event.order_id,
             created_at=deps.clock(),
-        )
+        ),
+        sms=(
+            f"【Kami】订单 {event.order_id} 的 {count} 个卡密已放入您的卡密库，请登录查看。"
+            if DeliveryChannel.SMS in event.channels
+            else None
+        ),
     )
-    NOTIFICATIONS.labels("site").inc()
-    if DeliveryChannel.SMS in event.channels:
-        buyer = await deps.buyers.get(event.buyer_id)
-        if buyer is not None and buyer.phone_masked:
-            await deps.sms.send(
-                f"{event.delivery_id}:delivered",
-                event.buyer_id,
-                buyer.phone_masked,
-                f"【Kami】订单 {event.order_id} 的 {count} 个卡密已放入您的卡密库，请登录查看。",
-            )
-            NOTIFICATIONS.labels("sms").inc()
     if event.mode is DeliveryMode.AUTO and event.key_ids:
         await confirm_if_issuer_vouches(deps, event)
 
@@ -785,7 +780,8 @@ async def announce_replacement(deps: DeliveryDeps, event: KeyReplaced) -> None:
         return
     await _show_replacement(deps, record.facts(), event.key_ids, event.replaced_key_ids)
     count = len(event.key_ids)
-    await deps.messages.post(
+    await _tell_buyer(
+        deps,
         SiteMessage(
             message_id=f"{event.delivery_id}:replaced:{event.ticket_id}",
             user_id=event.buyer_id,
@@ -797,20 +793,13 @@ async def announce_replacement(deps: DeliveryDeps, event: KeyReplaced) -> None:
             ),
             order_id=event.order_id,
             created_at=deps.clock(),
-        )
+        ),
+        sms=(
+            f"【Kami】订单 {event.order_id} 的 {count} 个问题卡密已更换，新卡密已放入您的卡密库。"
+            if DeliveryChannel.SMS in event.channels
+            else None
+        ),
     )
-    NOTIFICATIONS.labels("site").inc()
-    if DeliveryChannel.SMS in event.channels:
-        buyer = await deps.buyers.get(event.buyer_id)
-        if buyer is not None and buyer.phone_masked:
-            await deps.sms.send(
-                f"{event.delivery_id}:replaced:{event.ticket_id}",
-                event.buyer_id,
-                buyer.phone_masked,
-                f"【Kami】订单 {event.order_id} 的 {count} 个问题卡密已更换，"
-                "新卡密已放入您的卡密库。",
-            )
-            NOTIFICATIONS.labels("sms").inc()
     await confirm_if_issuer_vouches(deps, event)
 
 
@@ -855,11 +844,11 @@ async def remind_of_delivery(deps: DeliveryDeps, event: TicketResolved) -> None:
     if order is None or not visible:
         log.warning("order %s: nothing in the vault to remind of", event.order_id)
         return
-    buyer_id = order.buyer_id
-    await deps.messages.post(
+    await _tell_buyer(
+        deps,
         SiteMessage(
             message_id=f"{event.ticket_id}:reminder",
-            user_id=buyer_id,
+            user_id=order.buyer_id,
             kind=MessageKind.DELIVERY_REMINDER,
             title="Your keys are in your key vault",
             body=(
@@ -868,17 +857,21 @@ async def remind_of_delivery(deps: DeliveryDeps, event: TicketResolved) -> None:
             ),
             order_id=event.order_id,
             created_at=deps.clock(),
-        )
+        ),
+        sms=f"【Kami】订单 {event.order_id} 的卡密已在您的卡密库中，请登录查看。",
     )
+
+
+async def _tell_buyer(deps: DeliveryDeps, message: SiteMessage, *, sms: str | None) -> None:
+    """A site message to the buyer, and the text `sms` (with the message's id,
+    so a redelivery sends it once) to their phone when given and known."""
+    await deps.messages.post(message)
     NOTIFICATIONS.labels("site").inc()
-    buyer = await deps.buyers.get(buyer_id)
+    if sms is None:
+        return
+    buyer = await deps.buyers.get(message.user_id)
     if buyer is not None and buyer.phone_masked:
-        await deps.sms.send(
-            f"{event.ticket_id}:reminder",
-            buyer_id,
-            buyer.phone_masked,
-            f"【Kami】订单 {event.order_id} 的卡密已在您的卡密库中，请登录查看。",
-        )
+        await deps.sms.send(message.message_id, message.user_id, buyer.phone_masked, sms)
         NOTIFICATIONS.labels("sms").inc()
 
 
