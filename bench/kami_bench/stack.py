@@ -17,7 +17,6 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
 
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.errors import PyMongoError
@@ -25,7 +24,7 @@ from pymongo.errors import PyMongoError
 from kami_bench.floor import Argon2Cost
 from kami_bench.market import DEFAULT_PRIORITY
 from kami_events.mongo import connect
-from kami_local import REPO, SERVICES, Platform, available_services, free_port
+from kami_local import REPO, Platform, available_services
 
 HOME = REPO / ".local-stack" / "bench"
 STATE = HOME / "platform.json"
@@ -163,16 +162,9 @@ class BenchPlatform:
 
 
 def new_platform(kafka: str, mongodb: str, *, cheap_payment_hashing: bool) -> BenchPlatform:
-    run = uuid4().hex[:8]
-    prefix = f"bench{run}"
-    platform = Platform(
-        kafka,
-        mongodb,
-        home=HOME,
-        ports={name: free_port() for name in SERVICES},
-        database_prefix=prefix,
-        topic_prefix=f"kami-bench-{run}",
-        extra_env=bench_env(prefix, cheap_payment_hashing=cheap_payment_hashing),
+    platform = Platform.isolated(kafka, mongodb, home=HOME, name="bench", extra_env={})
+    platform.extra_env = bench_env(
+        platform.database_prefix, cheap_payment_hashing=cheap_payment_hashing
     )
     return BenchPlatform(platform, available_services())
 

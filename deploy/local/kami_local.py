@@ -28,9 +28,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
+from uuid import uuid4
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -136,6 +139,40 @@ class Platform:
     _children: dict[str, subprocess.Popen[bytes]] = field(
         default_factory=dict, init=False, repr=False
     )
+
+    @classmethod
+    def isolated(
+        cls,
+        kafka_bootstrap: str,
+        mongodb_uri: str,
+        *,
+        home: Path,
+        name: str,
+        extra_env: Mapping[str, str],
+    ) -> Self:
+        """A platform on free ports in a namespace of its own (databases
+        `<name><run>_*`, topics `kami-<name>-<run>.*`), so it never meets the
+        demo or another run on the same servers."""
+        run = uuid4().hex[:8]
+        return cls(
+            kafka_bootstrap,
+            mongodb_uri,
+            home=home,
+            ports={service: free_port() for service in SERVICES},
+            database_prefix=f"{name}{run}",
+            topic_prefix=f"kami-{name}-{run}",
+            extra_env=extra_env,
+        )
+
+    @contextmanager
+    def running(self, services: Iterable[str]) -> Iterator[Self]:
+        """`services` up for the block, and stopped after it (also on a failure)."""
+        started = list(services)
+        try:
+            self.up(started)
+            yield self
+        finally:
+            self.down(started)
 
     def __post_init__(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

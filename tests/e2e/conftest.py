@@ -11,13 +11,12 @@ import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 
 from kami_actors import Person
 from kami_events.mongo import connect
-from kami_local import DEMO_OPERATOR_PHONE, SERVICES, Platform, available_services, free_port
+from kami_local import DEMO_OPERATOR_PHONE, Platform, available_services
 from kami_market import operator_of
 from tests.conftest import Servers
 from tests.e2e.invariants import assert_invariants
@@ -66,22 +65,13 @@ def running_platform(
 ) -> Iterator[Platform]:
     """Every service as a process, in a namespace of its own; its databases
     are dropped at the end of the session (never under a running service)."""
-    run = uuid4().hex[:8]
-    instance = Platform(
-        servers.kafka_bootstrap,
-        servers.mongodb_uri,
-        home=home,
-        ports={name: free_port() for name in SERVICES},
-        database_prefix=f"e2e{run}",
-        topic_prefix=f"kami-e2e-{run}",
-        extra_env=extra_env,
+    instance = Platform.isolated(
+        servers.kafka_bootstrap, servers.mongodb_uri, home=home, name="e2e", extra_env=extra_env
     )
-    services = available_services()
     try:
-        instance.up(services)
-        yield instance
+        with instance.running(available_services()):
+            yield instance
     finally:
-        instance.down(services)
         _finished_platforms.append(instance.database_prefix)
 
 

@@ -13,8 +13,6 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from uuid import uuid4
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -24,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from kami_events.mongo import connect
 from kami_events.tracing import trace_id_of
-from kami_local import SERVICES, Platform, available_services, free_port
+from kami_local import Platform, available_services
 from kami_market import funded_buyer, list_offer_with_keys, operator_of
 from tests.conftest import Servers
 from tests.e2e.conftest import E2E_ENV, OPERATOR_PHONE
@@ -106,16 +104,12 @@ def traced_platform(
     tmp_path_factory: pytest.TempPathFactory,
     collector: tuple[Collector, int],
 ) -> Iterator[Platform]:
-    run = uuid4().hex[:8]
-    home: Path = tmp_path_factory.mktemp("traced-platform")
     _, port = collector
-    instance = Platform(
+    instance = Platform.isolated(
         servers.kafka_bootstrap,
         servers.mongodb_uri,
-        home=home,
-        ports={name: free_port() for name in SERVICES},
-        database_prefix=f"e2etr{run}",
-        topic_prefix=f"kami-e2etr-{run}",
+        home=tmp_path_factory.mktemp("traced-platform"),
+        name="e2etr",
         extra_env=E2E_ENV
         | {
             "OTEL_TRACES_EXPORTER": "otlp",
@@ -123,12 +117,8 @@ def traced_platform(
             "OTEL_BSP_SCHEDULE_DELAY": "200",
         },
     )
-    services = available_services()
-    try:
-        instance.up(services)
+    with instance.running(available_services()):
         yield instance
-    finally:
-        instance.down(services)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -22,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from kami_actors import Person
 from kami_events.mongo import connect
-from kami_local import SERVICES, Platform, available_services, free_port
+from kami_local import Platform, available_services
 from tests.e2e.conftest import E2E_ENV
 from tests.faults.auditor import AuditReport, audit, describe, partitions_of, read_snapshot
 
@@ -71,21 +70,11 @@ class FaultsPlatform(Platform):
 def running_faults_platform(
     kafka_bootstrap: str, mongodb_uri: str, home: Path
 ) -> Iterator[FaultsPlatform]:
-    run = uuid4().hex[:8]
-    platform = FaultsPlatform(
-        kafka_bootstrap,
-        mongodb_uri,
-        home=home,
-        ports={name: free_port() for name in SERVICES},
-        database_prefix=f"faults{run}",
-        topic_prefix=f"kami-faults-{run}",
-        extra_env=FAULTS_ENV,
+    platform = FaultsPlatform.isolated(
+        kafka_bootstrap, mongodb_uri, home=home, name="faults", extra_env=FAULTS_ENV
     )
-    try:
-        platform.up(platform.services)
+    with platform.running(platform.services):
         yield platform
-    finally:
-        platform.down(platform.services)
 
 
 # -- the scenario's log ----------------------------------------------------------------

@@ -6,14 +6,12 @@ namespace), with real tokens for every role, after building a small market
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from uuid import uuid4
 
 import pytest
 
 from kami_actors import Person
 from kami_events.mongo import connect
-from kami_local import SERVICES, Platform, available_services, free_port
+from kami_local import Platform, available_services
 from kami_market import operator_of
 from tests.conftest import Servers
 from tests.e2e.conftest import E2E_ENV, OPERATOR_PHONE
@@ -33,23 +31,15 @@ SECURITY_ENV = E2E_ENV | {
 
 @pytest.fixture(scope="session")
 def platform(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    run = uuid4().hex[:8]
-    home: Path = tmp_path_factory.mktemp("security-platform")
-    instance = Platform(
+    instance = Platform.isolated(
         servers.kafka_bootstrap,
         servers.mongodb_uri,
-        home=home,
-        ports={name: free_port() for name in SERVICES},
-        database_prefix=f"sec{run}",
-        topic_prefix=f"kami-sec-{run}",
+        home=tmp_path_factory.mktemp("security-platform"),
+        name="sec",
         extra_env=SECURITY_ENV,
     )
-    services = available_services()
-    try:
-        instance.up(services)
+    with instance.running(available_services()):
         yield instance
-    finally:
-        instance.down(services)
 
 
 @pytest.fixture(scope="session")
