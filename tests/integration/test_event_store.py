@@ -165,19 +165,19 @@ async def test_a_slow_writer_whose_claim_was_voided_claims_again(
     store: MongoEventStore,
 ) -> None:
     voided: list[int] = []
-    real_insert = store.commits.insert_one
+    real_insert = store.commits.insert_many
 
-    async def void_first_then_insert(document: Document) -> Any:
+    async def void_first_then_insert(documents: list[Document], **options: Any) -> Any:
         # The relay voids the writer's claim between its claim and its insert.
         if not voided:
             [claim] = (await store.outbox_state()).claims
             voided.append(claim.position)
             await store.void(claim)
-        return await real_insert(document)
+        return await real_insert(documents, **options)
 
-    store.commits.insert_one = void_first_then_insert  # type: ignore[method-assign,assignment]
+    store.commits.insert_many = void_first_then_insert  # type: ignore[method-assign,assignment]
     [written] = await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
-    store.commits.insert_one = real_insert  # type: ignore[method-assign]
+    store.commits.insert_many = real_insert  # type: ignore[method-assign]
     [commit] = await store.read_commits()
     assert voided == [1] and commit.position == 2
     assert commit.events == (written,)
@@ -207,3 +207,41 @@ async def test_rejects_events_of_another_aggregate_type(store: MongoEventStore) 
         await store.append("test.other", "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
     with pytest.raises(ValueError, match="expected_version"):
         await store.append(AGG, "c1", -1, [CounterOpened(name="n")], CommitContext("c"))
+
+
+async def test_concurrent_appends_go_together_in_few_writes_and_each_is_decided_alone(
+    store: MongoEventStore,
+) -> None:
+    """Group commit: appends that wait on one write go in the next; every
+    commit still gets its own dense position, and a commit refused by the
+    version index fails alone, not its batch."""
+    calls: list[int] = []
+    real_insert = store.commits.insert_many
+
+    async def counting_insert(documents: list[Document], **options: Any) -> Any:
+        calls.append(len(documents))
+        return await real_insert(documents, **options)
+
+    store.commits.insert_many = counting_insert  # type: ignore[method-assign,assignment]
+    await store.append(AGG, "taken", 0, [CounterOpened(name="first")], CommitContext("c"))
+
+    async def open_counter(name: str) -> str:
+        try:
+            await store.append(AGG, name, 0, [CounterOpened(name=name)], CommitContext("c"))
+        except ConcurrencyError:
+            return "conflict"
+        return "written"
+
+    names = [f"c{i}" for i in range(40)] + ["taken"]
+    outcomes = await asyncio.gather(*(open_counter(name) for name in names))
+    store.commits.insert_many = real_insert  # type: ignore[method-assign]
+
+    assert outcomes == ["written"] * 40 + ["conflict"]
+    assert sum(calls) == 42 and len(calls) < 20  # 1 + 41 commits in far fewer writes
+    commits = await store.read_commits()
+    positions = [c.position for c in commits]
+    # Dense: the refused commit's claim is voided, so one of 1..42 is missing.
+    assert len(positions) == 41 and set(positions) < set(range(1, 43))
+    assert sorted(c.stream_id for c in commits) == sorted(
+        {stream_id_of(AGG, name) for name in names}
+    )

@@ -37,7 +37,7 @@ from kami_events.envelope import Envelope
 from kami_events.metrics import EVENTS_PUBLISHED, OUTBOX_LAG, OUTBOX_UNPUBLISHED
 from kami_events.mongo import Document
 from kami_events.serialization import encode
-from kami_events.store import MongoEventStore, StoredCommit
+from kami_events.store import MongoEventStore, OutboxState, StoredCommit
 from kami_events.topics import topic_for
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,7 @@ class OutboxRelay:
         """Publish one batch of pending commits; returns how many positions it
         moved past (published commits and voided claims)."""
         state = await self._store.outbox_state()
+        self._observe(state)
         commits: list[StoredCommit] = []
         through = state.checkpoint
         for claim in state.claims[: self._batch_size]:
@@ -183,11 +184,15 @@ class OutboxRelay:
                 # Claims are dense; a hole means a claim this relay cannot see yet.
                 log.warning("%s outbox: no claim at position %d", self._service, through + 1)
                 break
-            check = await self._store.check_claim(claim)
-            commit = check.commit
-            if check.dead:
-                through = claim.position
-                continue
+            # What this process wrote is at hand; only other processes'
+            # commits are read back.
+            commit = None if claim.void else self._store.written_here(claim.position)
+            if commit is None:
+                check = await self._store.check_claim(claim)
+                commit = check.commit
+                if check.dead:
+                    through = claim.position
+                    continue
             if commit is None and self._clock() - claim.claimed_at > self._void_after:
                 log.warning(
                     "%s outbox: voiding position %d, unwritten for %s (%s)",
@@ -208,6 +213,7 @@ class OutboxRelay:
             await self._publisher.publish([e for commit in commits for e in commit.events])
         # A crash here re-publishes the batch on restart; consumers dedupe.
         await self._store.advance_checkpoint(through)
+        self._store.forget_written_through(through)
         for commit in commits:
             for envelope in commit.events:
                 EVENTS_PUBLISHED.labels(self._service, envelope.event_type).inc()
@@ -215,13 +221,17 @@ class OutboxRelay:
 
     async def lag(self) -> OutboxLag:
         state = await self._store.outbox_state()
-        pending = [claim for claim in state.claims if not claim.void]
-        age = 0.0
-        if pending:
-            age = max(0.0, (self._clock() - pending[0].claimed_at).total_seconds())
-        OUTBOX_UNPUBLISHED.labels(self._service).set(len(pending))
-        OUTBOX_LAG.labels(self._service).set(age)
-        return OutboxLag(unpublished_commits=len(pending), oldest_age_seconds=age)
+        self._observe(state)
+        return _lag_of(state, self._clock())
+
+    def _observe(self, state: OutboxState) -> None:
+        """Set the lag gauges from a read of the outbox, and let go of what
+        this process kept for a relay that has passed it (maybe another
+        replica's)."""
+        self._store.forget_written_through(state.checkpoint)
+        lag = _lag_of(state, self._clock())
+        OUTBOX_UNPUBLISHED.labels(self._service).set(lag.unpublished_commits)
+        OUTBOX_LAG.labels(self._service).set(lag.oldest_age_seconds)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Publish until `stop` is set (or the task is cancelled)."""
@@ -232,8 +242,10 @@ class OutboxRelay:
                 self._store.committed.clear()
                 try:
                     if self._lease is None or await self._lease.acquire():
+                        # Its read of the outbox also sets the lag gauges.
                         published = await self.publish_pending()
-                    await self.lag()
+                    else:
+                        await self.lag()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -249,6 +261,12 @@ class OutboxRelay:
                     await asyncio.shield(self._lease.release())
                 except Exception:
                     log.warning("could not release the relay lease", exc_info=True)
+
+
+def _lag_of(state: OutboxState, now: datetime) -> OutboxLag:
+    pending = [claim for claim in state.claims if not claim.void]
+    age = max(0.0, (now - pending[0].claimed_at).total_seconds()) if pending else 0.0
+    return OutboxLag(unpublished_commits=len(pending), oldest_age_seconds=age)
 
 
 async def _wake_or_stop(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:

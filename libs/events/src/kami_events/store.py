@@ -26,6 +26,15 @@ and on FerretDB 1.24 alike.
   relay after a while: a tombstone takes the position under the commits'
   unique `position` index, so a writer that was only slow fails its insert,
   sees the tombstone and claims again.
+- Group commit: appends made while a write is in flight (concurrent
+  handlers, HTTP requests) wait for it and then go together: one
+  `insert_many` claims their positions, one reads the checkpoint, one
+  `insert_many` writes their commits. Each commit is still its own
+  single-document insert, decided by the unique indexes alone, so a batch is
+  no transaction and needs none; under load a handful of commands carry
+  dozens of commits, and a lone append costs what it did.
+- The relay is handed the commits written in its own process, so it reads
+  back only what other processes wrote.
 
 Why this shape: on FerretDB 1.24 every query is a full table scan, decoded in
 Go unless its filter is exactly `{_id: <string>}` (then SQLite scans it, some
@@ -48,7 +57,7 @@ from uuid import UUID, uuid4
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
@@ -193,8 +202,37 @@ class OutboxState:
         return max([self.checkpoint, *(claim.position for claim in self.claims)])
 
 
+DUPLICATE_KEY = 11000
+
+
+def duplicate_indexes(error: BulkWriteError) -> set[int]:
+    """The documents of an `insert_many` that a unique index refused; any other
+    write error is re-raised (the batch could not be decided)."""
+    refused: set[int] = set()
+    for write_error in error.details.get("writeErrors", []):
+        if write_error.get("code") != DUPLICATE_KEY:
+            raise error
+        refused.add(int(write_error["index"]))
+    return refused
+
+
+@dataclass
+class _PendingCommit:
+    document: Document
+    envelopes: list[Envelope[Event]]
+    # "written", "refused" (a unique index: version or tracking taken) or
+    # "tombstoned" (the relay voided its slow claim: claim again).
+    outcome: asyncio.Future[str]
+
+
 class MongoEventStore:
     MAX_CLAIM_ATTEMPTS = 100
+    # Commits one group write takes at most.
+    MAX_GROUP_COMMIT = 200
+    # Commits written here that the relay has not passed yet, kept for it.
+    MAX_HANDED_TO_RELAY = 20_000
+    # The relay deletes the claims behind its checkpoint once this many have passed.
+    SWEEP_CLAIMS_EVERY = 64
     # Streams are immutable and contiguous, so a cached prefix stays true and
     # a load only asks for what follows it. Bounded by events held.
     CACHED_EVENTS = 50_000
@@ -211,11 +249,14 @@ class MongoEventStore:
         self.commits: AsyncCollection[Document] = database[collection]
         self.outbox: AsyncCollection[Document] = database[f"{collection}_outbox"]
         self._clock = clock
-        self._claim_lock = asyncio.Lock()
         self._last_claimed: int | None = None
         self._cache: OrderedDict[str, list[Envelope[Event]]] = OrderedDict()
         self._cached_events = 0
         self._versions: OrderedDict[str, int] = OrderedDict()
+        self._pending: list[_PendingCommit] = []
+        self._swept_through = 0
+        self._group_lock = asyncio.Lock()
+        self._written_here: OrderedDict[int, StoredCommit] = OrderedDict()
         # Set on every commit, so an in-process relay publishes at once.
         self.committed = asyncio.Event()
 
@@ -262,17 +303,12 @@ class MongoEventStore:
             "events": [envelope.to_document() for envelope in envelopes],
         }
         for _attempt in range(self.MAX_CLAIM_ATTEMPTS):
-            position = await self._claim_position(commit_id, now)
-            document["position"] = position
-            try:
-                await self.commits.insert_one(document)
+            outcome = await self._write_in_group(document, envelopes)
+            if outcome == "written":
                 break
-            except DuplicateKeyError:
-                pass
-            if await self.commits.find_one({"_id": _tombstone_id(position)}, {"_id": 1}):
-                continue  # the relay gave up on this slow claim: claim again
-            await self._void_claim(position)
-            await self._raise_conflict(commit_id, tracking_key, tracking)
+            if outcome == "refused":
+                await self._raise_conflict(commit_id, tracking_key, tracking)
+            # "tombstoned": the relay gave up on this slow claim: claim again
         else:
             raise RuntimeError(f"no position for {commit_id} after {self.MAX_CLAIM_ATTEMPTS}")
         self._remember(stream_id, expected_version, envelopes)
@@ -416,38 +452,130 @@ class MongoEventStore:
         await self.outbox.update_one(
             {"_id": CHECKPOINT_ID}, {"$set": {"position": position}}, upsert=True
         )
-        await self.outbox.delete_many({"_id": {"$lte": position_key(position)}})
+        # Claims behind the checkpoint are ignored by every reader, so they
+        # are swept in runs rather than on every pass (one command fewer).
+        if (
+            position - self._swept_through >= self.SWEEP_CLAIMS_EVERY
+            or position < self._swept_through
+        ):
+            await self.outbox.delete_many({"_id": {"$lte": position_key(position)}})
+            self._swept_through = position
 
     # -- internals ---------------------------------------------------------
 
-    async def _claim_position(self, commit_id: str, now: datetime) -> int:
-        async with self._claim_lock:
-            for _attempt in range(self.MAX_CLAIM_ATTEMPTS):
-                if self._last_claimed is None:
-                    self._last_claimed = (await self.outbox_state()).highest
-                position = self._last_claimed + 1
-                try:
-                    await self.outbox.insert_one(
-                        {
-                            "_id": position_key(position),
-                            "position": position,
-                            "commit_id": commit_id,
-                            "claimed_at": now,
-                            "void": False,
-                        }
+    async def _write_in_group(self, document: Document, envelopes: list[Envelope[Event]]) -> str:
+        """Write one commit together with whatever else is waiting (group commit)."""
+        pending = _PendingCommit(document, envelopes, asyncio.get_running_loop().create_future())
+        self._pending.append(pending)
+        async with self._group_lock:
+            if not pending.outcome.done():
+                group = self._pending[: self.MAX_GROUP_COMMIT]
+                del self._pending[: len(group)]
+                # Shielded: a cancelled caller must not cut a write short for
+                # the others (nor cancel PyMongo mid-operation).
+                await asyncio.shield(self._write_group(group))
+        return await pending.outcome
+
+    async def _write_group(self, group: list[_PendingCommit]) -> None:
+        try:
+            positions = await self._claim_positions(group)
+            documents = []
+            for pending, position in zip(group, positions, strict=True):
+                pending.document["position"] = position
+                documents.append(pending.document)
+            refused: set[int] = set()
+            try:
+                await self.commits.insert_many(documents, ordered=False)
+            except BulkWriteError as exc:
+                refused = duplicate_indexes(exc)
+            for index, pending in enumerate(group):
+                position = positions[index]
+                if index not in refused:
+                    self._hand_to_relay(pending, position)
+                    pending.outcome.set_result("written")
+                elif await self.commits.find_one({"_id": _tombstone_id(position)}, {"_id": 1}):
+                    pending.outcome.set_result("tombstoned")
+                else:
+                    await self._void_claim(position)
+                    pending.outcome.set_result("refused")
+        except BaseException as exc:
+            for pending in group:
+                if not pending.outcome.done():
+                    pending.outcome.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
                     )
-                except DuplicateKeyError:
-                    self._last_claimed = None  # another process took it: look again
-                    continue
-                checkpoint = await self.outbox.find_one({"_id": CHECKPOINT_ID})
-                if checkpoint is not None and position <= int(checkpoint["position"]):
-                    # A stale hint took a slot the relay had already passed and freed.
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _claim_positions(self, group: Sequence[_PendingCommit]) -> list[int]:
+        """Claim a dense run of positions, one per commit of `group`: one
+        ordered `insert_many` of claims (what another process took first
+        stops it: look again), then one read of the checkpoint."""
+        positions: list[int] = []
+        for _attempt in range(self.MAX_CLAIM_ATTEMPTS):
+            if len(positions) == len(group):
+                break
+            if self._last_claimed is None:
+                self._last_claimed = (await self.outbox_state()).highest
+            first = self._last_claimed + 1
+            wanted = group[len(positions) :]
+            claims = [
+                {
+                    "_id": position_key(first + offset),
+                    "position": first + offset,
+                    "commit_id": pending.document["_id"],
+                    "claimed_at": pending.document["committed_at"],
+                    "void": False,
+                }
+                for offset, pending in enumerate(wanted)
+            ]
+            taken = len(claims)
+            try:
+                await self.outbox.insert_many(claims, ordered=True)
+            except BulkWriteError as exc:
+                duplicate_indexes(exc)
+                taken = int(exc.details.get("nInserted", 0))
+            positions.extend(range(first, first + taken))
+            if taken < len(claims):
+                self._last_claimed = None  # another process took the next one: look again
+                continue
+            self._last_claimed = first + taken - 1
+            checkpoint = await self.outbox.find_one({"_id": CHECKPOINT_ID})
+            if checkpoint is not None and positions[0] <= int(checkpoint["position"]):
+                # A stale hint took slots the relay had already passed and
+                # freed: give them all back and claim afresh (rare).
+                for position in positions:
                     await self.outbox.delete_one({"_id": position_key(position)})
-                    self._last_claimed = None
-                    continue
-                self._last_claimed = position
-                return position
-        raise RuntimeError(f"could not claim a position for {commit_id}")
+                positions = []
+                self._last_claimed = None
+        if len(positions) != len(group):
+            raise RuntimeError(f"could not claim positions for {len(group)} commits")
+        return positions
+
+    def _hand_to_relay(self, pending: _PendingCommit, position: int) -> None:
+        document = pending.document
+        self._written_here[position] = StoredCommit(
+            position=position,
+            stream_id=document["stream_id"],
+            version=int(document["version"]),
+            events=tuple(pending.envelopes),
+            committed_at=document["committed_at"],
+            published=False,
+        )
+        while len(self._written_here) > self.MAX_HANDED_TO_RELAY:
+            self._written_here.popitem(last=False)
+
+    def written_here(self, position: int) -> StoredCommit | None:
+        """The commit this process wrote at `position`, if it still has it."""
+        return self._written_here.get(position)
+
+    def forget_written_through(self, position: int) -> None:
+        """The relay has passed `position`: drop what was kept for it."""
+        while self._written_here:
+            first = next(iter(self._written_here))
+            if first > position:
+                break
+            del self._written_here[first]
 
     async def _void_claim(self, position: int) -> None:
         await self.outbox.update_one({"_id": position_key(position)}, {"$set": {"void": True}})
