@@ -3,6 +3,7 @@ The same paths run against real Kafka in tests/integration."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from kami_events.consumer import EventConsumer, IncomingMessage, Received, RetryPolicy
 from kami_events.envelope import Envelope
 from kami_events.serialization import encode
-from kami_events.store import AlreadyProcessed
+from kami_events.store import AlreadyProcessed, ConcurrencyError
 from kami_events.testing import InMemoryInbox, RecordingDeadLetters
 from tests.unit.events.sample_events import CounterIncremented, CounterOpened
 
@@ -192,3 +193,67 @@ def test_topic_prefix_isolates_a_deployment(monkeypatch: pytest.MonkeyPatch) -> 
     assert topic_for("ordering.order") == "kami-e2e-1234.ordering.order.v1"
     assert dead_letter_topic("payment") == "kami-e2e-1234.payment.dead-letter.v1"
     assert CounterOpened.topic() == "kami-e2e-1234.test.counter.v1"
+
+
+async def test_a_batch_keeps_each_keys_order_and_runs_keys_at_once() -> None:
+    h = Harness()
+    seen: list[tuple[str, str]] = []
+    both_started = asyncio.Event()
+    started: set[str] = set()
+
+    @h.consumer.handles(CounterOpened, CounterIncremented)
+    async def handle(received: Received[Any]) -> None:
+        key = received.envelope.aggregate_id
+        started.add(key)
+        if len(started) == 2:
+            both_started.set()
+        # Each key's first message waits until the other key has started:
+        # this only finishes if the two keys run at the same time.
+        await asyncio.wait_for(both_started.wait(), timeout=2)
+        seen.append((key, received.event.event_type))
+
+    a1, b1 = opened("a"), opened("b")
+    a2 = Envelope.wrap(
+        CounterIncremented(by=1),
+        producer="test",
+        aggregate_id="a",
+        aggregate_version=2,
+        correlation_id="a",
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    outcomes = await h.consumer.consume_batch(
+        [message_of(a1, 0), message_of(b1, 1), message_of(a2, 2), message_of(a1, 3)]
+    )
+    assert outcomes == ["handled", "handled", "handled", "duplicate"]
+    assert [event for key, event in seen if key == "a"] == ["CounterOpened", "CounterIncremented"]
+    assert len(h.inbox.finished_batches) == 1 and len(h.inbox.records) == 3
+
+
+async def test_a_message_claimed_by_a_batch_that_never_finished_is_handled_again() -> None:
+    h = Harness()
+    calls: list[str] = []
+
+    @h.consumer.handles(CounterOpened)
+    async def handle(received: Received[Any]) -> None:
+        calls.append(received.envelope.aggregate_id)
+
+    envelope = opened()
+    await h.inbox.claim([f"svc:{envelope.event_id}"], "a-batch-whose-process-died")
+    assert await h.consumer.consume(message_of(envelope)) == "handled"
+    assert calls == ["c1"]
+    assert await h.consumer.consume(message_of(envelope, offset=1)) == "duplicate"
+
+
+async def test_conflicts_are_retried_at_once_without_backoff() -> None:
+    h = Harness(max_attempts=2)
+    conflicts = 3
+
+    @h.consumer.handles(CounterOpened)
+    async def handle(received: Received[Any]) -> None:
+        nonlocal conflicts
+        if conflicts:
+            conflicts -= 1
+            raise ConcurrencyError("moved first")
+
+    assert await h.consumer.consume(message_of(opened())) == "handled"
+    assert h.sleeps == [] and h.dead.sent == []

@@ -1,46 +1,57 @@
 """Idempotent event consumers: the inbox, bounded retries and the dead-letter topic.
 
 Each service has one consumer group (`kami-<service>`) and registers one
-handler per event type it cares about. For every Kafka message:
+handler per event type it cares about. Messages come in batches (what one
+fetch returned, up to `max_batch`), and for each batch:
 
-1. decode it; a malformed or unknown message goes to the dead-letter topic
-   at once (retrying cannot fix it);
-2. skip it if the inbox already holds `<service>:<event_id>` (a redelivery,
-   a relay re-publish, or a replay);
-3. run the handler, retrying with exponential backoff up to `max_attempts`;
-   a handler that still fails sends the message, with its error, to the
-   dead-letter topic;
-4. record the inbox row, and only then commit the offset.
+1. decode every message; a malformed or unknown one goes to the dead-letter
+   topic at once (retrying cannot fix it);
+2. claim the batch's messages in the inbox with one `insert_many` of
+   `<service>:<event_id>` rows: a row that already exists is a redelivery, a
+   relay re-publish or a replay, and is skipped if its batch finished (a row
+   left by a batch that died half-way is handled again);
+3. run the handlers: messages with the same Kafka key (the aggregate id) of
+   one partition one after another, in offset order; different keys at the
+   same time, up to `concurrency`. A failing handler is retried with
+   exponential backoff up to `max_attempts`, then its message goes, with its
+   error, to the dead-letter topic, and the others flow on;
+4. record that the batch finished (one insert), and only then commit the
+   offsets.
 
 Offsets are committed by hand after step 4 (never FastStream's default
 ACK_FIRST, which is at-most-once). If the process dies anywhere before,
-Kafka redelivers and step 2 or the store's tracking index dedupes. Messages
-of one partition are handled one at a time, in order: a failing message
-holds its partition while it is retried, then moves aside to the
-dead-letter topic so the partition keeps flowing.
+Kafka redelivers the batch and step 2 or the store's tracking index dedupes.
+Per key the order of a partition is kept; across keys it never was a
+promise (they are different aggregates), and the handlers decide races on
+one aggregate by its stream's optimistic concurrency.
 
 A handler whose effect is an event-store commit passes `received.tracking`
-to `append`, so the effect and the dedupe mark are one atomic write.
+to `append`, so the effect and the dedupe mark are one atomic write. Under
+load the handlers' appends and the inbox's writes each go as one command
+for the whole batch (the store's group commit), which is where the
+throughput comes from.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Collection
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
+from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from opentelemetry import trace
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
@@ -49,7 +60,7 @@ from kami_events.logs import log_context
 from kami_events.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_FAILURES, HANDLER_SECONDS
 from kami_events.mongo import Document
 from kami_events.serialization import EventDecodeError, decode
-from kami_events.store import AlreadyProcessed, Tracking
+from kami_events.store import AlreadyProcessed, ConcurrencyError, Tracking, duplicate_indexes
 from kami_events.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
@@ -84,29 +95,87 @@ class IncomingMessage:
     offset: int
 
 
-class Inbox(Protocol):
-    async def seen(self, key: str) -> bool: ...
+# A claimed message's outcome until its batch has finished.
+STARTED = "started"
 
-    async def record(self, key: str, outcome: str) -> None: ...
+
+class Inbox(Protocol):
+    async def claim(self, keys: Sequence[str], batch: str) -> set[str]:
+        """Claim messages for `batch`; returns the keys already finished
+        (duplicates, not to be handled again)."""
+        ...
+
+    async def finish(self, batch: str, outcomes: Mapping[str, str]) -> None:
+        """Record that `batch` finished. `outcomes` names the messages whose
+        outcome was not an ordinary one (e.g. `dead_lettered`, which a
+        redrive looks for)."""
+        ...
 
 
 class MongoInbox:
-    """Processed message ids, one document each (`_id` is the unique key)."""
+    """Processed messages, one row each (`_id` is the unique key), written as
+    claims before the handlers run; a batch's finishing is one more row.
+
+    Only inserts decide (FerretDB checks a unique `_id` on insert without
+    reading the collection, and only inserts are atomic there); a row is
+    updated only when a handler dead-letters its message, or when a batch
+    takes over a message a dead one had claimed."""
 
     def __init__(self, collection: AsyncCollection[Document], clock: Clock = utc_now) -> None:
         self._collection = collection
         self._clock = clock
 
-    async def seen(self, key: str) -> bool:
-        return await self._collection.find_one({"_id": key}, {"_id": 1}) is not None
-
-    async def record(self, key: str, outcome: str) -> None:
-        # An insert, not an upsert: FerretDB checks a unique `_id` on insert
-        # without reading the collection, while an update scans it first.
-        with contextlib.suppress(DuplicateKeyError):
-            await self._collection.insert_one(
-                {"_id": key, "outcome": outcome, "processed_at": self._clock()}
+    async def claim(self, keys: Sequence[str], batch: str) -> set[str]:
+        if not keys:
+            return set()
+        now = self._clock()
+        refused: set[int] = set()
+        try:
+            await self._collection.insert_many(
+                [
+                    {"_id": key, "outcome": STARTED, "batch": batch, "processed_at": now}
+                    for key in keys
+                ],
+                ordered=False,
             )
+        except BulkWriteError as exc:
+            refused = duplicate_indexes(exc)
+        finished: set[str] = set()
+        for index in sorted(refused):
+            key = keys[index]
+            row = await self._collection.find_one({"_id": key})
+            if row is None or await self._finished(row):
+                finished.add(key)  # (gone: a redrive is under way; leave it to it)
+            else:
+                # Claimed by a batch that never finished (its process died):
+                # this batch takes the message over.
+                await self._collection.update_one(
+                    {"_id": key}, {"$set": {"batch": batch, "processed_at": now}}
+                )
+        return finished
+
+    async def _finished(self, row: Document) -> bool:
+        if row.get("outcome") != STARTED:
+            return True  # finished with its outcome (rows of before batches too)
+        done = await self._collection.find_one({"_id": _batch_id(row.get("batch"))}, {"_id": 1})
+        return done is not None
+
+    async def finish(self, batch: str, outcomes: Mapping[str, str]) -> None:
+        if outcomes:
+            await self._collection.bulk_write(
+                [
+                    UpdateOne({"_id": key}, {"$set": {"outcome": outcome}})
+                    for key, outcome in outcomes.items()
+                ],
+                ordered=False,
+            )
+        await self._collection.insert_one(
+            {"_id": _batch_id(batch), "outcome": "finished", "processed_at": self._clock()}
+        )
+
+
+def _batch_id(batch: object) -> str:
+    return f"batch:{batch}"
 
 
 class DeadLetters(Protocol):
@@ -151,6 +220,8 @@ class RetryPolicy:
     max_attempts: int = 5
     base_delay: float = 0.2
     max_delay: float = 5.0
+    # Optimistic-concurrency conflicts retried at once, before they count as failures.
+    max_conflicts: int = 10
 
     def delay_after(self, attempt: int) -> float:
         return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
@@ -170,6 +241,9 @@ class EventConsumer:
     # keyed by service, still dedupes.
     group_override: str | None = None
     assignment: PartitionAssignment = field(default_factory=PartitionAssignment)
+    # Keys handled at once within a batch, and the most messages one batch takes.
+    concurrency: int = 32
+    max_batch: int = 200
     _handlers: dict[tuple[str, int], Handler] = field(default_factory=dict)
     _topics: set[str] = field(default_factory=set)
 
@@ -196,20 +270,95 @@ class EventConsumer:
         return register
 
     async def consume(self, message: IncomingMessage) -> str:
-        """Handle one message to completion; returns the outcome.
+        """Handle one message to completion; returns the outcome (see `consume_batch`)."""
+        [outcome] = await self.consume_batch([message])
+        return outcome
 
-        Raises only when the message could not be finished (the dead-letter
+    async def consume_batch(self, messages: Sequence[IncomingMessage]) -> list[str]:
+        """Handle a batch of messages to completion; returns each one's outcome.
+
+        Raises only when the batch could not be finished (the dead-letter
         topic or the inbox is unreachable): the caller must then not commit
-        its offset, so Kafka redelivers it.
+        its offsets, so Kafka redelivers it.
         """
-        try:
-            envelope = decode(message.value)
-        except EventDecodeError as exc:
-            event_type = message.headers.get("event_type", "unknown")
-            await self._dead_letter(message, event_type, exc, attempts=0)
-            EVENTS_CONSUMED.labels(self.service, event_type, "malformed").inc()
-            return "malformed"
+        outcomes: list[str] = [""] * len(messages)
+        claimed: dict[str, tuple[int, Envelope[Any], Handler]] = {}
+        for index, message in enumerate(messages):
+            try:
+                envelope = decode(message.value)
+            except EventDecodeError as exc:
+                event_type = message.headers.get("event_type", "unknown")
+                await self._dead_letter(message, event_type, exc, attempts=0)
+                EVENTS_CONSUMED.labels(self.service, event_type, "malformed").inc()
+                outcomes[index] = "malformed"
+                continue
+            handler = self._handlers.get((envelope.event_type, envelope.schema_version))
+            key = Tracking(consumer=self.service, event_id=envelope.event_id).key
+            if handler is None:
+                EVENTS_CONSUMED.labels(self.service, envelope.event_type, "ignored").inc()
+                outcomes[index] = "ignored"
+            elif key in claimed:
+                # The same event twice in one batch (a relay re-publish).
+                EVENTS_CONSUMED.labels(self.service, envelope.event_type, "duplicate").inc()
+                outcomes[index] = "duplicate"
+            else:
+                claimed[key] = (index, envelope, handler)
+        if not claimed:
+            return outcomes
 
+        batch = uuid4().hex
+        finished = await self.inbox.claim(list(claimed), batch)
+        lanes: dict[tuple[str, int, bytes | None], list[tuple[str, int, Envelope[Any], Handler]]]
+        lanes = defaultdict(list)
+        for key, (index, envelope, handler) in claimed.items():
+            if key in finished:
+                EVENTS_CONSUMED.labels(self.service, envelope.event_type, "duplicate").inc()
+                outcomes[index] = "duplicate"
+                continue
+            message = messages[index]
+            lanes[(message.topic, message.partition, message.key)].append(
+                (key, index, envelope, handler)
+            )
+
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def run_lane(lane: list[tuple[str, int, Envelope[Any], Handler]]) -> None:
+            async with gate:
+                for _key, index, envelope, handler in lane:
+                    outcomes[index] = await self._handle(
+                        handler,
+                        envelope,
+                        messages[index],
+                        Tracking(self.service, envelope.event_id),
+                    )
+
+        # Every lane runs to its end even if one fails (no cancelling the
+        # others mid-query: a cancelled PyMongo operation can wedge its client).
+        results = await asyncio.gather(
+            *(run_lane(lane) for lane in lanes.values()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+        unusual = {
+            key: outcomes[index]
+            for key, (index, _, _) in claimed.items()
+            if key not in finished and outcomes[index] not in ("handled", "duplicate")
+        }
+        await self.inbox.finish(batch, unusual)
+        for key, (index, envelope, _) in claimed.items():
+            if key not in finished:
+                EVENTS_CONSUMED.labels(self.service, envelope.event_type, outcomes[index]).inc()
+        return outcomes
+
+    async def _handle(
+        self,
+        handler: Handler,
+        envelope: Envelope[Any],
+        message: IncomingMessage,
+        tracking: Tracking,
+    ) -> str:
         with log_context(
             correlation_id=envelope.correlation_id,
             event_id=str(envelope.event_id),
@@ -217,24 +366,7 @@ class EventConsumer:
             order_id=_order_id_of(envelope),
         ):
             _describe_current_span(self.service, envelope)
-            return await self._consume_decoded(envelope, message)
-
-    async def _consume_decoded(self, envelope: Envelope[Any], message: IncomingMessage) -> str:
-        event_type = envelope.event_type
-        handler = self._handlers.get((event_type, envelope.schema_version))
-        if handler is None:
-            EVENTS_CONSUMED.labels(self.service, event_type, "ignored").inc()
-            return "ignored"
-
-        tracking = Tracking(consumer=self.service, event_id=envelope.event_id)
-        if await self.inbox.seen(tracking.key):
-            EVENTS_CONSUMED.labels(self.service, event_type, "duplicate").inc()
-            return "duplicate"
-
-        outcome = await self._run_with_retries(handler, Received(envelope, tracking), message)
-        await self.inbox.record(tracking.key, outcome)
-        EVENTS_CONSUMED.labels(self.service, event_type, outcome).inc()
-        return outcome
+            return await self._run_with_retries(handler, Received(envelope, tracking), message)
 
     async def _run_with_retries(
         self, handler: Handler, received: Received[Any], message: IncomingMessage
@@ -242,6 +374,7 @@ class EventConsumer:
         event_type = received.envelope.event_type
         started = time.perf_counter()
         attempt = 0
+        conflicts = 0
         try:
             while True:
                 attempt += 1
@@ -250,6 +383,15 @@ class EventConsumer:
                     return "handled"
                 except AlreadyProcessed:
                     return "duplicate"
+                except ConcurrencyError:
+                    # Another handler of this batch (or replica) moved the
+                    # same aggregate first: load again at once, not after a
+                    # backoff meant for broken dependencies.
+                    if conflicts < self.retry.max_conflicts:
+                        conflicts += 1
+                        attempt -= 1
+                        continue
+                    raise
                 except Exception as exc:
                     HANDLER_FAILURES.labels(self.service, event_type).inc()
                     if attempt >= self.retry.max_attempts:
@@ -312,20 +454,23 @@ class EventConsumer:
         if self.dead_letters is None:
             self.dead_letters = KafkaDeadLetters(broker, dead_letter_topic(self.service))
 
-        async def on_message(msg: KafkaMessage) -> None:
-            record = msg.raw_message
-            incoming = IncomingMessage(
-                value=msg.body,
-                key=record.key,  # type: ignore[union-attr]
-                headers=dict(msg.headers),
-                topic=record.topic,  # type: ignore[union-attr]
-                partition=record.partition,  # type: ignore[union-attr]
-                offset=record.offset,  # type: ignore[union-attr]
-            )
+        async def on_batch(msg: KafkaMessage) -> None:
+            records = msg.raw_message
+            batch = [
+                IncomingMessage(
+                    value=record.value or b"",
+                    key=record.key,
+                    headers={name: value.decode() for name, value in record.headers},
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+                for record in (records if isinstance(records, tuple) else (records,))
+            ]
             try:
-                await self.consume(incoming)
+                await self.consume_batch(batch)
             except Exception:
-                log.exception("%s could not finish a message; it will be redelivered", self.service)
+                log.exception("%s could not finish a batch; it will be redelivered", self.service)
                 await asyncio.sleep(1.0)  # do not spin on a broken dependency
                 await msg.nack()
                 return
@@ -338,8 +483,13 @@ class EventConsumer:
             auto_offset_reset=auto_offset_reset,
             listener=self.assignment,
             title=f"{self.service}-consumer",
+            batch=True,
+            max_records=self.max_batch,
+            # How long an idle fetch waits; a message arriving meanwhile is
+            # returned at once (it also bounds the pause after an empty one).
+            batch_timeout_ms=10,
         )
-        subscriber(on_message)
+        subscriber(on_batch)
         return subscriber
 
 

@@ -143,6 +143,8 @@ class ServiceRuntime:
             ),
             clock=clock,
             group_override=settings.consumer_group_override,
+            concurrency=settings.consumer_concurrency,
+            max_batch=settings.consumer_max_batch,
         )
         self.lease = RelayLease(self.db["leases"], clock=clock)
         self.consumer.dead_letters = KafkaDeadLetters(

@@ -32,6 +32,10 @@ class ServiceSettings(BaseSettings):
 
     # Consumer: bounded retries with exponential backoff, then dead-letter.
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
+    # Messages of different keys handled at once within a fetched batch (1:
+    # one at a time), and the most messages one batch takes.
+    consumer_concurrency: int = Field(default=32, ge=1, le=1_000)
+    consumer_max_batch: int = Field(default=200, ge=1, le=10_000)
     consumer_retry_base_delay_seconds: float = Field(default=0.2, ge=0)
     consumer_retry_max_delay_seconds: float = Field(default=5.0, ge=0)
     # Another consumer group than `kami-<service>` (`KAMI_CONSUMER_GROUP_OVERRIDE`):

@@ -5,7 +5,7 @@ Integration and end-to-end tests use the real servers instead (DESIGN §8).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from kami_events.clock import Clock, ManualClock, utc_now
 from kami_events.consumer import IncomingMessage
@@ -81,14 +81,32 @@ class InMemoryEventStore:
 
 
 class InMemoryInbox:
+    """The inbox's contract in memory: claims, finished batches, outcomes."""
+
     def __init__(self) -> None:
-        self.records: dict[str, str] = {}
+        self.claims: dict[str, str] = {}  # key -> the batch that claimed it
+        self.outcomes: dict[str, str] = {}
+        self.finished_batches: set[str] = set()
 
-    async def seen(self, key: str) -> bool:
-        return key in self.records
+    @property
+    def records(self) -> dict[str, str]:
+        """Each finished message's outcome (`handled` unless recorded otherwise)."""
+        return {
+            key: self.outcomes.get(key, "handled")
+            for key, batch in self.claims.items()
+            if batch in self.finished_batches or key in self.outcomes
+        }
 
-    async def record(self, key: str, outcome: str) -> None:
-        self.records.setdefault(key, outcome)
+    async def claim(self, keys: Sequence[str], batch: str) -> set[str]:
+        finished = {key for key in keys if key in self.records}
+        for key in keys:
+            if key not in finished:
+                self.claims[key] = batch
+        return finished
+
+    async def finish(self, batch: str, outcomes: Mapping[str, str]) -> None:
+        self.outcomes.update(outcomes)
+        self.finished_batches.add(batch)
 
 
 class RecordingDeadLetters:
