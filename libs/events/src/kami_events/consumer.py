@@ -346,7 +346,8 @@ class EventConsumer:
             for key, (index, _, _) in claimed.items()
             if key not in finished and outcomes[index] not in ("handled", "duplicate")
         }
-        await self.inbox.finish(batch, unusual)
+        if len(finished) < len(claimed):  # a replay of finished messages writes nothing
+            await self.inbox.finish(batch, unusual)
         for key, (index, envelope, _) in claimed.items():
             if key not in finished:
                 EVENTS_CONSUMED.labels(self.service, envelope.event_type, outcomes[index]).inc()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from kami_events.metrics import MONGO_COMMAND_SECONDS
 
@@ -81,3 +84,54 @@ def _filter_shape(command: Mapping[str, Any]) -> str:
     if not isinstance(query, dict):
         return ""
     return ",".join(sorted(query)) or "(none)"
+
+
+class InsertGroup:
+    """Single-document inserts into one collection, made concurrently by
+    different handlers, written together: one `insert_many` (unordered) for
+    whatever waited on the write before it.
+
+    Each document is still decided alone by the collection's unique indexes:
+    `insert` raises `DuplicateKeyError` for its own document only, as
+    `insert_one` would. A lone insert costs what `insert_one` does.
+    """
+
+    MAX_BATCH = 200
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+        self._waiting: list[tuple[Document, asyncio.Future[bool]]] = []
+        self._lock = asyncio.Lock()
+
+    async def insert(self, document: Document) -> None:
+        accepted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((document, accepted))
+        async with self._lock:
+            if not accepted.done():
+                batch = self._waiting[: self.MAX_BATCH]
+                del self._waiting[: len(batch)]
+                # Shielded: a cancelled caller must not cut the others' write short.
+                await asyncio.shield(self._write(batch))
+        if not await accepted:
+            raise DuplicateKeyError(f"{self.collection.name}: {document.get('_id')!r} exists")
+
+    async def _write(self, batch: list[tuple[Document, asyncio.Future[bool]]]) -> None:
+        refused: set[int] = set()
+        try:
+            try:
+                await self.collection.insert_many([doc for doc, _ in batch], ordered=False)
+            except BulkWriteError as exc:
+                for error in exc.details.get("writeErrors", []):
+                    if error.get("code") != DUPLICATE_KEY:
+                        raise
+                    refused.add(int(error["index"]))
+        except Exception as exc:
+            for _, accepted in batch:
+                if not accepted.done():
+                    accepted.set_exception(exc)
+            return
+        for index, (_, accepted) in enumerate(batch):
+            accepted.set_result(index not in refused)
+
+
+DUPLICATE_KEY = 11000

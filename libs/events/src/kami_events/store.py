@@ -63,7 +63,7 @@ from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
 from kami_events.event import Event
 from kami_events.metrics import CONCURRENCY_CONFLICTS, EVENTS_APPENDED
-from kami_events.mongo import Document
+from kami_events.mongo import DUPLICATE_KEY, Document
 from kami_events.serialization import decode_document
 
 
@@ -200,9 +200,6 @@ class OutboxState:
     @property
     def highest(self) -> int:
         return max([self.checkpoint, *(claim.position for claim in self.claims)])
-
-
-DUPLICATE_KEY = 11000
 
 
 def duplicate_indexes(error: BulkWriteError) -> set[int]:

@@ -7,6 +7,7 @@ after-sales' `ReplacementApproved` (a replacement key for a faulty one)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from kami_events.catalogue.aftersales import ReplacementApproved
@@ -39,6 +40,13 @@ def caused_by(envelope: Envelope[Any]) -> CommitContext:
 
 
 def register_consumers(consumer: EventConsumer, inv: Inventory) -> None:
+    # The consumer runs messages of different orders at once, but a pool's
+    # stream must tell its keys' moves in the order they were made (a key
+    # released by one order and taken by the next is announced in that
+    # order): the messages that move keys take turns, as they did when
+    # messages came one at a time. The offer and product read models run at once.
+    moving_keys = asyncio.Lock()
+
     @consumer.handles(OfferListed)
     async def on_offer_listed(received: Received[OfferListed]) -> None:
         await handlers.record_offer_listed(received.event, received.envelope.aggregate_version, inv)
@@ -61,30 +69,35 @@ def register_consumers(consumer: EventConsumer, inv: Inventory) -> None:
 
     @consumer.handles(OrderPlaced)
     async def on_order_placed(received: Received[OrderPlaced]) -> None:
-        await handlers.reserve_for_order(
-            received.event, inv, caused_by(received.envelope), received.tracking
-        )
+        async with moving_keys:
+            await handlers.reserve_for_order(
+                received.event, inv, caused_by(received.envelope), received.tracking
+            )
 
     @consumer.handles(OrderCancelled)
     async def on_order_cancelled(received: Received[OrderCancelled]) -> None:
-        await handlers.release_for_cancelled_order(
-            received.event, inv, caused_by(received.envelope), received.tracking
-        )
+        async with moving_keys:
+            await handlers.release_for_cancelled_order(
+                received.event, inv, caused_by(received.envelope), received.tracking
+            )
 
     @consumer.handles(OrderPaid)
     async def on_order_paid(received: Received[OrderPaid]) -> None:
-        await handlers.sell_for_paid_order(
-            received.event, inv, caused_by(received.envelope), received.tracking
-        )
+        async with moving_keys:
+            await handlers.sell_for_paid_order(
+                received.event, inv, caused_by(received.envelope), received.tracking
+            )
 
     @consumer.handles(OrderRefundRequested)
     async def on_order_refund_requested(received: Received[OrderRefundRequested]) -> None:
-        await handlers.void_for_refund(
-            received.event, inv, caused_by(received.envelope), received.tracking
-        )
+        async with moving_keys:
+            await handlers.void_for_refund(
+                received.event, inv, caused_by(received.envelope), received.tracking
+            )
 
     @consumer.handles(ReplacementApproved)
     async def on_replacement_approved(received: Received[ReplacementApproved]) -> None:
-        await handlers.replace_keys(
-            received.event, inv, caused_by(received.envelope), received.tracking
-        )
+        async with moving_keys:
+            await handlers.replace_keys(
+                received.event, inv, caused_by(received.envelope), received.tracking
+            )

@@ -7,6 +7,7 @@ stores belong to them, and topics may be compacted or expire.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,6 +30,9 @@ class ConsumedLog:
         # The last seq this process took: the next one is tried without reading
         # the highest, which on FerretDB 1.24 reads the whole log.
         self._last_seq: int | None = None
+        # Concurrent handlers of one batch take seqs one after another, not
+        # all the same one.
+        self._seq_lock = asyncio.Lock()
 
     async def ensure_indexes(self) -> None:
         await self.events.create_index("seq", unique=True, name="seq_unique")
@@ -39,6 +43,10 @@ class ConsumedLog:
         Its `seq` follows the last one this process took (the highest, read
         once), under a unique index: a collision with another process's seq
         reads the highest again. On FerretDB only a unique insert decides a race."""
+        async with self._seq_lock:
+            return await self._record(envelope)
+
+    async def _record(self, envelope: Envelope[Any]) -> bool:
         event_id = str(envelope.event_id)
         for _ in range(self.MAX_ATTEMPTS):
             if self._last_seq is None:

@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from kami_events.envelope import Envelope
-from kami_events.mongo import Document
+from kami_events.mongo import Document, InsertGroup
 from kami_ordering.domain.timeline import summarize
 
 
@@ -45,6 +45,8 @@ def entry_of(envelope: Envelope[Any]) -> TimelineEntry:
 class MongoTimeline:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._entries: AsyncCollection[Document] = db["timeline"]
+        # Entries of a consumed batch's events go in one write.
+        self._inserts = InsertGroup(self._entries)
 
     async def ensure_indexes(self) -> None:
         await self._entries.create_index(
@@ -55,7 +57,7 @@ class MongoTimeline:
         entry = entry_of(envelope)
         # A DuplicateKeyError: recorded when this message was first delivered.
         with contextlib.suppress(DuplicateKeyError):
-            await self._entries.insert_one(
+            await self._inserts.insert(
                 {
                     "_id": entry.event_id,
                     "order_id": order_id,
