@@ -53,6 +53,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
+from kami_events import tracing
 from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
 from kami_events.event import Event
@@ -360,11 +361,15 @@ class EventConsumer:
         message: IncomingMessage,
         tracking: Tracking,
     ) -> str:
-        with log_context(
-            correlation_id=envelope.correlation_id,
-            event_id=str(envelope.event_id),
-            event_type=envelope.event_type,
-            order_id=_order_id_of(envelope),
+        traceparent = message.headers.get("traceparent") or envelope.traceparent
+        with (
+            tracing.consuming(traceparent, f"{message.topic} process"),
+            log_context(
+                correlation_id=envelope.correlation_id,
+                event_id=str(envelope.event_id),
+                event_type=envelope.event_type,
+                order_id=_order_id_of(envelope),
+            ),
         ):
             _describe_current_span(self.service, envelope)
             return await self._run_with_retries(handler, Received(envelope, tracking), message)

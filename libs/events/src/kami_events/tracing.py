@@ -188,6 +188,19 @@ def continue_trace(
         yield
 
 
+@contextmanager
+def consuming(traceparent: str | None, name: str) -> Iterator[None]:
+    """Run a consumed message's handler in a consumer span, child of the span
+    that published it (its `traceparent` header). Messages come in batches,
+    so each gets its own span here rather than the batch's one."""
+    if _provider is None or not traceparent:
+        yield
+        return
+    tracer = _provider.get_tracer("kami_events.consumer")
+    with tracer.start_as_current_span(name, context=_extract(traceparent), kind=SpanKind.CONSUMER):
+        yield
+
+
 class PublishingInTrace:
     """The broker as the relay sees it: each envelope is published within the
     trace its commit recorded (its `traceparent` header), so FastStream's
