@@ -3,7 +3,7 @@
     python deploy/local/seed_demo.py catalogue   # before the services start
     python deploy/local/seed_demo.py market      # once they run
 
-`catalogue` publishes the starter catalogue (`../shared/data/catalog-sample.json`)
+`catalogue` publishes the starter catalogue (`data/catalog-sample.json`)
 with catalog's own seed command; it runs before catalog serves, because
 catalog loads its search index at start. `market` then creates, over HTTP:
 an operator, an approved seller with a deposit, an offer with 20
@@ -29,7 +29,7 @@ from kami_actors import PASSWORD, Person, approved_seller
 from kami_local import DEMO_OPERATOR_PHONE, REPO, Platform
 from kami_market import PAYMENT_PASSWORD, funded_buyer, funded_deposit, operator_of, until
 
-SAMPLE = REPO.parent / "shared" / "data" / "catalog-sample.json"
+SAMPLE = REPO / "data" / "catalog-sample.json"
 KEYS_PER_OFFER = 20
 OFFERS = 5
 
