@@ -33,8 +33,9 @@ err = Console(stderr=True, soft_wrap=True)
 
 HELP = """\
 Kami's operator CLI: run services, provision Kafka topics, import keys,
-inspect orders and stuck sagas, redrive dead letters, rebuild read models
-and audit the ledger.
+inspect orders and stuck sagas, redrive dead letters, rebuild read models,
+audit the ledger; on the local platform, read the SMS outbox and buy as the
+demo buyer.
 
 Configuration comes from the environment, like the services:
 KAMI_KAFKA_BOOTSTRAP, KAMI_MONGODB_URI, KAMI_DATABASE_PREFIX (databases are
@@ -53,6 +54,7 @@ sagas_app = typer.Typer(help="Purchase sagas (ordering).")
 dlq_app = typer.Typer(help="Dead-letter topics: what consumers gave up on.")
 projections_app = typer.Typer(help="Read models rebuilt from event stores.")
 ledger_app = typer.Typer(help="Payment's double-entry ledger.")
+sms_app = typer.Typer(help="The local platform's SMS outbox (the simulated carrier).")
 for name, sub in (
     ("stack", stack_app),
     ("topics", topics_app),
@@ -62,6 +64,7 @@ for name, sub in (
     ("dlq", dlq_app),
     ("projections", projections_app),
     ("ledger", ledger_app),
+    ("sms", sms_app),
 ):
     app.add_typer(sub, name=name, no_args_is_help=True)
 
@@ -578,6 +581,41 @@ async def _audit_orders(settings: CliSettings) -> books.LedgerAudit:
     finally:
         await client.close()
     return books.audit_orders(books.money_by_order(payment), books.final_states(ordering))
+
+
+# -- sms -----------------------------------------------------------------------------
+
+
+@sms_app.command("last")
+@reports_errors
+def sms_last(
+    ctx: typer.Context,
+    phone: Annotated[str, typer.Argument(help="the phone number, e.g. 13900000002")],
+    code_only: Annotated[bool, typer.Option("--code", help="print only the code it carries")] = (
+        False
+    ),
+    database: Annotated[
+        str | None, typer.Option(help="the outbox's database (default <prefix>_identity_sms_sink)")
+    ] = None,
+) -> None:
+    """The last text identity sent to PHONE (its verification code), from the local outbox.
+
+    Exits 1 when no text was sent to it, or when identity keeps no outbox
+    there (a real SMS provider, or another database prefix).
+    """
+    from kami_cli.sms import last_text
+
+    text = asyncio.run(last_text(settings_of(ctx), phone, database))
+    if code_only:
+        if text.code is None:
+            raise CliError(f"the last text to {text.phone} carries no code: {text.text}")
+        out.print(text.code, markup=False, highlight=False)
+        return
+    out.print(
+        f"{text.sent_at.isoformat(timespec='seconds')}  to {text.phone}  code {text.code or '-'}",
+        highlight=False,
+    )
+    out.print(text.text, markup=False, highlight=False)
 
 
 # -- helpers -------------------------------------------------------------------------
