@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from kami_cli import demo
 from kami_cli import dlq as dead_letters
 from kami_cli import keys as key_files
 from kami_cli import ledger as books
@@ -54,6 +55,7 @@ sagas_app = typer.Typer(help="Purchase sagas (ordering).")
 dlq_app = typer.Typer(help="Dead-letter topics: what consumers gave up on.")
 projections_app = typer.Typer(help="Read models rebuilt from event stores.")
 ledger_app = typer.Typer(help="Payment's double-entry ledger.")
+demo_app = typer.Typer(help="The local platform's demo: a purchase as the demo buyer.")
 sms_app = typer.Typer(help="The local platform's SMS outbox (the simulated carrier).")
 for name, sub in (
     ("stack", stack_app),
@@ -65,6 +67,7 @@ for name, sub in (
     ("projections", projections_app),
     ("ledger", ledger_app),
     ("sms", sms_app),
+    ("demo", demo_app),
 ):
     app.add_typer(sub, name=name, no_args_is_help=True)
 
@@ -616,6 +619,45 @@ def sms_last(
         highlight=False,
     )
     out.print(text.text, markup=False, highlight=False)
+
+
+# -- demo ----------------------------------------------------------------------------
+
+
+@demo_app.command("buy")
+@reports_errors
+def demo_buy(
+    ctx: typer.Context,
+    phone: Annotated[str, typer.Option(help="the buyer's phone")] = demo.DEMO_BUYER_PHONE,
+    password: Annotated[str, typer.Option(help="the buyer's password")] = demo.DEMO_PASSWORD,
+    payment_password: Annotated[str, typer.Option(help="the wallet's payment password")] = (
+        demo.DEMO_PAYMENT_PASSWORD
+    ),
+    offer: Annotated[
+        str | None, typer.Option(help="the offer id (default: the best value in stock)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="seconds to wait for each step")] = 60.0,
+) -> None:
+    """Buy one key as the demo buyer, through the public APIs, and reveal it.
+
+    Prints each step with the seconds since the start: logged in, offer,
+    placed, reserved, paid, delivered, revealed, then the key. The seed of
+    ./scripts/run creates the demo buyer (phone 13900000009, password
+    E2e-correct-horse-42, payment password 135790, 1000 yuan in the wallet).
+    """
+    bought = demo.buy(
+        settings_of(ctx),
+        phone=phone,
+        password=password,
+        payment_password=payment_password,
+        offer_id=offer,
+        timeout=timeout,
+        on_step=lambda step: out.print(
+            f"{step.seconds:6.2f}s  {step.name:<10} {step.detail}", markup=False, highlight=False
+        ),
+    )
+    out.print(f"key: {bought.secret}", markup=False, highlight=False)
+    out.print(f"the saga: kami orders show {bought.order_id}  (after `kami login --phone {phone}`)")
 
 
 # -- helpers -------------------------------------------------------------------------
