@@ -11,11 +11,12 @@ from typing import Any
 
 import httpx
 
+from kami_cli.demo import DEMO_PASSWORD
 from kami_events.mongo import connect
 from kami_local import Platform
 
 # The password of every demo and test account (local platform only).
-PASSWORD = "E2e-correct-horse-42"  # noqa: S105
+PASSWORD = DEMO_PASSWORD
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 

@@ -15,9 +15,10 @@ from uuid import uuid4
 import httpx
 
 from kami_actors import PASSWORD, Person, approved_seller, sign_up
+from kami_cli.demo import DEMO_PAYMENT_PASSWORD
 from kami_local import Platform
 
-PAYMENT_PASSWORD = "135790"  # noqa: S105 - demo and test wallets only
+PAYMENT_PASSWORD = DEMO_PAYMENT_PASSWORD  # demo and test wallets only
 _serial = itertools.count(1)
 
 
@@ -115,21 +116,30 @@ async def list_offer_with_keys(
     return Offer(offer_id, product_id, seller, unit_price, secrets)
 
 
-async def funded_buyer(platform: Platform, amount: int) -> Person:
-    buyer = await sign_up(platform)
+async def funded_buyer(platform: Platform, amount: int, *, phone: str | None = None) -> Person:
+    """A new buyer with `amount` in the wallet and the payment password; with
+    `phone`, that account (registered the first time), `amount` added."""
+    buyer = await signed_in(platform, phone) if phone else await sign_up(platform)
+    wallet = await buyer.call("payment", "GET", "/wallet")
+    assert wallet.status_code == 200, wallet.text
+    expected = wallet.json()["balance"] + amount
     top_up = await buyer.call(
         "payment", "POST", "/wallet/top-ups", json={"amount": amount, "channel": "alipay"}
     )
     assert top_up.status_code == 201, top_up.text
     paid = await buyer.call("payment", "POST", top_up.json()["pay"]["simulator_pay"])
     assert paid.status_code == 200, paid.text
+    # The current password is only checked when one is set (a buyer seeded before).
     password = await buyer.call(
-        "payment", "PUT", "/wallet/payment-password", json={"new_password": PAYMENT_PASSWORD}
+        "payment",
+        "PUT",
+        "/wallet/payment-password",
+        json={"new_password": PAYMENT_PASSWORD, "current_password": PAYMENT_PASSWORD},
     )
     assert password.status_code in (200, 204), password.text
     await until(
         lambda: buyer.call("payment", "GET", "/wallet"),
-        lambda r: r.status_code == 200 and r.json()["balance"] == amount,
+        lambda r: r.status_code == 200 and r.json()["balance"] == expected,
         what="the top-up to reach the wallet",
     )
     return buyer
@@ -189,6 +199,11 @@ async def pay_by_wallet(buyer: Person, order_id: str) -> httpx.Response:
 
 async def operator_of(platform: Platform, phone: str) -> Person:
     """The operator account (registered once per platform, logged in after)."""
+    return await signed_in(platform, phone)
+
+
+async def signed_in(platform: Platform, phone: str) -> Person:
+    """The account of `phone`, logged in (registered first if it is new)."""
     async with httpx.AsyncClient(base_url=platform.url("identity"), timeout=30) as identity:
         login = await identity.post("/auth/login", json={"phone": phone, "password": PASSWORD})
     if login.status_code == 200:

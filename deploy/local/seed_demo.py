@@ -3,13 +3,15 @@
     python deploy/local/seed_demo.py catalogue   # before the services start
     python deploy/local/seed_demo.py market      # once they run
 
-`catalogue` publishes the starter catalogue (`../shared/data/catalog-sample.json`)
+`catalogue` publishes the starter catalogue (`data/catalog-sample.json`)
 with catalog's own seed command; it runs before catalog serves, because
 catalog loads its search index at start. `market` then creates, over HTTP:
 an operator, an approved seller with a deposit, an offer with 20
-keys for each automatically delivered product, and a buyer with a funded
-wallet and a payment password. Prints who is who and what to try. Running it
-again adds another seller, offers and buyer; the catalogue stays as it is.
+keys for each automatically delivered product, and the demo buyer (phone
+13900000009, `kami_cli.demo`) with 1000 yuan in its wallet and a payment
+password: `kami demo buy` buys as it without being told who it is. Prints who
+is who and what to try. Running it again adds another seller and offers and
+another 1000 yuan to the demo buyer's wallet; the catalogue stays as it is.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from typing import Any
 import httpx
 
 from kami_actors import PASSWORD, Person, approved_seller
+from kami_cli.demo import DEMO_BUYER_PHONE
 from kami_local import DEMO_OPERATOR_PHONE, REPO, Platform
 from kami_market import PAYMENT_PASSWORD, funded_buyer, funded_deposit, operator_of, until
 
-SAMPLE = REPO.parent / "shared" / "data" / "catalog-sample.json"
+SAMPLE = REPO / "data" / "catalog-sample.json"
 KEYS_PER_OFFER = 20
 OFFERS = 5
 
@@ -96,7 +99,8 @@ def _items(page: dict[str, Any]) -> list[dict[str, Any]]:
 async def seed_market(platform: Platform) -> None:
     operator = await operator_of(platform, DEMO_OPERATOR_PHONE)
     seller, offers = await list_offers(platform, operator)
-    buyer = await funded_buyer(platform, 100_000)
+    buyer = await funded_buyer(platform, 100_000, phone=DEMO_BUYER_PHONE)
+    wallet = (await buyer.call("payment", "GET", "/wallet")).json()
     print(
         json.dumps(
             {
@@ -104,7 +108,11 @@ async def seed_market(platform: Platform) -> None:
                 "payment password (buyer)": PAYMENT_PASSWORD,
                 "operator": {"phone": operator.phone},
                 "seller": {"phone": seller.phone, "user_id": seller.user_id},
-                "buyer": {"phone": buyer.phone, "user_id": buyer.user_id, "wallet_fen": 100_000},
+                "buyer": {
+                    "phone": buyer.phone,
+                    "user_id": buyer.user_id,
+                    "wallet_fen": wallet["balance"],
+                },
                 "offers": offers,
             },
             ensure_ascii=False,

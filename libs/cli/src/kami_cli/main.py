@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from kami_cli import demo
 from kami_cli import dlq as dead_letters
 from kami_cli import keys as key_files
 from kami_cli import ledger as books
@@ -33,8 +34,9 @@ err = Console(stderr=True, soft_wrap=True)
 
 HELP = """\
 Kami's operator CLI: run services, provision Kafka topics, import keys,
-inspect orders and stuck sagas, redrive dead letters, rebuild read models
-and audit the ledger.
+inspect orders and stuck sagas, redrive dead letters, rebuild read models,
+audit the ledger; on the local platform, read the SMS outbox and buy as the
+demo buyer.
 
 Configuration comes from the environment, like the services:
 KAMI_KAFKA_BOOTSTRAP, KAMI_MONGODB_URI, KAMI_DATABASE_PREFIX (databases are
@@ -53,6 +55,8 @@ sagas_app = typer.Typer(help="Purchase sagas (ordering).")
 dlq_app = typer.Typer(help="Dead-letter topics: what consumers gave up on.")
 projections_app = typer.Typer(help="Read models rebuilt from event stores.")
 ledger_app = typer.Typer(help="Payment's double-entry ledger.")
+demo_app = typer.Typer(help="The local platform's demo: a purchase as the demo buyer.")
+sms_app = typer.Typer(help="The local platform's SMS outbox (the simulated carrier).")
 for name, sub in (
     ("stack", stack_app),
     ("topics", topics_app),
@@ -62,6 +66,8 @@ for name, sub in (
     ("dlq", dlq_app),
     ("projections", projections_app),
     ("ledger", ledger_app),
+    ("sms", sms_app),
+    ("demo", demo_app),
 ):
     app.add_typer(sub, name=name, no_args_is_help=True)
 
@@ -578,6 +584,80 @@ async def _audit_orders(settings: CliSettings) -> books.LedgerAudit:
     finally:
         await client.close()
     return books.audit_orders(books.money_by_order(payment), books.final_states(ordering))
+
+
+# -- sms -----------------------------------------------------------------------------
+
+
+@sms_app.command("last")
+@reports_errors
+def sms_last(
+    ctx: typer.Context,
+    phone: Annotated[str, typer.Argument(help="the phone number, e.g. 13900000002")],
+    code_only: Annotated[bool, typer.Option("--code", help="print only the code it carries")] = (
+        False
+    ),
+    database: Annotated[
+        str | None, typer.Option(help="the outbox's database (default <prefix>_identity_sms_sink)")
+    ] = None,
+) -> None:
+    """The last text identity sent to PHONE (its verification code), from the local outbox.
+
+    Exits 1 when no text was sent to it, or when identity keeps no outbox
+    there (a real SMS provider, or another database prefix).
+    """
+    from kami_cli.sms import last_text
+
+    text = asyncio.run(last_text(settings_of(ctx), phone, database))
+    if code_only:
+        if text.code is None:
+            raise CliError(f"the last text to {text.phone} carries no code: {text.text}")
+        out.print(text.code, markup=False, highlight=False)
+        return
+    out.print(
+        f"{text.sent_at.isoformat(timespec='seconds')}  to {text.phone}  code {text.code or '-'}",
+        highlight=False,
+    )
+    out.print(text.text, markup=False, highlight=False)
+
+
+# -- demo ----------------------------------------------------------------------------
+
+
+@demo_app.command("buy")
+@reports_errors
+def demo_buy(
+    ctx: typer.Context,
+    phone: Annotated[str, typer.Option(help="the buyer's phone")] = demo.DEMO_BUYER_PHONE,
+    password: Annotated[str, typer.Option(help="the buyer's password")] = demo.DEMO_PASSWORD,
+    payment_password: Annotated[str, typer.Option(help="the wallet's payment password")] = (
+        demo.DEMO_PAYMENT_PASSWORD
+    ),
+    offer: Annotated[
+        str | None, typer.Option(help="the offer id (default: the best value in stock)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="seconds to wait for each step")] = 60.0,
+) -> None:
+    """Buy one key as the demo buyer, through the public APIs, and reveal it.
+
+    Prints each step with the seconds since the start: logged in, offer,
+    placed, reserved, paid, delivered, revealed, then the key. The seed of
+    ./scripts/run creates the demo buyer (phone 13900000009, password
+    E2e-correct-horse-42, payment password 135790, 1000 yuan in the wallet).
+    """
+    bought = demo.buy(
+        settings_of(ctx),
+        phone=phone,
+        password=password,
+        payment_password=payment_password,
+        offer_id=offer,
+        timeout=timeout,
+        on_step=lambda step: out.print(
+            f"{step.seconds:6.2f}s  {step.name:<10} {step.detail}", markup=False, highlight=False
+        ),
+    )
+    out.print(f"key: {bought.secret}", markup=False, highlight=False)
+    out.print(f"the saga: kami orders show {bought.order_id}  (after `kami login --phone {phone}`)")
 
 
 # -- helpers -------------------------------------------------------------------------
