@@ -63,7 +63,7 @@ async def test_racing_password_attempts_get_distinct_slots_up_to_the_limit(
     assert sorted(s for s in slots if s is not None) == [1, 2, 3, 4, 5]
     assert slots.count(None) == 7
     until = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
-    await credentials.new_generation("b1", locked_until=until)
+    await credentials.new_generation(credential, locked_until=until)
     locked = await credentials.get("b1")
     assert locked is not None and locked.locked(until - timedelta(seconds=1))
     assert await credentials.claim_attempt(locked, 5) == 1  # a fresh run of attempts
