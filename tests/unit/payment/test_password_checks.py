@@ -49,12 +49,21 @@ async def test_a_wait_estimated_past_the_limit_is_refused() -> None:
         CHEAP_ARGON2, CheckPoolLimits(concurrency=1, max_queued=100, max_wait_seconds=0.5)
     )
     hasher._check_seconds = 0.3  # as if each check took 300 ms lately
-    # One runs at once, the next waits about 0.3 s, a third would wait 0.6 s.
-    async with hasher.admitted(), hasher.admitted():
-        with pytest.raises(PasswordChecksBusy) as busy:
-            async with hasher.admitted():
-                pass
-    assert busy.value.reason == "wait_too_long"
+    release = threading.Event()
+    running = asyncio.create_task(hasher._run(lambda: release.wait(5)))
+    await asyncio.sleep(0)
+    async with hasher.admitted():  # would wait about 0.3 s behind the one running
+        pass
+    queued = asyncio.create_task(hasher._run(lambda: release.wait(5)))
+    await asyncio.sleep(0)
+
+    with pytest.raises(PasswordChecksBusy) as busy:
+        async with hasher.admitted():  # would wait about 0.6 s
+            pass
+
+    assert busy.value.reason == "wait_too_long" and busy.value.retry_after == 1
+    release.set()
+    assert await running and await queued
 
 
 async def test_a_busy_pool_is_a_429_that_costs_no_password_attempt() -> None:

@@ -2,11 +2,12 @@
 
 Each argon2id check allocates its whole memory cost for its duration, so the
 number of checks running at once is what bounds payment's memory. They run
-in a dedicated thread pool of `concurrency` threads; a request that would
-wait behind more than `max_queued` others, or longer than `max_wait_seconds`
-(estimated from the recent check times), is refused before it starts
-(`PasswordChecksBusy`, a 429 with Retry-After): nothing has changed, and the
-buyer may send the same request again.
+in a dedicated thread pool of `concurrency` threads (whoever calls). A
+request is admitted only while fewer than `concurrency + max_queued` hold a
+place and the checks already on the pool would not keep it waiting longer
+than `max_wait_seconds` (estimated from recent check times); otherwise it is
+refused before it starts (`PasswordChecksBusy`, a 429 with Retry-After):
+nothing has changed, and the buyer may send the same request again.
 
 Admission is a separate step (`admitted()`) from running a check, so a
 handler can be refused *before* it claims a password attempt slot: a refusal
@@ -40,11 +41,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Argon2Parameters:
-    """Defaults are OWASP's first argon2id recommendation (19 MiB, 2 passes,
-    1 lane): about 25 ms of one core per check here (docs/performance.md)."""
+    """Defaults are one of OWASP's equivalent argon2id recommendations (12 MiB,
+    3 passes, 1 lane): about 21 ms of one core per check here, and less memory
+    than its 19 MiB / 2 passes (25 ms) for the same strength (docs/performance.md)."""
 
-    time_cost: int = 2
-    memory_cost_kib: int = 19 * 1024
+    time_cost: int = 3
+    memory_cost_kib: int = 12 * 1024
     parallelism: int = 1
 
 
@@ -83,47 +85,58 @@ class PasswordHasher:
         self._executor = ThreadPoolExecutor(
             max_workers=limits.concurrency, thread_name_prefix="argon2"
         )
-        self._admitted = 0  # running or waiting
+        self._admitted = 0  # requests holding a place (checking, or about to)
+        self._on_pool = 0  # computations submitted to the threads, running or queued
         # Seconds per check, a moving average; starts from a guess at the defaults.
         self._check_seconds = 0.03
 
     @asynccontextmanager
     async def admitted(self) -> AsyncIterator[None]:
-        """A place among the checks running or waiting, or `PasswordChecksBusy`."""
-        # This request's place in the queue (0: it runs at once), and how
-        # long the checks before it would take on the pool's threads.
-        position = max(0, self._admitted - self._limits.concurrency + 1)
+        """A place among the requests about to check a password, or
+        `PasswordChecksBusy`: at most `concurrency + max_queued` hold one, and
+        none is given when the checks already on the pool would keep this one
+        waiting longer than `max_wait_seconds`."""
+        # Where this request's check would queue on the pool now (0: it runs at
+        # once), and how long the checks before it take on the pool's threads.
+        position = max(0, self._on_pool - self._limits.concurrency + 1)
         wait = position * self._check_seconds / self._limits.concurrency
-        if position > self._limits.max_queued:
-            self._reject("queue_full", wait)
+        if self._admitted >= self._limits.concurrency + self._limits.max_queued:
+            self._reject("queue_full", max(wait, self._check_seconds))
         if wait > self._limits.max_wait_seconds:
             self._reject("wait_too_long", wait)
         self._admitted += 1
-        self._set_gauges()
         try:
             yield
         finally:
             self._admitted -= 1
-            self._set_gauges()
 
     def _reject(self, reason: Literal["queue_full", "wait_too_long"], wait: float) -> None:
         PASSWORD_CHECKS_REJECTED.labels(reason).inc()
         raise PasswordChecksBusy(reason, retry_after=max(1, math.ceil(wait)))
 
     def _set_gauges(self) -> None:
-        running = min(self._admitted, self._limits.concurrency)
+        running = min(self._on_pool, self._limits.concurrency)
         PASSWORD_CHECKS_IN_FLIGHT.set(running)
-        PASSWORD_CHECKS_QUEUED.set(self._admitted - running)
+        PASSWORD_CHECKS_QUEUED.set(self._on_pool - running)
 
     async def _run(self, work: Callable[[], T]) -> T:
-        """Run one argon2 computation on the pool (the caller was admitted)."""
+        """Run one argon2 computation on the pool's threads: their number is
+        what bounds the memory, whoever calls."""
 
         def timed() -> tuple[T, float]:
             started = time.perf_counter()
             result = work()
             return result, time.perf_counter() - started
 
-        result, elapsed = await asyncio.get_running_loop().run_in_executor(self._executor, timed)
+        self._on_pool += 1
+        self._set_gauges()
+        try:
+            result, elapsed = await asyncio.get_running_loop().run_in_executor(
+                self._executor, timed
+            )
+        finally:
+            self._on_pool -= 1
+            self._set_gauges()
         PASSWORD_CHECK_SECONDS.observe(elapsed)
         self._check_seconds = 0.8 * self._check_seconds + 0.2 * elapsed
         return result

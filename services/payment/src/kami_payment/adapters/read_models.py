@@ -447,10 +447,10 @@ class MongoCredentials:
         return True
 
     async def claim_attempt(self, credential: WalletCredential, max_attempts: int) -> int | None:
-        used = await self._attempts.count_documents(
-            {"buyer_id": credential.buyer_id, "generation": credential.generation}
-        )
-        for slot in range(used + 1, max_attempts + 1):
+        # Slot by slot from 1 by `_id`, rather than counting the taken ones: a
+        # count filters on two fields, which FerretDB answers by scanning the
+        # whole (ever growing) collection. A fresh generation takes slot 1 at once.
+        for slot in range(1, max_attempts + 1):
             try:
                 await self._attempts.insert_one(
                     {
