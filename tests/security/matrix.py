@@ -462,6 +462,15 @@ PAYMENT = [
         request=body(lambda w: {"new_password": "12345"}),
     ),
     Entry("payment", "GET", "/wallet", users(200)),
+    Entry("payment", "GET", "/wallet/password-free", users(200)),
+    # Turning it off needs only the buyer's session (it was never on here).
+    Entry(
+        "payment",
+        "PUT",
+        "/wallet/password-free",
+        users(200),
+        request=body(lambda w: {"enabled": False}),
+    ),
     Entry(
         "payment",
         "GET",

@@ -63,7 +63,7 @@ async def test_racing_password_attempts_get_distinct_slots_up_to_the_limit(
     assert sorted(s for s in slots if s is not None) == [1, 2, 3, 4, 5]
     assert slots.count(None) == 7
     until = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
-    await credentials.new_generation("b1", locked_until=until)
+    await credentials.new_generation(credential, locked_until=until)
     locked = await credentials.get("b1")
     assert locked is not None and locked.locked(until - timedelta(seconds=1))
     assert await credentials.claim_attempt(locked, 5) == 1  # a fresh run of attempts
@@ -99,3 +99,25 @@ async def test_a_payment_racing_a_close_at_the_channel_is_decided_once(
         else:
             assert final.status is TradeStatus.CLOSED
             assert outcomes == ["refused", "closed", "refused", "closed"]
+
+
+async def test_a_rehash_racing_password_changes_never_overwrites_one(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    credentials = MongoCredentials(mongo_db)
+    await credentials.set_hash("b2", "$argon2id$old-parameters")
+    checked = await credentials.get("b2")
+    assert checked is not None and checked.revision == 0
+
+    # A rehash of the checked password races three password changes.
+    rehashed, *_ = await asyncio.gather(
+        credentials.rehash(checked, "$argon2id$rehashed"),
+        *(credentials.set_hash("b2", f"$argon2id$changed-{n}") for n in range(3)),
+    )
+
+    current = await credentials.get("b2")
+    assert current is not None and current.revision == (4 if rehashed else 3)
+    assert current.password_hash.startswith("$argon2id$changed-")
+    # A rehash of a revision no longer current stores nothing.
+    assert not await credentials.rehash(checked, "$argon2id$late")
+    assert (await credentials.get("b2")) == current

@@ -27,6 +27,7 @@ from kami_payment.adapters.journal import (
 from kami_payment.adapters.read_models import WalletCredential
 from kami_payment.domain.ledger import Account, AccountType, Movement
 from kami_payment.domain.parties import BuyerStanding, OrderStatus, OrderView, SellerAccount
+from kami_payment.domain.wallet import PasswordFree
 
 
 async def _yield() -> None:
@@ -238,7 +239,21 @@ class InMemoryCredentials:
         return self.credentials.get(buyer_id)
 
     async def set_hash(self, buyer_id: str, password_hash: str) -> None:
-        self.credentials[buyer_id] = WalletCredential(buyer_id, password_hash, uuid4().hex)
+        current = self.credentials.get(buyer_id)
+        revision = current.revision + 1 if current is not None else 0
+        self.credentials[buyer_id] = WalletCredential(
+            buyer_id, password_hash, uuid4().hex, revision=revision
+        )
+
+    async def rehash(self, credential: WalletCredential, password_hash: str) -> bool:
+        await _yield()
+        current = self.credentials[credential.buyer_id]
+        if current.revision != credential.revision:
+            return False  # the revision after the checked one is taken
+        self.credentials[credential.buyer_id] = WalletCredential(
+            credential.buyer_id, password_hash, uuid4().hex, revision=credential.revision + 1
+        )
+        return True
 
     async def claim_attempt(self, credential: WalletCredential, max_attempts: int) -> int | None:
         for slot in range(1, max_attempts + 1):
@@ -249,10 +264,25 @@ class InMemoryCredentials:
                 return slot
         return None
 
-    async def new_generation(self, buyer_id: str, locked_until: datetime | None) -> None:
-        self.credentials[buyer_id] = replace(
-            self.credentials[buyer_id], generation=uuid4().hex, locked_until=locked_until
-        )
+    async def new_generation(
+        self, credential: WalletCredential, locked_until: datetime | None
+    ) -> None:
+        current = self.credentials[credential.buyer_id]
+        if current.revision == credential.revision:  # a newer revision has its own
+            self.credentials[credential.buyer_id] = replace(
+                current, generation=uuid4().hex, locked_until=locked_until
+            )
+
+
+class InMemoryPasswordFreeSettings:
+    def __init__(self) -> None:
+        self.settings: dict[str, PasswordFree] = {}
+
+    async def get(self, buyer_id: str) -> PasswordFree:
+        return self.settings.get(buyer_id, PasswordFree())
+
+    async def put(self, buyer_id: str, setting: PasswordFree, at: datetime) -> None:
+        self.settings[buyer_id] = setting
 
 
 class InMemoryGatewayOrders:

@@ -31,6 +31,7 @@ from tests.unit.payment.fakes import (
     InMemoryJournal,
     InMemoryOrderBook,
     InMemoryParties,
+    InMemoryPasswordFreeSettings,
     InMemoryTradeBook,
 )
 from tests.unit.payment.scenario import Purchase, seller_approved
@@ -61,6 +62,9 @@ class World:
         self.daily_spend = InMemoryDailySpend()
         self.standings = InMemoryDepositStandings()
         self.credentials = InMemoryCredentials()
+        self.password_free = InMemoryPasswordFreeSettings()
+        self.password_free_spend = InMemoryDailySpend()
+        self.hasher = PasswordHasher(CHEAP_ARGON2)
         self.gateway_orders = InMemoryGatewayOrders()
         self.trade_book = InMemoryTradeBook()
         self.simulators = {
@@ -92,11 +96,13 @@ class World:
             parties=self.parties,
             daily_spend=self.daily_spend,
             credentials=self.credentials,
-            hasher=PasswordHasher(CHEAP_ARGON2),
+            hasher=self.hasher,
             gateway_orders=self.gateway_orders,
             gateways=gateways,
             policy=policy,
             standings=self.standings,
+            password_free=self.password_free,
+            password_free_spend=self.password_free_spend,
             clock=self.clock,
         )
 
@@ -150,7 +156,7 @@ class World:
 
     # -- when ---------------------------------------------------------------------
 
-    async def pay_by_wallet(self, purchase: Purchase, pin: str = PIN) -> PaymentOutcome:
+    async def pay_by_wallet(self, purchase: Purchase, pin: str | None = PIN) -> PaymentOutcome:
         return await self.service.pay(
             buyer_id=purchase.buyer_id,
             order_id=purchase.order_id,

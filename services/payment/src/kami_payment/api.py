@@ -32,7 +32,7 @@ from kami_payment.domain.ledger import (
 )
 from kami_payment.domain.payment import Payment, PaymentStatus
 from kami_payment.domain.refusals import RefusalKind, Refused
-from kami_payment.handlers import PaymentService
+from kami_payment.handlers import PasswordFreeView, PaymentService
 from kami_web.auth import CurrentUser, Principal, require_roles
 from kami_web.errors import ErrorResponse
 
@@ -85,6 +85,9 @@ class PaymentBody(BaseModel):
     channel: PaymentChannel
     status: PaymentStatus
     failure: PaymentFailure | None
+    second_factor_waived: bool = Field(
+        default=False, description="Paid from the wallet without the password (password-free)."
+    )
     captured: int
     refunded: int
     settled: bool
@@ -108,6 +111,27 @@ class WalletBody(BaseModel):
     locked_until: datetime | None
     daily_payment_limit: int
     spent_today: int
+
+
+class PasswordFreeRequest(Body):
+    enabled: bool
+    per_payment_limit: int | None = Field(
+        default=None, ge=1, le=10**9, description="Fen; at most 20000 (200 yuan)."
+    )
+    daily_cap: int | None = Field(default=None, ge=1, le=10**9, description="Fen per day.")
+    payment_password: str | None = Field(
+        default=None, max_length=64, description="Required to turn on or change; not to turn off."
+    )
+
+
+class PasswordFreeBody(BaseModel):
+    enabled: bool
+    per_payment_limit: int
+    daily_cap: int
+    spent_today: int = Field(description="Password-free payments today (Asia/Shanghai), fen.")
+    max_per_payment: int
+    max_daily_cap: int
+    currency: Currency = "CNY"
 
 
 class TopUpRequest(Body):
@@ -171,6 +195,11 @@ class TrialBalanceBody(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (403, 404, 409, 422)
 }
+ERRORS[429] = {
+    "model": ErrorResponse,
+    "description": "Too many payment passwords being checked at once; nothing was done. "
+    "Retry after the `Retry-After` seconds.",
+}
 # What a channel reads back from a callback: its own format, not Kami's.
 CHANNEL_ANSWERS: dict[int | str, dict[str, Any]] = {
     status: {"description": description, "content": {"text/plain": {}, "application/json": {}}}
@@ -226,6 +255,39 @@ async def get_wallet(buyer: Buyer, service: Service) -> WalletBody:
         locked_until=view.locked_until,
         daily_payment_limit=view.daily_payment_limit,
         spent_today=view.spent_today,
+    )
+
+
+@router.get("/wallet/password-free", summary="The buyer's password-free small payments setting")
+async def get_password_free(buyer: Buyer, service: Service) -> PasswordFreeBody:
+    return _password_free_body(await service.password_free_setting(buyer.subject))
+
+
+@router.put(
+    "/wallet/password-free",
+    summary="Turn password-free small payments on (with the payment password) or off",
+)
+async def set_password_free(
+    body: PasswordFreeRequest, buyer: Buyer, service: Service
+) -> PasswordFreeBody:
+    view = await service.set_password_free(
+        buyer.subject,
+        enabled=body.enabled,
+        per_payment_limit=body.per_payment_limit,
+        daily_cap=body.daily_cap,
+        payment_password=body.payment_password,
+    )
+    return _password_free_body(view)
+
+
+def _password_free_body(view: PasswordFreeView) -> PasswordFreeBody:
+    return PasswordFreeBody(
+        enabled=view.setting.enabled,
+        per_payment_limit=view.setting.per_payment_limit,
+        daily_cap=view.setting.daily_cap,
+        spent_today=view.spent_today,
+        max_per_payment=view.bounds.max_per_payment,
+        max_daily_cap=view.bounds.max_daily_cap,
     )
 
 
@@ -360,6 +422,7 @@ REFUSAL_STATUS = {
     RefusalKind.FORBIDDEN: 403,
     RefusalKind.CONFLICT: 409,
     RefusalKind.INVALID: 422,
+    RefusalKind.BUSY: 429,
 }
 
 
@@ -406,6 +469,7 @@ def _payment_body(
         channel=payment.channel,
         status=payment.status,
         failure=payment.failure,
+        second_factor_waived=payment.second_factor_waived,
         captured=payment.captured,
         refunded=payment.refunded,
         settled=payment.settlement is not None,

@@ -18,16 +18,18 @@ from kami_payment.adapters.gateways.base import GatewayAdapter
 from kami_payment.adapters.gateways.simulator import MongoTradeBook, SimulatedGateway
 from kami_payment.adapters.gateways.wechat_pay import WechatPayAdapter, WechatPayNotifier
 from kami_payment.adapters.journal import MongoJournal
-from kami_payment.adapters.passwords import Argon2Parameters, PasswordHasher
+from kami_payment.adapters.passwords import Argon2Parameters, CheckPoolLimits, PasswordHasher
 from kami_payment.adapters.read_models import (
     MongoCredentials,
     MongoDailySpend,
     MongoDepositStandings,
     MongoOrderBook,
     MongoParties,
+    MongoPasswordFreeSettings,
 )
 from kami_payment.consumers import register_consumers
 from kami_payment.domain.refusals import Refused
+from kami_payment.domain.wallet import PasswordFreeBounds
 from kami_payment.handlers import PaymentPolicy, PaymentService
 from kami_payment.ledger import Ledger
 from kami_payment.settings import PaymentSettings
@@ -43,6 +45,7 @@ class PaymentComponents:
     journal: MongoJournal
     gateway_orders: MongoGatewayOrders
     daily_spend: MongoDailySpend
+    password_free_spend: MongoDailySpend
     credentials: MongoCredentials
     trade_book: MongoTradeBook
 
@@ -50,6 +53,7 @@ class PaymentComponents:
         await self.journal.ensure_indexes()
         await self.gateway_orders.ensure_indexes()
         await self.daily_spend.ensure_indexes()
+        await self.password_free_spend.ensure_indexes()
         await self.credentials.ensure_indexes()
         await self.trade_book.ensure_indexes()
 
@@ -67,6 +71,10 @@ def policy_from(settings: PaymentSettings) -> PaymentPolicy:
         top_up_ttl=timedelta(minutes=settings.payment_top_up_ttl_minutes),
         callback_grace=timedelta(seconds=settings.payment_callback_grace_seconds),
         movement_grace_seconds=settings.payment_movement_grace_seconds,
+        password_free=PasswordFreeBounds(
+            max_per_payment=settings.payment_password_free_max_per_payment,
+            max_daily_cap=settings.payment_password_free_max_daily_cap,
+        ),
     )
 
 
@@ -104,6 +112,7 @@ def build_components(
     journal = MongoJournal(db)
     gateway_orders = MongoGatewayOrders(db)
     daily_spend = MongoDailySpend(db)
+    password_free_spend = MongoDailySpend(db, "password_free_spend")
     credentials = MongoCredentials(db)
     service = PaymentService(
         store=runtime.store,
@@ -117,16 +126,30 @@ def build_components(
                 time_cost=settings.payment_argon2_time_cost,
                 memory_cost_kib=settings.payment_argon2_memory_kib,
                 parallelism=settings.payment_argon2_parallelism,
-            )
+            ),
+            CheckPoolLimits(
+                concurrency=settings.payment_password_checks_concurrency,
+                max_queued=settings.payment_password_checks_max_queued,
+                max_wait_seconds=settings.payment_password_checks_max_wait_seconds,
+            ),
         ),
         gateway_orders=gateway_orders,
         gateways=gateways,
         policy=policy_from(settings),
         standings=MongoDepositStandings(db),
+        password_free=MongoPasswordFreeSettings(db),
+        password_free_spend=password_free_spend,
         clock=clock,
     )
     return PaymentComponents(
-        service, simulators, journal, gateway_orders, daily_spend, credentials, trade_book
+        service,
+        simulators,
+        journal,
+        gateway_orders,
+        daily_spend,
+        password_free_spend,
+        credentials,
+        trade_book,
     )
 
 
@@ -176,8 +199,11 @@ def create_app(
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return JSONResponse(
-            error_body(exc.code, exc.message), status_code=api.REFUSAL_STATUS[exc.kind]
+            error_body(exc.code, exc.message),
+            status_code=api.REFUSAL_STATUS[exc.kind],
+            headers=headers,
         )
 
     return app

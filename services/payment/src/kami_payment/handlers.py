@@ -29,7 +29,8 @@ an intent that had failed), so it is never lost: ordering refunds it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
@@ -72,12 +73,14 @@ from kami_payment.adapters.gateways.base import (
     TradeStatus,
 )
 from kami_payment.adapters.journal import JournalLine, StoredMovement
+from kami_payment.adapters.passwords import PasswordChecksBusy
 from kami_payment.adapters.read_models import (
     Credentials,
     DailySpend,
     DepositStandings,
     OrderBook,
     Parties,
+    PasswordFreeSettings,
     WalletCredential,
 )
 from kami_payment.domain import movements
@@ -111,7 +114,12 @@ from kami_payment.domain.payment import (
     payment_id_for,
 )
 from kami_payment.domain.refusals import RefusalKind, Refused
-from kami_payment.domain.wallet import check_payment_password
+from kami_payment.domain.wallet import (
+    PasswordFree,
+    PasswordFreeBounds,
+    check_payment_password,
+    password_required,
+)
 from kami_payment.ledger import Ledger, TrialBalance
 from kami_payment.metrics import (
     CALLBACKS,
@@ -134,9 +142,14 @@ _DEPOSIT_CAUSES = {
 
 
 class PasswordHashing(Protocol):
+    def admitted(self) -> AbstractAsyncContextManager[None]:
+        """A place in the bounded pool of checks, or `PasswordChecksBusy`."""
+
     async def hash(self, password: str) -> str: ...
 
     async def verify(self, password_hash: str, password: str) -> bool: ...
+
+    def needs_rehash(self, password_hash: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,7 @@ class PaymentPolicy:
     top_up_ttl: timedelta = timedelta(minutes=30)
     callback_grace: timedelta = timedelta(seconds=30)
     movement_grace_seconds: float = 10.0
+    password_free: PasswordFreeBounds = field(default_factory=PasswordFreeBounds)
 
     def minimums(self) -> DepositMinimums:
         return DepositMinimums(self.deposit_minimum, self.deposit_minimums)
@@ -190,6 +204,13 @@ class WalletView:
 
 
 @dataclass(frozen=True)
+class PasswordFreeView:
+    setting: PasswordFree
+    spent_today: int
+    bounds: PasswordFreeBounds
+
+
+@dataclass(frozen=True)
 class DepositView:
     seller_id: str
     balance: int
@@ -218,6 +239,8 @@ class PaymentService:
         gateways: Mapping[PaymentChannel, GatewayAdapter],
         policy: PaymentPolicy,
         standings: DepositStandings,
+        password_free: PasswordFreeSettings,
+        password_free_spend: DailySpend,
         clock: Clock = utc_now,
     ) -> None:
         self.payments = AggregateRepository(store, Payment)
@@ -232,6 +255,8 @@ class PaymentService:
         self.gateways = gateways
         self.policy = policy
         self.standings = standings
+        self.password_free = password_free
+        self.password_free_spend = password_free_spend
         self.clock = clock
 
     # -- what other services told us ------------------------------------------
@@ -398,11 +423,24 @@ class PaymentService:
         password: str | None,
         context: CommitContext,
     ) -> PaymentOutcome:
-        await self._check_second_factor(payment, buyer.buyer_id, password, context)
-        counted_at = await self._count_against_limit(payment, buyer, context)
+        if password:
+            await self._check_second_factor(payment, buyer.buyer_id, password, context)
+            password_free_at = None
+        else:
+            password_free_at = await self._waive_second_factor(payment)
+        try:
+            counted_at = await self._count_against_limit(payment, buyer, context)
+        except Refused:
+            if password_free_at is not None:
+                await self.password_free_spend.release(
+                    payment.buyer_id, payment_day(password_free_at), payment.id, payment.amount
+                )
+            raise
 
         async def plan(movement_id: str) -> Movement:
-            return movements.wallet_capture(movement_id, payment, counted_at=counted_at)
+            return movements.wallet_capture(
+                movement_id, payment, counted_at=counted_at, password_free_at=password_free_at
+            )
 
         stored = await self.ledger.execute_attempts(
             f"capture:{payment.id}", plan, replan_on_rejection=False
@@ -419,17 +457,11 @@ class PaymentService:
         return PaymentOutcome(await self._load(payment.id))
 
     async def _check_second_factor(
-        self, payment: Payment, buyer_id: str, password: str | None, context: CommitContext
+        self, payment: Payment, buyer_id: str, password: str, context: CommitContext
     ) -> None:
         """Layer 1 for the wallet: the payment password. Each wrong one is a 403
         saying how many tries are left; the last one fails the payment
         (`second_factor_failed`) and locks wallet payments for a while."""
-        if not password:
-            raise Refused(
-                "payment_password_required",
-                "Paying from the wallet needs your payment password.",
-                RefusalKind.INVALID,
-            )
         credential = await self.credentials.get(buyer_id)
         if credential is None:
             raise Refused(
@@ -459,7 +491,56 @@ class PaymentService:
             RefusalKind.FORBIDDEN,
         )
 
+    async def _waive_second_factor(self, payment: Payment) -> datetime:
+        """A wallet payment without the password: allowed within the buyer's
+        password-free setting, counted against its daily cap (the same
+        race-safe journal as the daily limit), else a 422 asking for the
+        password with nothing changed. Returns when it was counted."""
+        setting = await self.password_free.get(payment.buyer_id)
+        refusal = setting.refusal_for(payment.amount)
+        if refusal is not None:
+            raise refusal
+        now = self.clock()
+        credential = await self.credentials.get(payment.buyer_id)
+        if credential is not None and credential.locked(now):
+            # Wrong passwords locked the wallet: no way around it without one.
+            raise Refused(
+                "payment_password_locked",
+                "Too many wrong payment passwords: wallet payments are locked until "
+                f"{credential.locked_until.isoformat() if credential.locked_until else ''}.",
+                RefusalKind.FORBIDDEN,
+            )
+        day = payment_day(now)
+        if not await self.password_free_spend.reserve(
+            payment.buyer_id, day, payment.id, payment.amount, setting.daily_cap
+        ):
+            spent = await self.password_free_spend.spent(payment.buyer_id, day)
+            raise setting.over_cap(payment.amount, spent)
+        return now
+
+    @asynccontextmanager
+    async def _password_check_admitted(self) -> AsyncIterator[None]:
+        """A place in the bounded pool of argon2 checks, taken before anything
+        (an attempt slot) changes, or a 429 the buyer may simply retry."""
+        try:
+            async with self.hasher.admitted():
+                yield
+        except PasswordChecksBusy as busy:
+            raise Refused(
+                "payment_password_checks_busy",
+                f"Too many payment passwords are being checked right now; nothing was done, "
+                f"retry in {busy.retry_after} s.",
+                RefusalKind.BUSY,
+                retry_after=busy.retry_after,
+            ) from None
+
     async def _check_password(self, credential: WalletCredential, password: str) -> PasswordCheck:
+        async with self._password_check_admitted():
+            return await self._check_password_admitted(credential, password)
+
+    async def _check_password_admitted(
+        self, credential: WalletCredential, password: str
+    ) -> PasswordCheck:
         """Check a payment password, at most `password_max_attempts` times per run
         of attempts however many race: each takes a numbered slot first, and one
         finding no slot free is refused unchecked. A right password starts a
@@ -476,11 +557,16 @@ class PaymentService:
                 "Too many payment attempts at once; retry in a moment.",
             )
         if await self.hasher.verify(credential.password_hash, password):
-            await self.credentials.new_generation(credential.buyer_id, locked_until=None)
+            await self.credentials.new_generation(credential, locked_until=None)
+            if self.hasher.needs_rehash(credential.password_hash):
+                # Hashed under older parameters: store it under today's. Only as
+                # the revision after the one just checked, so a password changed
+                # meanwhile is never overwritten (then the rehash is dropped).
+                await self.credentials.rehash(credential, await self.hasher.hash(password))
             return PasswordCheck(ok=True)
         if slot >= limit:
             until = now + self.policy.password_lock
-            await self.credentials.new_generation(credential.buyer_id, locked_until=until)
+            await self.credentials.new_generation(credential, locked_until=until)
             return PasswordCheck(ok=False, locked_until=until)
         return PasswordCheck(ok=False, attempts_left=limit - slot)
 
@@ -570,7 +656,59 @@ class PaymentService:
                     "attempt(s) left.",
                     RefusalKind.FORBIDDEN,
                 )
-        await self.credentials.set_hash(buyer_id, await self.hasher.hash(new_password))
+        async with self._password_check_admitted():
+            password_hash = await self.hasher.hash(new_password)
+        await self.credentials.set_hash(buyer_id, password_hash)
+
+    async def password_free_setting(self, buyer_id: str) -> PasswordFreeView:
+        """`GET /wallet/password-free`."""
+        return PasswordFreeView(
+            setting=await self.password_free.get(buyer_id),
+            spent_today=await self.password_free_spend.spent(buyer_id, payment_day(self.clock())),
+            bounds=self.policy.password_free,
+        )
+
+    async def set_password_free(
+        self,
+        buyer_id: str,
+        *,
+        enabled: bool,
+        per_payment_limit: int | None,
+        daily_cap: int | None,
+        payment_password: str | None,
+    ) -> PasswordFreeView:
+        """`PUT /wallet/password-free`: turning it on or changing its limits
+        takes the payment password; turning it off only the buyer's session."""
+        if not enabled:
+            await self.password_free.put(buyer_id, PasswordFree(), self.clock())
+            return await self.password_free_setting(buyer_id)
+        # The limits first: a refused setting costs no password attempt.
+        setting = PasswordFree.enabled_with(per_payment_limit, daily_cap, self.policy.password_free)
+        if not payment_password:
+            raise password_required(
+                "Turning on or changing password-free payments needs your payment password."
+            )
+        credential = await self.credentials.get(buyer_id)
+        if credential is None:
+            raise Refused(
+                "payment_password_not_set",
+                "Set a payment password first (PUT /wallet/payment-password).",
+            )
+        check = await self._check_password(credential, payment_password)
+        if check.locked_until is not None:
+            raise Refused(
+                "payment_password_locked",
+                f"Too many wrong payment passwords: locked until {check.locked_until.isoformat()}.",
+                RefusalKind.FORBIDDEN,
+            )
+        if not check.ok:
+            raise Refused(
+                "wrong_payment_password",
+                f"Wrong payment password; {check.attempts_left} attempt(s) left.",
+                RefusalKind.FORBIDDEN,
+            )
+        await self.password_free.put(buyer_id, setting, self.clock())
+        return await self.password_free_setting(buyer_id)
 
     # -- channel notifications --------------------------------------------------
 
@@ -923,6 +1061,11 @@ class PaymentService:
             await self.daily_spend.release(
                 payment.buyer_id, payment_day(counted_at), payment.id, payment.amount
             )
+            if "password_free_counted_at" in meta:
+                waived_at = datetime.fromisoformat(stored.meta_str("password_free_counted_at"))
+                await self.password_free_spend.release(
+                    payment.buyer_id, payment_day(waived_at), payment.id, payment.amount
+                )
         await self.ledger.mark_recorded(movement.id)
 
     async def _record_applied(self, stored: StoredMovement, context: CommitContext) -> None:
@@ -932,8 +1075,11 @@ class PaymentService:
                 amount = stored.meta_int("amount")
                 reference = stored.meta_str("channel_reference")
                 payment_id = stored.meta_str("payment_id")
+                waived = bool(movement.meta.get("second_factor_waived"))
                 if await self._update_payment(
-                    payment_id, lambda p: p.record_capture(amount, reference), context
+                    payment_id,
+                    lambda p: p.record_capture(amount, reference, second_factor_waived=waived),
+                    context,
                 ):
                     payment = await self._load(payment_id)
                     outcome = (

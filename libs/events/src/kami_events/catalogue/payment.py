@@ -110,6 +110,9 @@ class PaymentConfirmed(PaymentEvent):
     currency: Currency = CNY
     channel: PaymentChannel
     channel_reference: ChannelReference
+    # A wallet payment the buyer made without the payment password, under their
+    # password-free small payments setting (小额免密); the KYC limit still applied.
+    second_factor_waived: bool = False
 
 
 class PaymentFailed(PaymentEvent):

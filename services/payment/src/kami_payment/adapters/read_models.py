@@ -6,7 +6,10 @@
   partition, so no two writers compete for an order.
 - `buyers` / `sellers`: tiers, daily limits and suspensions, approved sellers
   (identity's events).
-- `daily_spend`: what each buyer committed to pay per Asia/Shanghai day.
+- `daily_spend`: what each buyer committed to pay per Asia/Shanghai day;
+  `password_free_spend`, the same for payments made without the password.
+- `password_free_settings`: each buyer's password-free small payments
+  setting (小额免密), written only by the buyer's own requests.
 - `deposit_standings`: each seller's deposit balance against the minimum (for
   the `kami_payment_deposits_below_minimum` gauge).
 - `wallet_credentials` and `wallet_password_attempts`: the argon2id hash of
@@ -40,6 +43,7 @@ from pymongo.errors import DuplicateKeyError
 from kami_events.catalogue.identity import KycTier
 from kami_events.mongo import Document
 from kami_payment.domain.parties import BuyerStanding, OrderStatus, OrderView, SellerAccount
+from kami_payment.domain.wallet import PasswordFree
 
 # -- ports ---------------------------------------------------------------------
 
@@ -77,6 +81,12 @@ class DailySpend(Protocol):
     async def spent(self, buyer_id: str, day: date) -> int: ...
 
 
+class PasswordFreeSettings(Protocol):
+    async def get(self, buyer_id: str) -> PasswordFree: ...
+
+    async def put(self, buyer_id: str, setting: PasswordFree, at: datetime) -> None: ...
+
+
 class DepositStandings(Protocol):
     async def record(self, seller_id: str, version: int, balance: int, minimum: int) -> None:
         """Keep a deposit's balance as of its stream `version`; an older
@@ -95,6 +105,8 @@ class WalletCredential:
     password_hash: str
     generation: str
     locked_until: datetime | None = None
+    # Each new password, and each rehash of one, is the next revision.
+    revision: int = 0
 
     def locked(self, now: datetime) -> bool:
         return self.locked_until is not None and now < self.locked_until
@@ -104,13 +116,20 @@ class Credentials(Protocol):
     async def get(self, buyer_id: str) -> WalletCredential | None: ...
 
     async def set_hash(self, buyer_id: str, password_hash: str) -> None:
-        """Store a new password (a new generation, no lock)."""
+        """Store a new password (a new generation, no lock), after whatever
+        revision is current."""
+
+    async def rehash(self, credential: WalletCredential, password_hash: str) -> bool:
+        """Store the same password hashed anew, only as the revision right
+        after `credential`'s; False (nothing stored) if that was taken."""
 
     async def claim_attempt(self, credential: WalletCredential, max_attempts: int) -> int | None:
         """Take the next attempt slot (1..max) of the credential's generation,
         before checking a password; None when every slot is taken."""
 
-    async def new_generation(self, buyer_id: str, locked_until: datetime | None) -> None:
+    async def new_generation(
+        self, credential: WalletCredential, locked_until: datetime | None
+    ) -> None:
         """Start counting attempts afresh (after a success), or lock until then."""
 
 
@@ -179,6 +198,39 @@ class MongoDepositStandings:
         return await self._standings.count_documents({"below_minimum": True})
 
 
+class MongoPasswordFreeSettings:
+    """`password_free_settings`: one document per buyer. Only that buyer's
+    own requests write it, and each write is a whole `$set`: two racing
+    changes leave one of them, both of which the buyer asked for."""
+
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._settings: AsyncCollection[Document] = database["password_free_settings"]
+
+    async def get(self, buyer_id: str) -> PasswordFree:
+        doc = await self._settings.find_one({"_id": buyer_id})
+        if doc is None:
+            return PasswordFree()
+        return PasswordFree(
+            enabled=bool(doc["enabled"]),
+            per_payment_limit=int(doc["per_payment_limit"]),
+            daily_cap=int(doc["daily_cap"]),
+        )
+
+    async def put(self, buyer_id: str, setting: PasswordFree, at: datetime) -> None:
+        await self._settings.update_one(
+            {"_id": buyer_id},
+            {
+                "$set": {
+                    "enabled": setting.enabled,
+                    "per_payment_limit": setting.per_payment_limit,
+                    "daily_cap": setting.daily_cap,
+                    "changed_at": at,
+                }
+            },
+            upsert=True,
+        )
+
+
 class MongoParties:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._buyers: AsyncCollection[Document] = database["buyers"]
@@ -233,8 +285,9 @@ class MongoDailySpend:
 
     MAX_ATTEMPTS = 200
 
-    def __init__(self, database: AsyncDatabase[Document]) -> None:
-        self._entries: AsyncCollection[Document] = database["daily_spend"]
+    def __init__(self, database: AsyncDatabase[Document], collection: str = "daily_spend") -> None:
+        # `password_free_spend` is the same journal for the password-free cap.
+        self._entries: AsyncCollection[Document] = database[collection]
 
     async def ensure_indexes(self) -> None:
         await self._entries.create_index(
@@ -325,6 +378,18 @@ def _day_key(buyer_id: str, day: date) -> str:
 
 
 class MongoCredentials:
+    """`wallet_credentials`: numbered revisions of each buyer's payment
+    password. Revision 0 is `_id` = the buyer, revision n `<buyer>|<n>`. A new
+    password or a rehash *inserts* the next revision, so the unique `_id`
+    decides races (docs/storage.md) and no write overwrites a hash: a rehash
+    takes only the revision right after the one it checked, so it can never
+    land over a password changed meanwhile. Revision 0 keeps `latest`, a hint
+    written after each insert; reads continue past it by `_id` until a
+    revision is missing, so a hint that lags (or was lowered by a racing
+    writer) costs one more read, never a stale password."""
+
+    MAX_ATTEMPTS = 50
+
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._credentials: AsyncCollection[Document] = database["wallet_credentials"]
         self._attempts: AsyncCollection[Document] = database["wallet_password_attempts"]
@@ -335,27 +400,57 @@ class MongoCredentials:
         )
 
     async def get(self, buyer_id: str) -> WalletCredential | None:
-        doc = await self._credentials.find_one({"_id": buyer_id})
-        return _credential(doc) if doc else None
+        head = await self._credentials.find_one({"_id": buyer_id})
+        if head is None:
+            return None
+        revision, doc = 0, head
+        hinted = int(head.get("latest", 0))
+        if hinted > 0:
+            hinted_doc = await self._credentials.find_one({"_id": _revision_id(buyer_id, hinted)})
+            if hinted_doc is not None:
+                revision, doc = hinted, hinted_doc
+        while True:
+            newer = await self._credentials.find_one({"_id": _revision_id(buyer_id, revision + 1)})
+            if newer is None:
+                return _credential(buyer_id, revision, doc)
+            revision, doc = revision + 1, newer
 
     async def set_hash(self, buyer_id: str, password_hash: str) -> None:
-        await self._credentials.update_one(
-            {"_id": buyer_id},
-            {
-                "$set": {
+        for _ in range(self.MAX_ATTEMPTS):
+            current = await self.get(buyer_id)
+            revision = current.revision + 1 if current is not None else 0
+            if await self._insert_revision(buyer_id, revision, password_hash):
+                return
+            # Another password (or a rehash of the old one) took that revision:
+            # this one, also authorised, goes after it.
+        raise RuntimeError(f"the payment password of {buyer_id} stayed contended")
+
+    async def rehash(self, credential: WalletCredential, password_hash: str) -> bool:
+        return await self._insert_revision(
+            credential.buyer_id, credential.revision + 1, password_hash
+        )
+
+    async def _insert_revision(self, buyer_id: str, revision: int, password_hash: str) -> bool:
+        try:
+            await self._credentials.insert_one(
+                {
+                    "_id": _revision_id(buyer_id, revision),
                     "password_hash": password_hash,
                     "generation": uuid4().hex,
                     "locked_until": None,
                 }
-            },
-            upsert=True,
-        )
+            )
+        except DuplicateKeyError:
+            return False
+        if revision > 0:
+            await self._credentials.update_one({"_id": buyer_id}, {"$set": {"latest": revision}})
+        return True
 
     async def claim_attempt(self, credential: WalletCredential, max_attempts: int) -> int | None:
-        used = await self._attempts.count_documents(
-            {"buyer_id": credential.buyer_id, "generation": credential.generation}
-        )
-        for slot in range(used + 1, max_attempts + 1):
+        # Slot by slot from 1 by `_id`, rather than counting the taken ones: a
+        # count filters on two fields, which FerretDB answers by scanning the
+        # whole (ever growing) collection. A fresh generation takes slot 1 at once.
+        for slot in range(1, max_attempts + 1):
             try:
                 await self._attempts.insert_one(
                     {
@@ -370,17 +465,26 @@ class MongoCredentials:
             return slot
         return None
 
-    async def new_generation(self, buyer_id: str, locked_until: datetime | None) -> None:
+    async def new_generation(
+        self, credential: WalletCredential, locked_until: datetime | None
+    ) -> None:
+        # On the revision the attempts were counted on; a newer revision has
+        # its own fresh generation and no lock.
         await self._credentials.update_one(
-            {"_id": buyer_id},
+            {"_id": _revision_id(credential.buyer_id, credential.revision)},
             {"$set": {"generation": uuid4().hex, "locked_until": locked_until}},
         )
 
 
-def _credential(doc: Document) -> WalletCredential:
+def _revision_id(buyer_id: str, revision: int) -> str:
+    return buyer_id if revision == 0 else f"{buyer_id}|{revision}"
+
+
+def _credential(buyer_id: str, revision: int, doc: Document) -> WalletCredential:
     return WalletCredential(
-        buyer_id=doc["_id"],
+        buyer_id=buyer_id,
         password_hash=doc["password_hash"],
         generation=doc["generation"],
         locked_until=doc.get("locked_until"),
+        revision=revision,
     )

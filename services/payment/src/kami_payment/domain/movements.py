@@ -45,9 +45,22 @@ def gateway_capture_id(channel: PaymentChannel, out_trade_no: str) -> str:
     return f"capture:{channel.value}:{out_trade_no}"
 
 
-def wallet_capture(movement_id: str, payment: Payment, *, counted_at: datetime) -> Movement:
+def wallet_capture(
+    movement_id: str,
+    payment: Payment,
+    *,
+    counted_at: datetime,
+    password_free_at: datetime | None = None,
+) -> Movement:
     """The buyer's wallet pays the order into the payment's escrow. `counted_at`
-    names the day whose limit the payment counts against, released if refused."""
+    names the day whose limit the payment counts against, released if refused;
+    `password_free_at`, for a payment made without the password, the day whose
+    password-free cap it counts against (the movement records the waiver)."""
+    waiver: dict[str, str | int | None] = (
+        {"second_factor_waived": 1, "password_free_counted_at": password_free_at.isoformat()}
+        if password_free_at is not None
+        else {}
+    )
     return Movement(
         id=movement_id,
         purpose=MovementPurpose.PAYMENT_CAPTURE,
@@ -60,6 +73,7 @@ def wallet_capture(movement_id: str, payment: Payment, *, counted_at: datetime) 
             "amount": payment.amount,
             "channel_reference": movement_id,
             "limit_counted_at": counted_at.isoformat(),
+            **waiver,
         },
     )
 

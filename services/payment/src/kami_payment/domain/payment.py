@@ -103,6 +103,7 @@ class Payment(Aggregate):
         self.failure: PaymentFailure | None = None
         self.captured = 0
         self.channel_reference: str | None = None
+        self.second_factor_waived = False
         self.settlement: FundsSettled | None = None
         self.refunds: dict[str, PaymentRefunded] = {}
         self.reversal: PaymentReversed | None = None
@@ -151,10 +152,13 @@ class Payment(Aggregate):
         )
         return True
 
-    def record_capture(self, amount: int, channel_reference: str) -> bool:
+    def record_capture(
+        self, amount: int, channel_reference: str, *, second_factor_waived: bool = False
+    ) -> bool:
         """The channel captured `amount` into escrow. The exact amount confirms
         the payment (layer 1); any other amount is captured money that failed
-        verification, to be refunded. False if a capture was already recorded."""
+        verification, to be refunded. False if a capture was already recorded.
+        `second_factor_waived`: a password-free wallet payment."""
         if self.captured:
             return False
         if amount == self.amount:
@@ -166,6 +170,7 @@ class Payment(Aggregate):
                     amount=amount,
                     channel=self.channel,
                     channel_reference=channel_reference,
+                    second_factor_waived=second_factor_waived,
                 )
             )
         else:
@@ -350,6 +355,7 @@ class Payment(Aggregate):
                 self.failure = None
                 self.captured = event.amount
                 self.channel_reference = event.channel_reference
+                self.second_factor_waived = event.second_factor_waived
             case PaymentFailed():
                 self.status = PaymentStatus.FAILED
                 self.failure = event.reason

@@ -16,13 +16,23 @@ class RefusalKind(StrEnum):
     FORBIDDEN = "forbidden"
     CONFLICT = "conflict"
     INVALID = "invalid"
+    # Too much at once (password checks): retry after `retry_after` seconds.
+    BUSY = "busy"
 
 
 class Refused(Exception):
     """A command the rules do not allow: `code` is stable, `message` is for people."""
 
-    def __init__(self, code: str, message: str, kind: RefusalKind = RefusalKind.CONFLICT) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        kind: RefusalKind = RefusalKind.CONFLICT,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.kind = kind
+        self.retry_after = retry_after
