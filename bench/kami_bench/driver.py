@@ -108,6 +108,7 @@ class Shop:
     SERVICES = ("ordering", "payment")
 
     def __init__(self, platform: Platform, pacing: Pacing, *, connections: int) -> None:
+        self._pacing = pacing
         self._limits = httpx.Limits(
             max_connections=connections, max_keepalive_connections=connections
         )
@@ -116,7 +117,6 @@ class Shop:
         self._clients: dict[str, list[httpx.AsyncClient]] = {
             service: [self._client(platform.url(service))] for service in self.SERVICES
         }
-        self._pacing = pacing
         self._turn = 0
         self.purchases: list[Purchase] = []
 
