@@ -1,4 +1,4 @@
-"""The purchase benchmark (issue 8), with the priority lane's figure (issue 4).
+"""The purchase benchmark (issues 8 and 13), with the priority lane's figure (issue 4).
 
     uv run python bench/purchases.py --quick            # about a minute, small figures
     uv run python bench/purchases.py                     # the full run (docs/performance.md)
@@ -13,6 +13,13 @@ drives purchases over HTTP in three phases:
    --saturation-duration s;
 3. `burst`: --burst orders reserved, then paid at one moment, by buyers of
    the three verification tiers: the delivery lane's priority under a backlog.
+
+With `--replicas SERVICE=N` the saturation phase runs twice: first with one
+process of every service (`saturation-one`), then, once the service's
+further processes have started, with N of it.
+
+Buyers wait for RESERVED and DELIVERED with ordering's long poll
+(`GET /orders/{id}?wait_for=...`); `--poll` makes them poll instead.
 
 Before the load it measures the floor (raw Kafka round trip, raw FerretDB
 insert and `_id` find, an HTTP call, a payment-password check); after it,
@@ -76,11 +83,12 @@ from kami_bench.market import (  # noqa: E402
 )
 from kami_bench.processes import ProcessWatch, listener_pid, usage_between  # noqa: E402
 from kami_bench.profile import Profile, record  # noqa: E402
-from kami_bench.report import PhaseResult, RunReport, write_results  # noqa: E402
+from kami_bench.report import SINGLE, PhaseResult, RunReport, write_results  # noqa: E402
 from kami_bench.stack import (  # noqa: E402
     OPERATOR_PHONE,
     STATE,
     BenchPlatform,
+    create_run_topics,
     drop_data,
     forget_recorded,
     kafka_answers,
@@ -89,7 +97,7 @@ from kami_bench.stack import (  # noqa: E402
     recorded_platform,
     stop_pid,
 )
-from kami_local import REPO  # noqa: E402
+from kami_local import REPO, available_services  # noqa: E402
 
 PHASES = ("rate", "saturation", "burst")
 DOC = REPO / "docs" / "performance.md"
@@ -110,6 +118,9 @@ class Plan:
     floor_samples: int
     profile_seconds: float
     poll_max: float
+    poll: bool
+    replicas: dict[str, int]
+    partitions: int
     purchase_timeout: float
     max_in_flight: int
     settle_timeout: float
@@ -174,7 +185,17 @@ def parse(argv: Sequence[str]) -> Plan | str:
         "--max-in-flight", type=int, default=3000, help="open loop: cap of open purchases"
     )
     load.add_argument(
-        "--poll-max", type=float, default=1.0, help="the buyer app's longest poll interval (s)"
+        "--poll",
+        action="store_true",
+        help="buyers poll GET /orders/{id} (from 50 ms, doubling up to --poll-max) instead of "
+        "waiting with its long poll (?wait_for=RESERVED, then DELIVERED)",
+    )
+    load.add_argument(
+        "--poll-max",
+        type=float,
+        default=1.0,
+        help="the buyer app's longest poll interval (s), with --poll and while payment "
+        "has not yet seen the reservation",
     )
     load.add_argument(
         "--purchase-timeout",
@@ -230,6 +251,21 @@ def parse(argv: Sequence[str]) -> Plan | str:
         "--mongodb",
         default=os.environ.get("KAMI_MONGODB_URI"),
         help="MongoDB/FerretDB URI (KAMI_MONGODB_URI)",
+    )
+    platform.add_argument(
+        "--replicas",
+        action="append",
+        default=[],
+        metavar="SERVICE=N",
+        help="run N processes of SERVICE (one consumer group, own HTTP ports; repeatable); "
+        "the saturation phase runs once with one process of it and once with N",
+    )
+    platform.add_argument(
+        "--partitions",
+        type=int,
+        default=3,
+        help="partitions of each of the run's topics (created before the services start); "
+        "at least the largest --replicas, or a replica gets none",
     )
     platform.add_argument(
         "--keep", action="store_true", help="leave the services and data for --reuse"
@@ -299,6 +335,16 @@ def parse(argv: Sequence[str]) -> Plan | str:
             parser.error(message)
     if args.reuse and args.cheap_hashing:
         parser.error("--cheap-hashing is chosen when the platform starts; not with --reuse")
+    replicas = parse_replicas(args.replicas, parser)
+    if args.reuse and replicas:
+        parser.error("--replicas is chosen when the platform starts; not with --reuse")
+    if not 1 <= args.partitions <= 64:
+        parser.error("--partitions must be between 1 and 64")
+    if replicas and args.partitions < max(replicas.values()):
+        parser.error(
+            f"--partitions {args.partitions} is fewer than the {max(replicas.values())} "
+            "processes of --replicas: some would consume nothing"
+        )
     output = None if args.no_write else args.output
     if output is not None and not output.parent.is_dir():
         parser.error(f"--output: no directory {output.parent}")
@@ -316,6 +362,9 @@ def parse(argv: Sequence[str]) -> Plan | str:
         floor_samples=args.floor_samples,
         profile_seconds=args.profile_seconds,
         poll_max=args.poll_max,
+        poll=args.poll,
+        replicas=replicas,
+        partitions=args.partitions,
         purchase_timeout=args.purchase_timeout,
         max_in_flight=args.max_in_flight,
         settle_timeout=args.settle_timeout,
@@ -328,6 +377,27 @@ def parse(argv: Sequence[str]) -> Plan | str:
         mongodb=args.mongodb,
         quick=args.quick,
     )
+
+
+MAX_REPLICAS = 8
+
+
+def parse_replicas(values: Sequence[str], parser: argparse.ArgumentParser) -> dict[str, int]:
+    """`--replicas SERVICE=N`, each service once, N from 2 to MAX_REPLICAS."""
+    services = available_services()
+    replicas: dict[str, int] = {}
+    for value in values:
+        service, equals, count = value.partition("=")
+        if not equals or not count.isdigit():
+            parser.error(f"--replicas takes SERVICE=N (e.g. ordering=2); got {value!r}")
+        if service not in services:
+            parser.error(f"--replicas: no service {service!r} (one of {', '.join(services)})")
+        if service in replicas:
+            parser.error(f"--replicas names {service} twice")
+        if not 2 <= int(count) <= MAX_REPLICAS:
+            parser.error(f"--replicas {value}: N must be from 2 to {MAX_REPLICAS}")
+        replicas[service] = int(count)
+    return replicas
 
 
 def say(message: str) -> None:
@@ -386,16 +456,25 @@ class Run:
         self.market: Market | None = None
         self.restocker: Restocker | None = None
         self.notes: list[str] = []
+        # --replicas on a new platform: the further processes start after the
+        # SINGLE phase (the platform starts with one process of each service).
+        self.replicas_pending = bool(plan.replicas) and not plan.reuse
+        self.partitions: int | None = None  # the fewest any of the run's topics has
 
-    async def scrape(self, service: str) -> str:
+    async def scrape(self, process: str) -> str:
         async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.get(f"{self.platform.url(service)}/metrics")
+            response = await client.get(f"{self.platform.url(process)}/metrics")
             response.raise_for_status()
             return response.text
 
+    def running(self) -> list[str]:
+        """The platform's processes that run now (replicas join during the run)."""
+        return list(self.bench.pids())
+
     async def snapshots(self) -> dict[str, metrics.Snapshot]:
-        texts = await asyncio.gather(*(self.scrape(s) for s in self.bench.services))
-        return {s: metrics.parse(t) for s, t in zip(self.bench.services, texts, strict=True)}
+        processes = self.running()
+        texts = await asyncio.gather(*(self.scrape(p) for p in processes))
+        return {p: metrics.parse(t) for p, t in zip(processes, texts, strict=True)}
 
     async def execute(self) -> RunReport:
         plan = self.plan
@@ -439,16 +518,29 @@ class Run:
         restocker = self.restocker = Restocker(offers)
         shop = Shop(
             self.platform,
-            Pacing(poll_first=0.05, poll_max=plan.poll_max, timeout=plan.purchase_timeout),
+            Pacing(
+                poll_first=0.05,
+                poll_max=plan.poll_max,
+                timeout=plan.purchase_timeout,
+                long_poll=not plan.poll,
+            ),
             connections=max(100, plan.concurrency * 2, plan.burst),
         )
+        if not self.replicas_pending:
+            for service in self.bench.replicas():
+                shop.spread(service, self.platform.urls(service))
         stop_restocking = asyncio.Event()
         restocking = asyncio.create_task(restocker.run(stop_restocking))
         phases: list[PhaseResult] = []
         profile: Profile | str | None = None
         watch.reset_peaks()
+        schedule = list(plan.phases)
+        if self.replicas_pending and "saturation" in schedule:
+            schedule.insert(schedule.index("saturation"), SINGLE)
         try:
-            for name in plan.phases:
+            for name in schedule:
+                if name == "saturation" and self.replicas_pending:
+                    await self._start_replicas(shop, watch)
                 result, found = await self._phase(name, shop, market, watch)
                 phases.append(result)
                 profile = found or profile
@@ -480,16 +572,67 @@ class Run:
             floor=floor,
             phases=phases,
             timelines=timelines,
-            services=self.bench.services,
+            services=self.bench.processes(),
             peaks=watch.peaks(),
             profile=profile,
             tier_priority={tier: DEFAULT_PRIORITY[tier] for tier in TIERS},
             notes=self.notes,
+            replicas=self.bench.replicas(),
         )
+
+    async def _start_replicas(self, shop: Shop, watch: ProcessWatch) -> None:
+        """Start the further processes of --replicas, wait until each consumes
+        a share of the partitions, and spread the buyers' requests over them."""
+        self.replicas_pending = False
+        started = [r for s in self.bench.replicas() for r in self.platform.replicas(s)]
+        say(f"starting the replicas: {', '.join(started)}")
+        for process in started:
+            await asyncio.to_thread(self.platform.start, process)
+        for process in started:
+            await asyncio.to_thread(self.platform.wait_ready, process)
+            pid = self.platform.pid(process)
+            if pid is not None:
+                watch.add(process, pid)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        waiting = set(started)
+        while waiting and loop.time() < deadline:
+            for process in list(waiting):
+                # Its lag gauge has a series per partition assigned to it.
+                if "kami_consumer_lag_messages{" in await self.scrape(process):
+                    waiting.discard(process)
+            await asyncio.sleep(1.0)
+        if waiting:
+            self.notes.append(
+                f"{', '.join(sorted(waiting))} had no partition after 60 s: the topics have "
+                "fewer partitions than the service has processes, or the group did not rebalance"
+            )
+        for service in self.bench.replicas():
+            shop.spread(service, self.platform.urls(service))
 
     def _settings(self) -> list[str]:
         plan = self.plan
         argon2 = self.bench.payment_argon2()
+        topics = (
+            f"{self.partitions} partitions each at least (created before the services started)"
+            if self.partitions is not None
+            else "as the kept platform made them"
+        )
+        replicated = self.bench.replicas()
+        processes = (
+            "; "
+            + ", ".join(f"{service} as {count} processes" for service, count in replicated.items())
+            + f" (after the {SINGLE} phase)"
+            if replicated
+            else ""
+        )
+        waiting = (
+            f"buyer app polls GET /orders/{{id}} from 50 ms, doubling up to "
+            f"{plan.poll_max * 1000:.0f} ms (--poll)"
+            if plan.poll
+            else "buyer app waits with GET /orders/{id}?wait_for=RESERVED, then DELIVERED "
+            "(long polls of at most 20 s)"
+        )
         hashing = (
             f"argon2id t={argon2.time_cost}, {argon2.memory_kib // 1024} MiB, "
             f"{argon2.parallelism} lane(s) "
@@ -497,13 +640,13 @@ class Run:
         )
         return [
             f"platform: {len(self.bench.services)} services as processes "
-            f"({', '.join(self.bench.services)}), Kafka {plan.kafka}, FerretDB {plan.mongodb}",
+            f"({', '.join(self.bench.services)}){processes}, Kafka {plan.kafka} (topics: "
+            f"{topics}), FerretDB {plan.mongodb}",
             f"market: {plan.sellers} seller(s) × {plan.offers_per_seller} offer(s), "
             f"{plan.buyers_per_tier} buyers per tier ({', '.join(TIERS)}), one key per order; "
             "keys imported as the run needs them",
             f"payment password check: {hashing}",
-            "buyer app polls GET /orders/{id} from 50 ms, doubling up to "
-            f"{plan.poll_max * 1000:.0f} ms; seed {plan.seed}",
+            f"{waiting}; seed {plan.seed}",
         ]
 
     def _first_keys(self, phase: str) -> int:
@@ -513,7 +656,7 @@ class Run:
         offers = plan.sellers * plan.offers_per_seller
         if phase == "burst":
             return math.ceil(plan.burst / offers) + Restocker.MINIMUM
-        per_second = plan.rate if phase == "rate" else plan.concurrency
+        per_second = plan.rate if phase == "rate" else plan.concurrency  # saturation: ~1/s each
         return max(Restocker.MINIMUM, math.ceil(per_second * Restocker.AHEAD_SECONDS / offers))
 
     async def _market(self) -> Market:
@@ -562,19 +705,26 @@ class Run:
                 max_in_flight=plan.max_in_flight,
                 rng=rng,
             )
-        elif name == "saturation":
+        elif name in ("saturation", SINGLE):
             description = (
                 f"closed loop, {plan.concurrency} buyers for {plan.saturation_duration:g} s"
             )
-            say(f"phase saturation: {description}")
-            profiling = asyncio.create_task(self._profile_busiest(watch, cpu_before))
+            if name == SINGLE:
+                description += ", one process of every service"
+            say(f"phase {name}: {description}")
+            profiling = (
+                asyncio.create_task(self._profile_busiest(watch, cpu_before))
+                if name == "saturation"
+                else None
+            )
             run = await closed_loop(
                 shop,
                 Assignments(market.buyers, market.offers),
                 concurrency=plan.concurrency,
                 duration=plan.saturation_duration,
+                name=name,
             )
-            profile = await profiling
+            profile = await profiling if profiling else None
         else:
             description = (
                 f"{plan.burst} orders from buyers of every tier in turn, reserved first, then "
@@ -608,6 +758,11 @@ class Run:
                 commands=metrics.merge_commands(deltas),
                 queue_wait=deltas["delivery"].queue_wait if "delivery" in deltas else {},
                 consumers={s: (d.consumed, d.handling) for s, d in deltas.items()},
+                status_requests=sum(d.status_requests for d in deltas.values()),
+                status_commands=sum(d.status_commands for d in deltas.values()),
+                processes={s: len(self.platform.processes(s)) for s in self.bench.replicas()}
+                if not self.replicas_pending
+                else {},
             ),
             profile,
         )
@@ -621,7 +776,7 @@ class Run:
         deadline = started + self.plan.settle_timeout
         calm = 0
         while loop.time() < deadline:
-            texts = await asyncio.gather(*(self.scrape(s) for s in self.bench.services))
+            texts = await asyncio.gather(*(self.scrape(p) for p in self.running()))
             backlog = sum(
                 metrics.counter_total(text, "kami_consumer_lag_messages")
                 + metrics.counter_total(text, "kami_outbox_unpublished_commits")
@@ -649,7 +804,7 @@ class Run:
         )
         await asyncio.sleep(settle)
         spent = usage_between(cpu_before, watch.mark())
-        services = {s: spent.get(s, 0.0) for s in self.bench.services}
+        services = {p: spent.get(p, 0.0) for p in self.running()}
         busiest = max(services, key=lambda s: services[s])
         pid = self.platform.pid(busiest)
         if pid is None:
@@ -757,7 +912,9 @@ def choose_platform(plan: Plan) -> BenchPlatform | str:
         forget_recorded()
     elif plan.reuse:
         return f"no kept bench platform ({STATE} is missing): run once with --keep first"
-    return new_platform(plan.kafka, plan.mongodb, cheap_payment_hashing=plan.cheap_hashing)
+    return new_platform(
+        plan.kafka, plan.mongodb, cheap_payment_hashing=plan.cheap_hashing, replicas=plan.replicas
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -799,7 +956,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"starting {len(bench.services)} services ({bench.database_prefix}, "
                 f"{bench.topic_prefix}); logs in {bench.platform.home / 'logs'}"
             )
-            bench.platform.up(bench.services)
+            run.partitions = asyncio.run(create_run_topics(bench, plan.partitions))
+            bench.platform.up(bench.services, replicas=not run.replicas_pending)
         report = asyncio.run(run.execute())
     except KeyboardInterrupt:
         say("interrupted")

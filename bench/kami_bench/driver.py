@@ -10,9 +10,14 @@ Three shapes of load:
 - `burst`: N orders reserved first, then all paid at once, so the deliveries
   back up and the priority lane decides who is served first.
 
-The client's clock only says when a purchase ended for the throughput; the
-latencies come from the events' own timestamps (`kami_bench.events`), so the
-polling interval does not show in them.
+The buyer's app waits for RESERVED and for DELIVERED with ordering's long
+poll (`GET /orders/{id}?wait_for=STATE&timeout=S`, asked again after a
+timeout), or, with `Pacing(long_poll=False)`, polls as apps did before it.
+
+The client's clock says when a purchase ended for the throughput and the
+buyer's view (the time the buyer saw DELIVERED); the platform's latencies
+come from the events' own timestamps (`kami_bench.events`), so the client's
+waiting does not show in them.
 """
 
 from __future__ import annotations
@@ -53,11 +58,16 @@ class Purchase:
 
 @dataclass(frozen=True)
 class Pacing:
-    """How the buyer's app polls: quickly at first, then every `poll_max` seconds."""
+    """How the buyer's app waits: a long poll of at most `long_poll_seconds`
+    asked again until the purchase times out, or (`long_poll=False`) polls
+    quickly at first, then every `poll_max` seconds. Payment's "not yet" is
+    always asked again on the polling schedule."""
 
     poll_first: float = 0.05
     poll_max: float = 1.0
     timeout: float = 60.0
+    long_poll: bool = True
+    long_poll_seconds: float = 20.0
 
     def intervals(self) -> Any:
         delay = self.poll_first
@@ -95,20 +105,38 @@ class Shop:
     """One HTTP client per service, shared by every simulated buyer (as a load
     balancer's connection pool would be), each request with its buyer's token."""
 
+    SERVICES = ("ordering", "payment")
+
     def __init__(self, platform: Platform, pacing: Pacing, *, connections: int) -> None:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self._clients = {
-            service: httpx.AsyncClient(
-                base_url=platform.url(service), timeout=httpx.Timeout(30.0), limits=limits
-            )
-            for service in ("ordering", "payment")
-        }
         self._pacing = pacing
+        self._limits = httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections
+        )
+        # Per service, a client per process serving it: each purchase takes
+        # the next in turn (a load balancer's round robin over the replicas).
+        self._clients: dict[str, list[httpx.AsyncClient]] = {
+            service: [self._client(platform.url(service))] for service in self.SERVICES
+        }
+        self._turn = 0
         self.purchases: list[Purchase] = []
 
+    def _client(self, url: str) -> httpx.AsyncClient:
+        # Longer than any long poll: the server answers when its wait ends.
+        read = self._pacing.long_poll_seconds + 10 if self._pacing.long_poll else 30.0
+        return httpx.AsyncClient(
+            base_url=url, timeout=httpx.Timeout(30.0, read=read), limits=self._limits
+        )
+
+    def spread(self, service: str, urls: Sequence[str]) -> None:
+        """From now on, spread the purchases over these processes of `service` too."""
+        if service in self._clients:
+            known = {str(client.base_url).rstrip("/") for client in self._clients[service]}
+            self._clients[service] += [self._client(u) for u in urls if u not in known]
+
     async def close(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
+        for clients in self._clients.values():
+            for client in clients:
+                await client.aclose()
 
     async def purchase(
         self, buyer: Buyer, offer: BenchOffer, phase: str, gate: Gate | None = None
@@ -117,16 +145,21 @@ class Shop:
         self.purchases.append(record)
         offer.ordered += 1
         deadline = record.started + self._pacing.timeout
+        self._turn += 1
+        ordering, payment = (
+            clients[self._turn % len(clients)]
+            for clients in (self._clients["ordering"], self._clients["payment"])
+        )
         try:
-            record.order_id = await self._place(buyer, offer)
-            await self._wait(buyer, record.order_id, {"RESERVED"}, deadline)
+            record.order_id = await self._place(ordering, buyer, offer)
+            await self._wait(ordering, buyer, record.order_id, "RESERVED", deadline)
             if gate is not None:
                 held, gate = gate, None
                 held.arrive()
                 await held.open.wait()
                 deadline = time.monotonic() + self._pacing.timeout
-            await self._pay(buyer, record.order_id, deadline)
-            await self._wait(buyer, record.order_id, DELIVERED, deadline)
+            await self._pay(payment, buyer, record.order_id, deadline)
+            await self._wait(ordering, buyer, record.order_id, "DELIVERED", deadline)
             record.outcome = "delivered"
         except Failed as failed:
             record.outcome, record.detail = failed.outcome, failed.detail
@@ -138,12 +171,12 @@ class Shop:
             record.finished = time.monotonic()
         return record
 
-    async def _place(self, buyer: Buyer, offer: BenchOffer) -> str:
+    async def _place(self, client: httpx.AsyncClient, buyer: Buyer, offer: BenchOffer) -> str:
         # The same key on every retry: a lost answer must not place a second order.
         key = str(uuid4())
         for attempt in range(3):
             try:
-                response = await self._clients["ordering"].post(
+                response = await client.post(
                     "/orders",
                     json={"offer_id": offer.offer_id, "quantity": 1},
                     headers={**buyer.headers, "Idempotency-Key": key},
@@ -159,17 +192,34 @@ class Shop:
         raise AssertionError("unreachable")
 
     async def _wait(
-        self, buyer: Buyer, order_id: str, states: frozenset[str] | set[str], deadline: float
+        self,
+        client: httpx.AsyncClient,
+        buyer: Buyer,
+        order_id: str,
+        wanted: str,
+        deadline: float,
     ) -> None:
-        client = self._clients["ordering"]
-        for delay in self._pacing.intervals():
-            await asyncio.sleep(delay)
+        """Until the order is `wanted` (DELIVERED: or COMPLETED), by long polls
+        or by polling; a compensated order or the deadline ends the purchase."""
+        states = DELIVERED if wanted == "DELIVERED" else {wanted}
+        polls = self._pacing.intervals()
+        while True:
+            params: dict[str, str | float] = {}
+            if self._pacing.long_poll:
+                left = deadline - time.monotonic()
+                wait = max(0.1, min(self._pacing.long_poll_seconds, left))
+                params = {"wait_for": wanted, "timeout": round(wait, 1)}
+            else:
+                await asyncio.sleep(next(polls))
             try:
-                response = await client.get(f"/orders/{order_id}", headers=buyer.headers)
+                response = await client.get(
+                    f"/orders/{order_id}", params=params, headers=buyer.headers
+                )
             except httpx.TransportError:
                 if time.monotonic() > deadline:
                     raise Failed("timeout", "ordering did not answer in time") from None
-                continue  # a dropped connection: the next poll asks again
+                await asyncio.sleep(next(polls) if self._pacing.long_poll else 0)
+                continue  # a dropped connection: ask again
             if response.status_code != 200:
                 raise Failed("failed", f"order status: {response.status_code} {_code(response)}")
             order = response.json()
@@ -180,8 +230,9 @@ class Shop:
             if time.monotonic() > deadline:
                 raise Failed("timeout", f"still {order['state']}")
 
-    async def _pay(self, buyer: Buyer, order_id: str, deadline: float) -> None:
-        client = self._clients["payment"]
+    async def _pay(
+        self, client: httpx.AsyncClient, buyer: Buyer, order_id: str, deadline: float
+    ) -> None:
         body = {"order_id": order_id, "channel": "wallet", "payment_password": PAYMENT_PASSWORD}
         delays = self._pacing.intervals()
         while True:

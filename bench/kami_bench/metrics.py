@@ -15,6 +15,10 @@ MONGO_COMMANDS = "kami_mongo_command_seconds"
 QUEUE_WAIT = "kami_delivery_queue_wait_seconds"
 HANDLERS = "kami_event_handler_seconds"
 CONSUMED = "kami_events_consumed_total"
+# Ordering's GET /orders/{id}: its requests, and the MongoDB commands they made
+# (counted in MONGO_COMMANDS too, so the report takes them out of the saga's).
+STATUS_REQUESTS = "kami_order_status_requests_total"
+STATUS_COMMANDS = "kami_order_status_read_commands_total"
 
 # (app, collection, command, filter) of kami_mongo_command_seconds.
 CommandShape = tuple[str, str, str, str]
@@ -36,6 +40,9 @@ class Snapshot:
     # The service's consumer: messages it finished, and its handlers' calls and time.
     consumed: float = 0.0
     handling: CommandCost = CommandCost(0, 0)
+    # The buyers' status reads: requests, and their MongoDB commands.
+    status_requests: float = 0.0
+    status_commands: float = 0.0
 
     def minus(self, earlier: Snapshot) -> Snapshot:
         """What happened between `earlier` and this scrape (same process)."""
@@ -56,7 +63,14 @@ class Snapshot:
             self.handling.count - earlier.handling.count,
             self.handling.seconds - earlier.handling.seconds,
         )
-        return Snapshot(commands, waits, self.consumed - earlier.consumed, handling)
+        return Snapshot(
+            commands,
+            waits,
+            self.consumed - earlier.consumed,
+            handling,
+            self.status_requests - earlier.status_requests,
+            self.status_commands - earlier.status_commands,
+        )
 
 
 def parse(text: str) -> Snapshot:
@@ -82,6 +96,14 @@ def parse(text: str) -> Snapshot:
                     handler_calls += sample.value
         elif family.name == CONSUMED.removesuffix("_total"):
             snapshot.consumed += sum(s.value for s in family.samples if s.name == CONSUMED)
+        elif family.name == STATUS_REQUESTS.removesuffix("_total"):
+            snapshot.status_requests += sum(
+                s.value for s in family.samples if s.name == STATUS_REQUESTS
+            )
+        elif family.name == STATUS_COMMANDS.removesuffix("_total"):
+            snapshot.status_commands += sum(
+                s.value for s in family.samples if s.name == STATUS_COMMANDS
+            )
         elif family.name == QUEUE_WAIT:
             for sample in family.samples:
                 if sample.name.endswith("_bucket"):

@@ -53,6 +53,13 @@ class ProcessWatch:
                 self._gone.add(name)
         self.sample()
 
+    def add(self, name: str, pid: int) -> None:
+        """Watch one more process from now on (a replica started during the run)."""
+        try:
+            self._processes[name] = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            self._gone.add(name)
+
     def sample(self) -> None:
         for name, process in self._processes.items():
             if name in self._gone:

@@ -23,6 +23,7 @@ from pymongo.errors import PyMongoError
 
 from kami_bench.floor import Argon2Cost
 from kami_bench.market import DEFAULT_PRIORITY
+from kami_cli.topics import catalogue_topics, create_topics
 from kami_events.mongo import connect
 from kami_local import REPO, Platform, available_services
 
@@ -129,13 +130,22 @@ class BenchPlatform:
             parallelism=int(env.get("KAMI_PAYMENT_ARGON2_PARALLELISM", default.parallelism)),
         )
 
+    def processes(self) -> list[str]:
+        """Every process of the platform: each service's first, and its replicas."""
+        return [p for service in self.services for p in self.platform.processes(service)]
+
+    def replicas(self) -> dict[str, int]:
+        """Processes of each service that runs more than one."""
+        counts = {s: len(self.platform.processes(s)) for s in self.services}
+        return {service: count for service, count in counts.items() if count > 1}
+
     def pids(self) -> dict[str, int]:
-        """The running services, by the pids their start recorded."""
+        """The running processes, by the pids their start recorded."""
         pids = {}
-        for service in self.services:
-            pid = self.platform.pid(service)
+        for process in self.processes():
+            pid = self.platform.pid(process)
             if pid is not None:
-                pids[service] = pid
+                pids[process] = pid
         return pids
 
     def record(self, market: Mapping[str, Any] | None = None) -> None:
@@ -150,6 +160,7 @@ class BenchPlatform:
                     "kafka_bootstrap": self.platform.kafka_bootstrap,
                     "mongodb_uri": self.platform.mongodb_uri,
                     "extra_env": dict(self.platform.extra_env),
+                    "replica_ports": {k: list(v) for k, v in self.platform.replica_ports.items()},
                     "market": market,
                 },
                 indent=2,
@@ -161,8 +172,16 @@ class BenchPlatform:
         self.platform.down(self.services)
 
 
-def new_platform(kafka: str, mongodb: str, *, cheap_payment_hashing: bool) -> BenchPlatform:
-    platform = Platform.isolated(kafka, mongodb, home=HOME, name="bench", extra_env={})
+def new_platform(
+    kafka: str,
+    mongodb: str,
+    *,
+    cheap_payment_hashing: bool,
+    replicas: Mapping[str, int] | None = None,
+) -> BenchPlatform:
+    platform = Platform.isolated(
+        kafka, mongodb, home=HOME, name="bench", extra_env={}, replicas=replicas
+    )
     platform.extra_env = bench_env(
         platform.database_prefix, cheap_payment_hashing=cheap_payment_hashing
     )
@@ -183,8 +202,24 @@ def recorded_platform() -> BenchPlatform | None:
         database_prefix=state["database_prefix"],
         topic_prefix=state["topic_prefix"],
         extra_env=state["extra_env"],
+        replica_ports=state.get("replica_ports", {}),
     )
     return BenchPlatform(platform, available_services(), market=state.get("market"))
+
+
+async def create_run_topics(bench: BenchPlatform, partitions: int) -> int:
+    """Create the run's topics with `partitions` each before any service starts
+    (a broker's auto-created topics take its default, 1 unless configured),
+    so that a service's processes share the work. The fewest partitions any
+    has (topics that existed keep theirs)."""
+    topics = [
+        f"{bench.topic_prefix}.{name.split('.', 1)[1]}"  # the catalogue in the run's namespace
+        for name in catalogue_topics()
+    ]
+    outcomes = await create_topics(
+        bench.platform.kafka_bootstrap, topics, partitions=partitions, replication_factor=1
+    )
+    return min(outcome.partitions for outcome in outcomes)
 
 
 def forget_recorded() -> None:

@@ -12,6 +12,13 @@ services as environment variables; production supplies its own.
 
 The end-to-end tests use the same `Platform` class with their own ports,
 database names and topic namespace, so they never touch a running demo.
+
+A service may run as several processes (`replica_ports`, the bench's
+`--replicas`): the first is `<service>`, the others `<service>-2`, ... Each
+has its own HTTP port, pid file and log; all share the service's database
+and consumer group (`kami-<service>`), so Kafka shares the partitions among
+them and one of them holds the outbox relay's lease. Other services call
+the first process.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +142,8 @@ class Platform:
     database_prefix: str = "kami"
     topic_prefix: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # The HTTP ports of a service's further processes (`<service>-2`, ...).
+    replica_ports: Mapping[str, Sequence[int]] = field(default_factory=dict)
     # The processes this object started, for their exit status.
     _children: dict[str, subprocess.Popen[bytes]] = field(
         default_factory=dict, init=False, repr=False
@@ -149,10 +158,12 @@ class Platform:
         home: Path,
         name: str,
         extra_env: Mapping[str, str],
+        replicas: Mapping[str, int] | None = None,
     ) -> Self:
         """A platform on free ports in a namespace of its own (databases
         `<name><run>_*`, topics `kami-<name>-<run>.*`), so it never meets the
-        demo or another run on the same servers."""
+        demo or another run on the same servers; `replicas` processes of a
+        service instead of one."""
         run = uuid4().hex[:8]
         return cls(
             kafka_bootstrap,
@@ -162,6 +173,11 @@ class Platform:
             database_prefix=f"{name}{run}",
             topic_prefix=f"kami-{name}-{run}",
             extra_env=extra_env,
+            replica_ports={
+                service: [free_port() for _ in range(count - 1)]
+                for service, count in (replicas or {}).items()
+                if count > 1
+            },
         )
 
     @contextmanager
@@ -195,10 +211,28 @@ class Platform:
         path.write_text(json.dumps(stored, indent=2))
         return stored
 
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
+    def url(self, process: str) -> str:
+        """The HTTP address of a process (a service's name: its first process)."""
+        return f"http://127.0.0.1:{self.port_of(process)}"
 
-    def env_for(self, service: str) -> dict[str, str]:
+    def processes(self, service: str) -> list[str]:
+        """The service's processes: `<service>`, then `<service>-2`, ..."""
+        further = self.replica_ports.get(service, ())
+        return [service, *(f"{service}-{n}" for n in range(2, len(further) + 2))]
+
+    def replicas(self, service: str) -> list[str]:
+        """The service's processes after the first."""
+        return self.processes(service)[1:]
+
+    def urls(self, service: str) -> list[str]:
+        return [self.url(process) for process in self.processes(service)]
+
+    def port_of(self, process: str) -> int:
+        service, n = service_of(process)
+        return self.ports[service] if n == 1 else self.replica_ports[service][n - 2]
+
+    def env_for(self, process: str) -> dict[str, str]:
+        service, _ = service_of(process)
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAMI_")}
         env.update(self.secrets())
         env.update(
@@ -207,7 +241,7 @@ class Platform:
                 "KAMI_MONGODB_URI": self.mongodb_uri,
                 "KAMI_MONGODB_DATABASE": f"{self.database_prefix}_{service}",
                 "KAMI_HTTP_HOST": "127.0.0.1",
-                "KAMI_HTTP_PORT": str(self.ports[service]),
+                "KAMI_HTTP_PORT": str(self.port_of(process)),
                 "PYTHONUNBUFFERED": "1",
                 # The local platform has no real gateways: mount their stand-in.
                 "KAMI_PAYMENT_SIMULATOR_ENABLED": "true",
@@ -224,14 +258,14 @@ class Platform:
 
     # -- processes -----------------------------------------------------------
 
-    def _pid_file(self, service: str) -> Path:
-        return self.home / "run" / f"{service}.pid"
+    def _pid_file(self, process: str) -> Path:
+        return self.home / "run" / f"{process}.pid"
 
-    def log_file(self, service: str) -> Path:
-        return self.home / "logs" / f"{service}.log"
+    def log_file(self, process: str) -> Path:
+        return self.home / "logs" / f"{process}.log"
 
-    def pid(self, service: str) -> int | None:
-        path = self._pid_file(service)
+    def pid(self, process: str) -> int | None:
+        path = self._pid_file(process)
         if not path.exists():
             return None
         pid = int(path.read_text())
@@ -239,22 +273,23 @@ class Platform:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return None
-        return pid if is_serve_command(cmdline, service) else None
+        return pid if is_serve_command(cmdline, service_of(process)[0]) else None
 
-    def start(self, service: str) -> int:
-        existing = self.pid(service)
+    def start(self, name: str) -> int:
+        """Start a process (a service's name: its first process)."""
+        existing = self.pid(name)
         if existing:
             return existing
-        log = self.log_file(service).open("ab")
+        log = self.log_file(name).open("ab")
         process = subprocess.Popen(
-            serve_command(service),
+            serve_command(service_of(name)[0]),
             cwd=REPO,
-            env=self.env_for(service),
+            env=self.env_for(name),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._pid_file(service).write_text(str(process.pid))
+        self._pid_file(name).write_text(str(process.pid))
         # Just after exec, /proc/<pid>/cmdline reads empty for a moment, and
         # `pid()` would take the new process for a stranger (or for dead).
         deadline = time.monotonic() + 5
@@ -263,28 +298,28 @@ class Platform:
                 if Path(f"/proc/{process.pid}/cmdline").read_bytes():
                     break
             time.sleep(0.01)
-        self._children[service] = process
+        self._children[name] = process
         return process.pid
 
-    def _exit_status(self, service: str) -> str:
-        process = self._children.get(service)
-        if process is None or process.poll() is None:
+    def _exit_status(self, process: str) -> str:
+        child = self._children.get(process)
+        if child is None or child.poll() is None:
             return "exited"
-        code = process.returncode
+        code = child.returncode
         return f"exited with status {code}" if code >= 0 else f"killed by signal {-code}"
 
-    def wait_ready(self, service: str, timeout: float = 60.0) -> None:
+    def wait_ready(self, process: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
-            child = self._children.get(service)
-            if self.pid(service) is None and (child is None or child.poll() is not None):
+            child = self._children.get(process)
+            if self.pid(process) is None and (child is None or child.poll() is not None):
                 raise RuntimeError(
-                    f"{service} {self._exit_status(service)}; see {self.log_file(service)}:\n"
-                    + self.tail(service)
+                    f"{process} {self._exit_status(process)}; see {self.log_file(process)}:\n"
+                    + self.tail(process)
                 )
             try:
-                response = httpx.get(f"{self.url(service)}/readyz", timeout=2)
+                response = httpx.get(f"{self.url(process)}/readyz", timeout=2)
                 if response.status_code == 200:
                     return
                 last = response.text
@@ -292,13 +327,13 @@ class Platform:
                 last = repr(exc)
             time.sleep(0.2)
         raise RuntimeError(
-            f"{service} not ready after {timeout:.0f}s ({last}):\n{self.tail(service)}"
+            f"{process} not ready after {timeout:.0f}s ({last}):\n{self.tail(process)}"
         )
 
-    def stop(self, service: str, *, kill: bool = False, timeout: float = 15.0) -> None:
-        pid = self.pid(service)
+    def stop(self, process: str, *, kill: bool = False, timeout: float = 15.0) -> None:
+        pid = self.pid(process)
         if pid is None:
-            self._pid_file(service).unlink(missing_ok=True)
+            self._pid_file(process).unlink(missing_ok=True)
             return
         os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -308,24 +343,39 @@ class Platform:
             os.kill(pid, signal.SIGKILL)
             while _alive(pid):
                 time.sleep(0.05)
-        self._pid_file(service).unlink(missing_ok=True)
+        self._pid_file(process).unlink(missing_ok=True)
 
-    def up(self, services: Iterable[str]) -> None:
-        started = list(services)
-        for service in started:
-            self.start(service)
-        for service in started:
-            self.wait_ready(service)
+    def up(self, services: Iterable[str], *, replicas: bool = True) -> None:
+        """Start every process of `services` (only their first with
+        `replicas=False`) and wait until each is ready."""
+        started = [
+            process
+            for service in services
+            for process in (self.processes(service) if replicas else [service])
+        ]
+        for process in started:
+            self.start(process)
+        for process in started:
+            self.wait_ready(process)
 
     def down(self, services: Iterable[str]) -> None:
         for service in reversed(list(services)):
-            self.stop(service)
+            for process in reversed(self.processes(service)):
+                self.stop(process)
 
-    def tail(self, service: str, lines: int = 40) -> str:
-        path = self.log_file(service)
+    def tail(self, process: str, lines: int = 40) -> str:
+        path = self.log_file(process)
         if not path.exists():
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def service_of(process: str) -> tuple[str, int]:
+    """`ordering-2` -> (`ordering`, 2); a service's name is its first process."""
+    service, _, n = process.rpartition("-")
+    if service and n.isdigit() and int(n) >= 2:
+        return service, int(n)
+    return process, 1
 
 
 def _alive(pid: int) -> bool:

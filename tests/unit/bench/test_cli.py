@@ -20,6 +20,14 @@ ENV = ["--kafka", "127.0.0.1:19092", "--mongodb", "mongodb://127.0.0.1:27018/"]
         (["--rate", "lots"], "invalid float value"),
         (["--output", "/no/such/dir/perf.md"], "no directory /no/such/dir"),
         (["--reuse", "--cheap-hashing"], "not with --reuse"),
+        (["--replicas", "ordering"], "--replicas takes SERVICE=N"),
+        (["--replicas", "ordering=two"], "--replicas takes SERVICE=N"),
+        (["--replicas", "shipping=2"], "no service 'shipping'"),
+        (["--replicas", "ordering=1"], "N must be from 2 to 8"),
+        (["--replicas", "ordering=2", "--replicas", "ordering=3"], "names ordering twice"),
+        (["--replicas", "ordering=4", "--partitions", "3"], "fewer than the 4 processes"),
+        (["--replicas", "ordering=2", "--reuse"], "not with --reuse"),
+        (["--partitions", "0"], "--partitions must be between 1 and 64"),
     ],
 )
 def test_bad_input_exits_with_2_and_says_why(
@@ -57,3 +65,13 @@ def test_quick_shrinks_what_was_not_set_explicitly() -> None:
 
 def test_down_needs_no_servers() -> None:
     assert purchases.parse(["--down"]) == "down"
+
+
+def test_replicas_and_the_long_poll_are_in_the_plan() -> None:
+    plan = purchases.parse([*ENV, "--replicas", "ordering=2", "--replicas", "inventory=3"])
+    assert isinstance(plan, purchases.Plan)
+    assert plan.replicas == {"ordering": 2, "inventory": 3}
+    assert plan.partitions == 3 and not plan.poll
+    polling = purchases.parse([*ENV, "--poll"])
+    assert isinstance(polling, purchases.Plan)
+    assert polling.poll and polling.replicas == {}

@@ -92,3 +92,20 @@ def test_a_consumers_messages_and_handler_time_per_phase() -> None:
     phase = parse(generate_latest(registry).decode()).minus(before)
     assert phase.consumed == 3
     assert phase.handling == CommandCost(2, 0.375)
+
+
+def test_the_buyers_status_reads_are_read_apart() -> None:
+    registry = CollectorRegistry()
+    requests = Counter("kami_order_status_requests", "r", ["waited"], registry=registry)
+    reads = Counter(
+        "kami_order_status_read_commands", "c", ["collection", "command"], registry=registry
+    )
+    requests.labels("true").inc()
+    reads.labels("events", "find").inc(2)
+    before = parse(generate_latest(registry).decode())
+    requests.labels("true").inc(2)
+    requests.labels("false").inc()
+    reads.labels("events", "find").inc(5)
+    phase = parse(generate_latest(registry).decode()).minus(before)
+
+    assert (phase.status_requests, phase.status_commands) == (3, 5)

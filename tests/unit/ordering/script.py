@@ -27,6 +27,7 @@ from kami_ordering.adapters.repository import LoadedOrder, OrderRepository
 from kami_ordering.domain.order import Deadline, Decision, Order, OrderState, SagaTimers
 from kami_ordering.domain.terms import BuyerFieldRule, OfferTerms, ProductTerms
 from kami_ordering.handlers import Message, OrderPlacement, Placed, PlaceOrder, PurchaseSaga
+from kami_ordering.order_changes import OrderChanges
 from tests.unit.ordering.fakes import (
     FakeCatalog,
     FakeOrderRequests,
@@ -122,6 +123,7 @@ class SagaScript:
         self.requests = FakeOrderRequests()
         self.views = FakeOrderViews()
         self.settlements = FakeSettlements()
+        self.changes = OrderChanges()
         self.order_id = ""
         self.keys: list[str] = []
         self._seen = 0
@@ -129,7 +131,7 @@ class SagaScript:
 
     def restart(self) -> None:
         """New handlers over the same stores: what a process restart keeps."""
-        repository = OrderRepository(self.store)
+        repository = OrderRepository(self.store, on_change=self.changes.changed)
         self.repository = repository
         self.placement = OrderPlacement(
             repository=repository,

@@ -5,7 +5,9 @@ shape the answer.
   offer's price; the same request again returns the same order;
 - `GET /orders`: the caller's own orders, newest first, by pages;
 - `GET /orders/{id}` and `GET /orders/{id}/timeline`: for the buyer who owns
-  the order and for support and operators; anyone else gets 404;
+  the order and for support and operators; anyone else gets 404. With
+  `?wait_for=STATE&timeout=S` the first waits (a long poll) until the order
+  is in that state or past it, or cannot reach it, or S seconds passed;
 - `POST /orders/{id}/cancel`: the buyer cancels an order not yet paid;
 - `GET /sagas/past-deadline` (operators): orders whose deadline passed longer
   ago than the poller should take to fire it (`kami sagas stuck`).
@@ -25,10 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from kami_events.catalogue.common import ID_PATTERN
 from kami_events.catalogue.identity import Role
 from kami_events.clock import Clock
+from kami_ordering import metrics
 from kami_ordering.adapters.order_views import InvalidCursor, MongoOrderViews
 from kami_ordering.adapters.repository import LoadedOrder, OrderRepository
+from kami_ordering.adapters.status_reads import counted_as_status_read
 from kami_ordering.adapters.timeline import MongoTimeline, entry_of
-from kami_ordering.domain.order import Order, SagaTimers
+from kami_ordering.domain.order import Order, OrderState, SagaTimers
 from kami_ordering.domain.terms import PlacementRefused, RefusalKind
 from kami_ordering.handlers import (
     IdempotencyKeyReused,
@@ -38,6 +42,7 @@ from kami_ordering.handlers import (
     PurchaseSaga,
     TransitionRefused,
 )
+from kami_ordering.order_changes import MAX_WAIT_SECONDS, OrderStatus
 from kami_web.auth import CurrentUser, Principal, require_roles
 from kami_web.errors import ApiError, ErrorResponse
 
@@ -45,6 +50,7 @@ router = APIRouter(tags=["orders"])
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 STAFF = frozenset({Role.SUPPORT, Role.OPERATOR})
+DEFAULT_WAIT_SECONDS = 10.0
 
 Buyer = Annotated[Principal, Depends(require_roles(Role.BUYER))]
 Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
@@ -57,6 +63,7 @@ class Ordering:
     placement: OrderPlacement
     saga: PurchaseSaga
     repository: OrderRepository
+    status: OrderStatus
     views: MongoOrderViews
     timeline: MongoTimeline
     timers: SagaTimers
@@ -263,9 +270,51 @@ async def list_orders(
     )
 
 
-@router.get("/orders/{order_id}", response_model=OrderView, summary="One order", responses=ERRORS)
-async def get_order(order_id: str, user: CurrentUser, deps: Deps) -> OrderView:
-    loaded = await _visible_order(order_id, user, deps)
+@router.get(
+    "/orders/{order_id}",
+    response_model=OrderView,
+    summary="One order; with wait_for, once it reaches a state (long poll)",
+    description="Without `wait_for`, the order as it is now. With `wait_for=STATE`, "
+    "the answer waits until the order is in STATE or past it (`wait_for=RESERVED` "
+    "answers for a PAID order too), or can no longer reach it (it was cancelled, "
+    "refunded or completed), or `timeout` seconds passed (default 10, at most 30): "
+    "then it is the order as it is. Either way `200` with the order: look at "
+    "`state`. A buyer's app waits for `RESERVED`, pays, then waits for `DELIVERED`, "
+    "asking again after a timeout, instead of polling. A waiting request costs "
+    "nothing while its order does not change.",
+    responses=ERRORS,
+)
+async def get_order(
+    order_id: str,
+    user: CurrentUser,
+    deps: Deps,
+    wait_for: Annotated[
+        OrderState | None,
+        Query(description="Answer once the order is in this state or past it (a long poll)."),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=MAX_WAIT_SECONDS,
+            description="With wait_for: the longest to wait, in seconds (default 10).",
+        ),
+    ] = None,
+) -> OrderView:
+    if timeout is not None and wait_for is None:
+        raise ApiError(
+            400, "timeout_without_wait_for", "timeout says how long to wait: send wait_for too."
+        )
+    with counted_as_status_read():
+        loaded = await deps.status.read(
+            order_id,
+            lambda order: _may_see(order, user),
+            wait_for,
+            DEFAULT_WAIT_SECONDS if timeout is None else timeout,
+        )
+    metrics.STATUS_REQUESTS.labels("true" if wait_for else "false").inc()
+    if loaded is None:
+        raise _not_found(order_id)
     return _order_view(loaded, deps.timers)
 
 

@@ -14,11 +14,13 @@ from kami_ordering.adapters.catalog_view import MongoOfferCatalog
 from kami_ordering.adapters.order_requests import MongoOrderRequests
 from kami_ordering.adapters.order_views import MongoOrderViews, MongoSettlements
 from kami_ordering.adapters.repository import OrderRepository
+from kami_ordering.adapters.status_reads import count_status_reads
 from kami_ordering.adapters.timeline import MongoTimeline
 from kami_ordering.api import Ordering, router
 from kami_ordering.consumers import register_consumers
 from kami_ordering.domain.order import OrderState
 from kami_ordering.handlers import OrderPlacement, PurchaseSaga
+from kami_ordering.order_changes import OrderChanges, OrderStatus
 from kami_ordering.settings import OrderingSettings
 from kami_web.app import create_app as create_service_app
 from kami_web.auth import AuthSettings, TokenVerifier, install_auth
@@ -36,6 +38,11 @@ An order goes `PLACED → RESERVED → PAID → DELIVERED → COMPLETED`, or end
 /orders/{id}` shows its state, amounts, keys and deadlines; `GET
 /orders/{id}/timeline` everything every service said about it.
 
+Waiting for a state is a long poll, not a polling loop: `GET
+/orders/{id}?wait_for=DELIVERED&timeout=20` answers as soon as the order is
+DELIVERED or past it, or can no longer get there (cancelled, refunding,
+refunded), else after `timeout` seconds (at most 30) with the order as it is.
+
 Every error is a 4xx: `{"error": {"code": "...", "message": "..."}}`.
 """
 
@@ -50,8 +57,10 @@ def create_app(
     auth = auth or AuthSettings()
     timers = settings.timers()
 
+    count_status_reads()  # before the runtime creates its MongoDB client
     runtime = ServiceRuntime(settings, clock=clock)
-    repository = OrderRepository(runtime.store)
+    changes = OrderChanges()
+    repository = OrderRepository(runtime.store, on_change=changes.changed)
     catalog = MongoOfferCatalog(runtime.db)
     views = MongoOrderViews(runtime.db)
     requests = MongoOrderRequests(runtime.db, clock)
@@ -104,6 +113,9 @@ def create_app(
         placement=placement,
         saga=saga,
         repository=repository,
+        status=OrderStatus(
+            repository, changes, recheck_seconds=settings.ordering_wait_recheck_seconds
+        ),
         views=views,
         timeline=timeline,
         timers=timers,

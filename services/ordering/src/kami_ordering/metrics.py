@@ -32,3 +32,14 @@ ORDERS_PLACED = Counter(
     "Orders placed, by delivery mode",
     ["delivery_mode"],
 )
+# The buyers' status reads, apart from the saga's work (the bench counts them apart).
+STATUS_REQUESTS = Counter(
+    "kami_order_status_requests_total",
+    "GET /orders/{id} requests answered, by whether they waited (wait_for)",
+    ["waited"],
+)
+STATUS_READ_COMMANDS = Counter(
+    "kami_order_status_read_commands_total",
+    "MongoDB commands made by GET /orders/{id} (also counted in kami_mongo_command_seconds)",
+    ["collection", "command"],
+)

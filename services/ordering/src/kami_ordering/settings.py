@@ -28,6 +28,10 @@ class OrderingSettings(ServiceSettings):
     ordering_metrics_refresh_seconds: float = Field(default=15.0, gt=0)
     ordering_overdue_after_seconds: float = Field(default=60.0, ge=0)
 
+    # A buyer's long poll (GET /orders/{id}?wait_for=...) wakes when this process
+    # changes the order, and reads it again this often for a change another replica made.
+    ordering_wait_recheck_seconds: float = Field(default=1.0, gt=0, le=30)
+
     def timers(self) -> SagaTimers:
         return SagaTimers(
             payment_window=timedelta(minutes=self.ordering_payment_window_minutes),

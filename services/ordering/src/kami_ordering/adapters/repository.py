@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,8 +22,12 @@ class LoadedOrder:
 
 
 class OrderRepository:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(
+        self, store: EventStore, on_change: Callable[[str], None] = lambda order_id: None
+    ) -> None:
         self._store = store
+        # Told the order's id after each append (the buyers' long poll waits on it).
+        self._on_change = on_change
 
     async def load(self, order_id: str) -> LoadedOrder | None:
         envelopes = await self._store.load(Order.aggregate_type, order_id)
@@ -55,6 +60,7 @@ class OrderRepository:
             tracking,
         )
         order.mark_committed()
+        self._on_change(order.id)
         return envelopes
 
     async def append_new(
@@ -65,4 +71,5 @@ class OrderRepository:
             await self._store.append(Order.aggregate_type, order_id, 0, events, context)
         except ConcurrencyError:
             return False
+        self._on_change(order_id)
         return True

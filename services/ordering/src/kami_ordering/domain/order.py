@@ -65,6 +65,28 @@ class OrderState(StrEnum):
 TERMINAL_STATES = frozenset({OrderState.COMPLETED, OrderState.CANCELLED, OrderState.REFUNDED})
 UNPAID_STATES = frozenset({OrderState.PLACED, OrderState.RESERVED})
 PAID_STATES = frozenset({OrderState.PAID, OrderState.DELIVERED, OrderState.COMPLETED})
+# The way an order goes when nothing goes wrong, in order.
+HAPPY_PATH = (
+    OrderState.PLACED,
+    OrderState.RESERVED,
+    OrderState.PAID,
+    OrderState.DELIVERED,
+    OrderState.COMPLETED,
+)
+
+
+def waiting_is_over(current: OrderState, wanted: OrderState) -> bool:
+    """Whether a buyer waiting for `wanted` has their answer in `current`: the
+    order is there, has gone past it, or cannot get there any more (it ended,
+    or is compensated while the buyer waits for a step of the happy path)."""
+    if current is wanted or current in TERMINAL_STATES:
+        return True
+    if wanted in HAPPY_PATH:
+        # A compensated order (REFUNDING) never comes back to the happy path.
+        return current not in HAPPY_PATH or HAPPY_PATH.index(current) >= HAPPY_PATH.index(wanted)
+    if wanted is OrderState.CANCELLED:
+        return current not in UNPAID_STATES  # once paid, an order is refunded, not cancelled
+    return False  # REFUNDING or REFUNDED: any live order may still be compensated
 
 
 class Outcome(StrEnum):
