@@ -257,10 +257,11 @@ class RunReport:
     def _consumers(self, result: PhaseResult) -> list[str]:
         delivered = figures(result, self.timelines).delivered
         return [
-            f"Consumers in the {result.run.name} phase, per process. Each handles its messages one "
-            "at a time (kami_events.consumer), so a consumer busy near 100 % of the phase "
-            "is a ceiling: it cannot take more than the last column's purchases per second "
-            "at its pace (`kami_events_consumed_total`, `kami_event_handler_seconds`):",
+            f"Consumers in the {result.run.name} phase, per process. Each takes its messages "
+            "in batches and runs different keys at once (kami_events.consumer), so 'busy' "
+            "adds up the handlers' time and may pass 100 %; at one message at a time, the "
+            "last column is the purchases per second its pace would allow "
+            "(`kami_events_consumed_total`, `kami_event_handler_seconds`):",
             "",
             *table(
                 [
