@@ -19,6 +19,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
   created record;
   expression text;
+  path text[];
 BEGIN
   FOR created IN
     SELECT i.indexrelid, i.indrelid, n.nspname AS schema_name, t.relname AS table_name
@@ -45,7 +46,15 @@ BEGIN
         FROM generate_series(1, (SELECT indnkeyatts FROM pg_index
                                    WHERE indexrelid = created.indexrelid)) AS k
     LOOP
-      CONTINUE WHEN expression NOT LIKE '(_jsonb -> %)' AND expression NOT LIKE '_jsonb -> %';
+      CONTINUE WHEN expression !~ '^\(*_jsonb -> ';
+      -- A dotted field (a.b) is indexed as `_jsonb -> 'a' -> 'b'` but
+      -- queried as `_jsonb #> '{a,b}'`: index what the query says.
+      SELECT array_agg(replace(m[1], '''''', '''') ORDER BY n) INTO path
+        FROM regexp_matches(expression, '''((?:[^'']|'''')*)''::text', 'g')
+             WITH ORDINALITY AS t(m, n);
+      IF array_length(path, 1) > 1 THEN
+        expression := format('_jsonb #> %L::text[]', path);
+      END IF;
       EXECUTE format(
         'CREATE INDEX IF NOT EXISTS %I ON %I.%I USING gin ((%s) jsonb_path_ops)',
         'kami_gin_' || left(md5(created.table_name || ' ' || expression), 24),
