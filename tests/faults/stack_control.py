@@ -6,7 +6,9 @@ comes from `KAMI_TEST_STACK_HOME` (scripts/test exports it when it started the
 stack) or from the `servers` fixture when that fixture started the stack
 itself. Before touching anything the control checks that this stack is the
 one the run talks to: its recorded ports are the run's Kafka and MongoDB
-ports, and its pid files name live Kafka and FerretDB processes. Servers
+ports, and its pid files name live Kafka and FerretDB processes. FerretDB
+is restarted on the backend it runs on (PostgreSQL or SQLite, recorded by
+the stack); a PostgreSQL under it stays up. Servers
 given from outside (`KAMI_KAFKA_BOOTSTRAP` / `KAMI_MONGODB_URI` without such
 a home) are never restarted.
 """
@@ -37,6 +39,10 @@ class StackControl:
     kafka_port: int
     mongo_port: int
     controller_port: int
+    # What the stack recorded when it started FerretDB, so `up` starts it
+    # again the same way whatever this process's environment says.
+    mongo_backend: str | None = None
+    pg_port: int | None = None
 
     @classmethod
     def of_run(cls, servers: Servers) -> StackControl:
@@ -58,19 +64,32 @@ class StackControl:
                 f"{STACK_HOME_VARIABLE}={home} runs Kafka/FerretDB on ports {recorded}, but "
                 f"this run uses {servers.kafka_bootstrap} and {servers.mongodb_uri}"
             )
-        control = cls(home, kafka_port, mongo_port, _controller_port(home, kafka_port))
+        pg_port = _read(home / "run" / "postgresql.port")
+        control = cls(
+            home,
+            kafka_port,
+            mongo_port,
+            _controller_port(home, kafka_port),
+            _read(home / "run" / "ferretdb.backend") or None,
+            int(pg_port) if pg_port.isdigit() else None,
+        )
         for name in PROCESS_MARK:
             if control.pid(name) is None:
                 raise RuntimeError(f"the stack at {home} has no live {name}")
         return control
 
     def env(self) -> dict[str, str]:
-        return os.environ | {
+        env = os.environ | {
             "KAMI_STACK_HOME": str(self.home),
             "KAMI_STACK_KAFKA_PORT": str(self.kafka_port),
             "KAMI_STACK_KAFKA_CONTROLLER_PORT": str(self.controller_port),
             "KAMI_STACK_MONGO_PORT": str(self.mongo_port),
         }
+        if self.mongo_backend:
+            env["KAMI_STACK_MONGO_BACKEND"] = self.mongo_backend
+        if self.pg_port is not None:
+            env["KAMI_STACK_PG_PORT"] = str(self.pg_port)
+        return env
 
     def pid(self, server: str) -> int | None:
         """The live process the stack recorded for `server`, checked by its

@@ -36,6 +36,9 @@ def stack_home(tmp_path: Path) -> Iterator[Path]:
         shows_command_line(process.pid, mark)
         (tmp_path / "run" / f"{name}.pid").write_text(str(process.pid))
         (tmp_path / "run" / f"{name}.port").write_text(port)
+    # FerretDB on PostgreSQL, as the stack records it.
+    (tmp_path / "run" / "ferretdb.backend").write_text("postgresql\n")
+    (tmp_path / "run" / "postgresql.port").write_text("25999\n")
     try:
         yield tmp_path
     finally:
@@ -72,6 +75,9 @@ def test_the_stack_named_by_the_run_is_controlled(
     env = control.env()
     assert env["KAMI_STACK_HOME"] == str(stack_home)
     assert env["KAMI_STACK_KAFKA_PORT"] == "19999"
+    # `up` brings FerretDB back on the backend and PostgreSQL it ran on.
+    assert env["KAMI_STACK_MONGO_BACKEND"] == "postgresql"
+    assert env["KAMI_STACK_PG_PORT"] == "25999"
     pid = control.pid("kafka")
     assert pid is not None
     assert control.stop("kafka", timeout=5) == pid

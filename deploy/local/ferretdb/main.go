@@ -1,4 +1,6 @@
-// Command kami-ferretdb runs FerretDB 1.24 (SQLite backend) on loopback.
+// Command kami-ferretdb runs FerretDB 1.24 on loopback, on its PostgreSQL
+// backend (-backend postgresql -postgresql-url ...) or its SQLite one
+// (-backend sqlite -data DIR).
 //
 // `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` builds a binary
 // that panics at start-up (its version file is generated at release time), so
@@ -20,7 +22,10 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27018", "TCP address to listen on")
-	dataDir := flag.String("data", "./data", "directory holding the SQLite databases")
+	backend := flag.String("backend", "sqlite", "postgresql or sqlite")
+	dataDir := flag.String("data", "./data", "directory holding the SQLite databases (sqlite backend)")
+	postgresqlURL := flag.String("postgresql-url", "",
+		"PostgreSQL URL of the postgresql backend, e.g. postgres://127.0.0.1:25432/ferretdb")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
 
@@ -32,27 +37,41 @@ func main() {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	abs, err := filepath.Abs(*dataDir)
-	if err != nil {
-		log.Fatalf("data dir: %v", err)
+	config := &ferretdb.Config{
+		Listener: ferretdb.ListenerConfig{TCP: *listen},
+		Handler:  *backend,
+		Logger:   logger,
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		log.Fatalf("data dir: %v", err)
+	var where string
+	switch *backend {
+	case "sqlite":
+		abs, err := filepath.Abs(*dataDir)
+		if err != nil {
+			log.Fatalf("data dir: %v", err)
+		}
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			log.Fatalf("data dir: %v", err)
+		}
+		config.SQLiteURL = "file:" + abs + "/"
+		where = "data in " + abs
+	case "postgresql":
+		if *postgresqlURL == "" {
+			log.Fatalf("-backend postgresql needs -postgresql-url")
+		}
+		config.PostgreSQLURL = *postgresqlURL
+		where = "PostgreSQL at " + *postgresqlURL
+	default:
+		log.Fatalf("-backend %q: want postgresql or sqlite", *backend)
 	}
 
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: *listen},
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/",
-		Logger:    logger,
-	})
+	f, err := ferretdb.New(config)
 	if err != nil {
 		log.Fatalf("ferretdb: %v", err)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log.Printf("kami-ferretdb listening on %s, data in %s, log level %s", *listen, abs, level)
+	log.Printf("kami-ferretdb (%s backend) listening on %s, %s, log level %s", *backend, *listen, where, level)
 	if err := f.Run(ctx); err != nil {
 		log.Fatalf("ferretdb: %v", err)
 	}
