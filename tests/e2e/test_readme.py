@@ -62,6 +62,10 @@ NOT_RUN = {
     "uv run pytest tests/security -p no:cacheprovider      # about 4 minutes on 2 idle cores": (
         "a test suite of its own"
     ),
+    'curl -s -X PUT localhost:8105/wallet/password-free -H "Authorization: Bearer $TOKEN" \\': (
+        "turns on password-free payments for the curl purchase's buyer ($TOKEN of that "
+        "block); tests/integration/payment/test_password_free_api.py runs the route"
+    ),
     "./scripts/test tests/unit            # fast tests only (still starts the servers)": (
         "the test runner itself"
     ),
