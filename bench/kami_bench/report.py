@@ -609,7 +609,7 @@ class RunReport:
         saturation = self.phase("saturation") or (self.phases[-1] if self.phases else None)
         if saturation is not None and saturation.commands:
             delivered = figures(saturation, self.timelines).delivered
-            top = sorted(saturation.commands.items(), key=lambda item: -item[1].seconds)[:12]
+            top = sorted(saturation.commands.items(), key=lambda item: -item[1].seconds)[:30]
             lines += [
                 f"MongoDB commands by total time in the {saturation.run.name} phase, every service "
                 "(`kami_mongo_command_seconds`; on FerretDB 1.24 any filter but exactly `_id` "
@@ -651,6 +651,19 @@ class RunReport:
                     f"made {saturation.status_commands / delivered:.1f} more, all of them in "
                     "ordering's `events` `find` by `_id` above "
                     "(`kami_order_status_read_commands_total`).",
+                ]
+                by_service: dict[str, float] = {}
+                for (app, _collection, _command, _shape), cost in saturation.commands.items():
+                    service = app.removeprefix("kami-")
+                    by_service[service] = by_service.get(service, 0.0) + cost.count
+                lines += [
+                    "",
+                    "Per service, commands per delivered purchase (status reads included): "
+                    + ", ".join(
+                        f"{service} {count / delivered:.1f}"
+                        for service, count in sorted(by_service.items(), key=lambda kv: -kv[1])
+                    )
+                    + ".",
                 ]
         if saturation is not None and saturation.consumers:
             lines += ["", *self._consumers(saturation)]
