@@ -7,7 +7,6 @@ after-sales' `ReplacementApproved` (a replacement key for a faulty one)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from kami_events.catalogue.aftersales import ReplacementApproved
@@ -25,6 +24,7 @@ from kami_events.catalogue.ordering import (
 )
 from kami_events.consumer import EventConsumer, Received
 from kami_events.envelope import Envelope
+from kami_events.locks import KeyedLocks
 from kami_events.store import CommitContext
 from kami_inventory import handlers
 from kami_inventory.handlers import Inventory
@@ -43,9 +43,9 @@ def register_consumers(consumer: EventConsumer, inv: Inventory) -> None:
     # The consumer runs messages of different orders at once, but a pool's
     # stream must tell its keys' moves in the order they were made (a key
     # released by one order and taken by the next is announced in that
-    # order): the messages that move keys take turns, as they did when
-    # messages came one at a time. The offer and product read models run at once.
-    moving_keys = asyncio.Lock()
+    # order): the messages that move one offer's keys take turns; other
+    # offers' pools, and the offer and product read models, run at once.
+    pools = KeyedLocks()
 
     @consumer.handles(OfferListed)
     async def on_offer_listed(received: Received[OfferListed]) -> None:
@@ -69,35 +69,35 @@ def register_consumers(consumer: EventConsumer, inv: Inventory) -> None:
 
     @consumer.handles(OrderPlaced)
     async def on_order_placed(received: Received[OrderPlaced]) -> None:
-        async with moving_keys:
+        async with pools.hold(received.event.offer_id):
             await handlers.reserve_for_order(
                 received.event, inv, caused_by(received.envelope), received.tracking
             )
 
     @consumer.handles(OrderCancelled)
     async def on_order_cancelled(received: Received[OrderCancelled]) -> None:
-        async with moving_keys:
+        async with pools.hold(received.event.offer_id):
             await handlers.release_for_cancelled_order(
                 received.event, inv, caused_by(received.envelope), received.tracking
             )
 
     @consumer.handles(OrderPaid)
     async def on_order_paid(received: Received[OrderPaid]) -> None:
-        async with moving_keys:
+        async with pools.hold(received.event.offer_id):
             await handlers.sell_for_paid_order(
                 received.event, inv, caused_by(received.envelope), received.tracking
             )
 
     @consumer.handles(OrderRefundRequested)
     async def on_order_refund_requested(received: Received[OrderRefundRequested]) -> None:
-        async with moving_keys:
+        async with pools.hold(received.event.offer_id):
             await handlers.void_for_refund(
                 received.event, inv, caused_by(received.envelope), received.tracking
             )
 
     @consumer.handles(ReplacementApproved)
     async def on_replacement_approved(received: Received[ReplacementApproved]) -> None:
-        async with moving_keys:
+        async with pools.hold(received.event.offer_id):
             await handlers.replace_keys(
                 received.event, inv, caused_by(received.envelope), received.tracking
             )
