@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
 from kami_web.errors import ApiError, install_error_handlers
-from kami_web.limits import BodySizeLimit
+from kami_web.limits import BodySizeLimit, NulInUrlRefused
 
 JSON = {"content-type": "application/json"}
 
@@ -123,3 +123,23 @@ def test_json_nested_too_deeply_or_not_utf8_says_so() -> None:
     garbled = make_client().post("/orders", content=b'{"quantity": "\xff"}', headers=JSON)
     assert garbled.status_code == 400
     assert garbled.json()["error"]["code"] == "unreadable_body"
+
+
+def test_a_nul_in_the_path_or_query_is_422_before_the_route() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(NulInUrlRefused)
+    seen: list[str] = []
+
+    @app.get("/tickets/{ticket_id}")
+    async def ticket(ticket_id: str, q: str = "") -> dict[str, str]:
+        seen.append(ticket_id)
+        return {"id": ticket_id, "q": q}
+
+    client = TestClient(app, raise_server_exceptions=False)
+    for url in ("/tickets/%00", "/tickets/a%00b", "/tickets/t-1?q=%00", "/tickets/t-1?q%00=x"):
+        response = client.get(url)
+        assert response.status_code == 422, url
+        assert response.json()["error"]["code"] == "invalid_url"
+    assert seen == []
+    assert client.get("/tickets/t-1?q=%E5%8D%A1").json() == {"id": "t-1", "q": "卡"}

@@ -40,6 +40,20 @@ def connect(
     )
 
 
+async def upsert_one(
+    collection: AsyncCollection[Document], query: Mapping[str, Any], update: Mapping[str, Any]
+) -> None:
+    """`update_one(..., upsert=True)` that survives a racing upsert.
+
+    Two upserts of a missing document race to insert it: MongoDB retries the
+    loser itself, FerretDB on PostgreSQL reports E11000 instead. The document
+    exists by then, so one retry is a plain update."""
+    try:
+        await collection.update_one(query, update, upsert=True)
+    except DuplicateKeyError:
+        await collection.update_one(query, update, upsert=True)
+
+
 # Where each command keeps its filter.
 _FILTER_KEYS = {"find": "filter", "count": "query", "findAndModify": "query"}
 

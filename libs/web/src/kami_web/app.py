@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from kami_events import tracing
 from kami_events.runtime import ServiceRuntime
 from kami_web.errors import ErrorResponse, install_error_handlers
-from kami_web.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
+from kami_web.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit, NulInUrlRefused
 from kami_web.observability import RequestObservation
 
 
@@ -60,6 +60,7 @@ def create_app(
             app, tracer_provider=provider, excluded_urls="/healthz,/readyz,/metrics"
         )
     app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
+    app.add_middleware(NulInUrlRefused)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -9,6 +9,8 @@ passes the limit. Both answer 413 in Kami's error body.
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -59,3 +61,26 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, receive_within_limit, send)
+
+
+class NulInUrlRefused:
+    """Answers 422 to a URL whose path or query holds a NUL character.
+
+    No Kami id or query value contains one, and PostgreSQL (FerretDB's
+    backend) cannot store or even compare a string with it: a route that
+    took it to the database would fail with a 5xx instead of a clear 4xx."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"\x00" in unquote_to_bytes(scope["query_string"])
+        ):
+            response = JSONResponse(
+                error_body("invalid_url", "The URL holds a NUL character (%00)."),
+                status_code=422,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

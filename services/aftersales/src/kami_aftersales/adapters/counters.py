@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from kami_events.mongo import Document
+from kami_events.mongo import Document, upsert_one
 
 MAX_ATTEMPTS = 100
 # Revisions deleted by a writer are skipped over while probing; a bucket never
@@ -80,7 +80,7 @@ class IssueCounters:
                 )
             except DuplicateKeyError:
                 continue  # another writer took this revision: re-read, retry
-            await self._docs.update_one({"_id": bucket}, {"$max": {"rev": rev + 1}}, upsert=True)
+            await upsert_one(self._docs, {"_id": bucket}, {"$max": {"rev": rev + 1}})
             if rev:
                 await self._docs.update_one(
                     {"_id": _revision(bucket, rev)},

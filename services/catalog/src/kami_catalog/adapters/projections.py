@@ -57,7 +57,7 @@ from kami_events.catalogue.inventory import StockChanged
 from kami_events.catalogue.ordering import OrderCompleted, OrderPlaced
 from kami_events.catalogue.payment import DepositBelowMinimum, DepositChanged
 from kami_events.envelope import Envelope
-from kami_events.mongo import Document
+from kami_events.mongo import Document, upsert_one
 from kami_events.store import MongoEventStore
 
 READ_MODELS = (
@@ -667,7 +667,7 @@ async def _guarded_set(
 
 
 async def _upsert(collection: AsyncCollection[Document], doc_id: str, fields: Document) -> None:
-    await collection.update_one({"_id": doc_id}, {"$set": fields}, upsert=True)
+    await upsert_one(collection, {"_id": doc_id}, {"$set": fields})
 
 
 # -- keeping the read models up to date ---------------------------------------------------------
