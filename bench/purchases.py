@@ -235,7 +235,7 @@ def parse(argv: Sequence[str]) -> Plan | str:
         "--cheap-hashing",
         action="store_true",
         help="argon2id of payment passwords at test cost (t=1, 8 MiB) instead of payment's "
-        "production default (t=3, 64 MiB, 4 lanes): shows what limits the platform past it",
+        "production default (t=3, 12 MiB, 1 lane): shows what limits the platform past it",
     )
     measure.add_argument(
         "--output", type=Path, default=DOC, help="the Markdown file to write the results into"

@@ -16,6 +16,7 @@ from argon2 import PasswordHasher, Type
 
 from kami_bench.stats import Summary
 from kami_events.mongo import connect
+from kami_payment.settings import PaymentSettings
 
 
 @dataclass(frozen=True)
@@ -104,13 +105,17 @@ async def http_floor(url: str, samples: int) -> Summary:
         return await _timed(samples, 10, get)
 
 
+_PAYMENT_DEFAULTS = PaymentSettings.model_fields
+
+
 @dataclass(frozen=True)
 class Argon2Cost:
-    """payment's argon2id parameters (`KAMI_PAYMENT_ARGON2_*`)."""
+    """payment's argon2id parameters (`KAMI_PAYMENT_ARGON2_*`); the defaults
+    are payment's own, read from its settings so the report cannot drift."""
 
-    time_cost: int = 3
-    memory_kib: int = 64 * 1024
-    parallelism: int = 4
+    time_cost: int = _PAYMENT_DEFAULTS["payment_argon2_time_cost"].default
+    memory_kib: int = _PAYMENT_DEFAULTS["payment_argon2_memory_kib"].default
+    parallelism: int = _PAYMENT_DEFAULTS["payment_argon2_parallelism"].default
 
 
 async def argon2_floor(cost: Argon2Cost, samples: int) -> Summary:
