@@ -127,6 +127,15 @@ def _ops(service: str) -> list[Entry]:
         Entry(service, "GET", "/healthz", public()),
         Entry(service, "GET", "/readyz", public()),
         Entry(service, "GET", "/metrics", public()),
+        # Each service's own dead-letter topic (kami_web.dead_letters).
+        Entry(service, "GET", "/dead-letters", operators(200)),
+        Entry(
+            service,
+            "POST",
+            "/dead-letters/redrive",
+            operators(404),
+            request=body(lambda w: {"ids": ["0:999999999"]}),
+        ),
     ]
 
 
