@@ -722,6 +722,16 @@ AFTERSALES = [
         request=body(lambda w: {"action": "refund_partial", "amount": 100, "note": "补偿1元"}),
     ),
     Entry("aftersales", "GET", "/reports/issues", operators(200)),
+    Entry("aftersales", "GET", "/reports/flagged-sellers", operators(200)),
+    # Tickets about the seller's orders: the buyer's tickets are about `seller`'s offer.
+    Entry(
+        "aftersales",
+        "GET",
+        "/seller/tickets",
+        sellers(200),
+        private=lambda w: [w.ids["ticket"], w.ids["second_ticket"]],
+        visible_to=frozenset({SELLER}),
+    ),
     Entry(
         "aftersales",
         "GET",
