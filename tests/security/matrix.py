@@ -211,6 +211,25 @@ IDENTITY = [
         request=body(lambda w: {"liveness_token": "short"}),
     ),
     Entry("identity", "GET", "/me/advanced-verification", users(404)),
+    # An empty shop name: users get as far as validation, no application is stored.
+    Entry(
+        "identity",
+        "POST",
+        "/me/seller-application",
+        users(422),
+        request=body(lambda w: {"shop_name": ""}),
+    ),
+    Entry("identity", "GET", "/seller-applications", operators(200)),
+    Entry(
+        "identity",
+        "POST",
+        "/seller-applications/{user_id}/rejection",
+        operators(404),
+        path=literal(user_id="no-such-user"),
+        request=body(lambda w: {"reason": "matrix"}),
+    ),
+    Entry("identity", "GET", "/verifications/pending", operators(200)),
+    Entry("identity", "GET", "/users/suspended", operators(200)),
     Entry(
         "identity",
         "POST",

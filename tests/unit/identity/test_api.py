@@ -193,6 +193,11 @@ def test_every_route_is_documented_with_its_error_bodies() -> None:
         "/me/advanced-verification",
         "/users/{user_id}/seller-approval",
         "/users/{user_id}/suspension",
+        "/me/seller-application",
+        "/seller-applications",
+        "/seller-applications/{user_id}/rejection",
+        "/verifications/pending",
+        "/users/suspended",
     }
     for operations in paths.values():
         for operation in operations.values():
