@@ -25,6 +25,7 @@ There are no TTL indexes (FerretDB lacks them): documents carry
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -197,9 +198,11 @@ class MongoSuspensions:
         await self.collection.create_index([("suspended_at", DESCENDING)])
 
     async def remember(self, user_id: str, at: datetime) -> None:
-        await self.collection.update_one(
-            {"_id": user_id}, {"$set": {"suspended_at": at}}, upsert=True
-        )
+        # Two racing upserts on FerretDB: the loser's E11000 means the other wrote it.
+        with contextlib.suppress(DuplicateKeyError):
+            await self.collection.update_one(
+                {"_id": user_id}, {"$set": {"suspended_at": at}}, upsert=True
+            )
 
     async def user_ids(self, limit: int) -> list[str]:
         cursor = self.collection.find({}).sort("suspended_at", DESCENDING).limit(limit)
