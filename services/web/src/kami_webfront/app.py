@@ -19,7 +19,9 @@ import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from kami_web.observability import RequestObservation
 from kami_webfront.clients import BackendError, Backends
 from kami_webfront.i18n import translator
 from kami_webfront.pages import TEMPLATES, LoginRequired, checked_page, current_page, login_path
@@ -63,6 +65,7 @@ def create_app(
     app.state.backends = backends
     app.state.sealer = SessionSealer(key, settings.web_session_max_age_seconds)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestObservation, service=settings.service_name)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", include_in_schema=False)
@@ -74,6 +77,10 @@ def create_app(
         # Ready as soon as it serves: a service that is down shows as an
         # error on the pages that need it, not as this process being unready.
         return {"ready": True, "checks": {}}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for router in ROUTERS:
         app.include_router(router)
