@@ -210,3 +210,17 @@ def test_every_route_is_documented_with_its_error_bodies() -> None:
                 for s in errors
                 if s != "422"
             )
+
+
+async def test_tiers_lists_every_tier_and_what_it_grants(client: httpx.AsyncClient) -> None:
+    response = await client.get("/tiers")
+    assert response.status_code == 200
+    tiers = response.json()
+    assert [t["tier"] for t in tiers] == ["phone", "real_name", "advanced"]
+    assert [t["daily_payment_limit"] for t in tiers] == [50_000, 500_000, 5_000_000]
+    assert tiers[1] == {
+        "tier": "real_name",
+        "daily_payment_limit": 500_000,
+        "delivery_priority": 1,
+        "aftersales_priority": 1,
+    }

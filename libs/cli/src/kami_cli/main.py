@@ -21,7 +21,7 @@ from rich.table import Table
 from kami_cli import demo
 from kami_cli import keys as key_files
 from kami_cli import ledger as books
-from kami_cli.config import SERVICES, CliSettings, save_login
+from kami_cli.config import EVENT_SERVICES, SERVICES, CliSettings, save_login
 from kami_cli.errors import CliError
 from kami_cli.http import Api, log_in
 from kami_events import dead_letters
@@ -403,7 +403,7 @@ def dlq_list(
 ) -> None:
     """What each service's consumer dead-lettered: type, error, source, time, redriven."""
     settings = settings_of(ctx)
-    services = [_known(service)] if service else list(SERVICES)
+    services = [_known(service)] if service else list(EVENT_SERVICES)
     letters, sent = asyncio.run(_dead_letters(settings, services))
     if as_json:
         described = [dead_letters.describe(dl, sent.get(dl.record_id)) for dl in letters]

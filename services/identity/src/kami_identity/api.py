@@ -26,6 +26,7 @@ from kami_identity.domain.rejections import (
     Unauthenticated,
 )
 from kami_identity.domain.seller_application import ApplicationStatus, SellerApplication
+from kami_identity.domain.tiers import TIER_ORDER
 from kami_identity.domain.user import User
 from kami_identity.handlers import IdentityDeps
 from kami_web.auth import CurrentUser, Principal, require_roles
@@ -337,6 +338,20 @@ async def refresh(body: RefreshRequest, deps: Deps) -> Tokens:
 async def log_out(body: RefreshRequest, deps: Deps) -> Response:
     await handlers.log_out(deps, body.refresh_token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class TierView(TierTermsView):
+    tier: KycTier
+
+
+@router.get(
+    "/tiers",
+    tags=["verification"],
+    summary="Every verification tier and what it grants, lowest first (public)",
+)
+async def tiers(deps: Deps) -> list[TierView]:
+    table = deps.policy.tiers
+    return [TierView(tier=tier, **table.terms(tier).model_dump()) for tier in TIER_ORDER]
 
 
 @router.get(
