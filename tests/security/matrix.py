@@ -194,6 +194,7 @@ IDENTITY = [
         public(401),
         request=body(lambda w: {"refresh_token": "forged"}),
     ),
+    Entry("identity", "GET", "/tiers", public()),
     Entry("identity", "GET", "/me", users(200)),
     # A checksum-invalid ID number: users get as far as validation, no further.
     Entry(
