@@ -22,7 +22,11 @@ Translate = Callable[..., str]
 
 @cache
 def catalogue(language: str) -> dict[str, str]:
+    """`locales/<lang>.json`, and each area's own `locales/<area>/<lang>.json`
+    (the seller center and the console keep theirs apart)."""
     messages: dict[str, str] = json.loads((_LOCALES / f"{language}.json").read_text("utf-8"))
+    for area in sorted(_LOCALES.glob(f"*/{language}.json")):
+        messages.update(json.loads(area.read_text("utf-8")))
     return messages
 
 

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from kami_webfront.routes import account, orders, shop, tickets
+from kami_webfront.routes import account, ops, orders, seller, shop, tickets
 
-ROUTERS: tuple[APIRouter, ...] = (shop.router, account.router, orders.router, tickets.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    shop.router,
+    account.router,
+    orders.router,
+    tickets.router,
+    seller.router,
+    ops.router,
+)
