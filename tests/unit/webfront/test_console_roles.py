@@ -511,3 +511,44 @@ def test_the_console_catalogues_have_the_same_keys_in_both_languages() -> None:
     en = json.loads((_LOCALES / "console" / "en.json").read_text("utf-8"))
     assert set(zh) == set(en)
     assert all(zh.values()) and all(en.values())
+
+
+async def test_seller_forms_send_the_price_in_fen_pause_resume_and_deliver(
+    browser: Browser,
+) -> None:
+    await browser.log_in("13800000002")
+    page = await browser.client.get("/seller/offers/offer-1")
+    assert 'action="/seller/offers/offer-1/pause"' in page.text  # listed: it can be paused
+    token = browser.csrf(page.text)
+    post = browser.client.post
+    assert (
+        await post("/seller/offers/offer-1/price", data={"unit_price_yuan": "12.5"})
+    ).status_code == 403
+    priced = await post(
+        "/seller/offers/offer-1/price", data={"unit_price_yuan": "12.5", "csrf_token": token}
+    )
+    assert priced.status_code == 303
+    assert browser.services.sent("catalog", "PUT", "/offers/offer-1/price") == [
+        {"unit_price": 1250}
+    ]
+    not_money = await post(
+        "/seller/offers/offer-1/price", data={"unit_price_yuan": "1e3", "csrf_token": token}
+    )
+    assert not_money.status_code == 422
+    assert len(browser.services.sent("catalog", "PUT", "/offers/offer-1/price")) == 1
+
+    await post("/seller/offers/offer-1/pause", data={"csrf_token": token})
+    assert browser.services.sent("catalog", "POST", "/offers/offer-1/withdraw") == [None]
+    await post("/seller/offers/offer-1/resume", data={"csrf_token": token})
+    [relisted] = browser.services.sent("catalog", "POST", "/offers")
+    assert relisted["product_id"] == "p-1" and relisted["unit_price"] == 950
+    assert relisted["max_quantity_per_order"] == 5
+
+    delivered = await post(
+        "/seller/deliveries/d-1/keys",
+        data={"keys": " KEY-1 \n\nKEY-2\n", "csrf_token": token},
+    )
+    assert delivered.status_code == 303
+    assert browser.services.sent("delivery", "POST", "/seller/deliveries/d-1/keys") == [
+        {"keys": ["KEY-1", "KEY-2"]}
+    ]
