@@ -35,6 +35,7 @@ class FakeServices:
     """Answers like the services, records what the web service asked."""
 
     calls: list[tuple[str, str, str, Any]] = field(default_factory=list)
+    application: dict[str, Any] | None = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         service = PORTS[request.url.port or 80]
@@ -64,7 +65,16 @@ class FakeServices:
                 "token_type": "Bearer",
             }
         if (service, path) == ("identity", "/me"):
-            return {"user_id": "u", "roles": list(roles), "shop_name": "小店", "tier": "real_name"}
+            return {
+                "user_id": "u",
+                "roles": list(roles),
+                "shop_name": "小店",
+                "tier": "real_name",
+                "seller_application": self.application,
+            }
+        if (service, path) == ("identity", "/me/seller-application"):
+            self.application = {"status": "pending", "category": None, **body}
+            return self.application
         if path == "/dead-letters":
             return {
                 "service": service,
@@ -164,6 +174,9 @@ TICKET = {
 }
 FAKE_GETS: dict[tuple[str, str], Any] = {
     ("catalog", "/sellers/me/offers"): [OFFER],
+    ("catalog", "/categories"): [
+        {"category_id": "games", "name": "游戏", "parent_id": None, "path": ["games"]}
+    ],
     ("catalog", "/search"): {
         "items": [{"product_id": "p-1", "name": "游戏点卡 100", "face_value": 10_000}],
         "next_cursor": None,
@@ -366,7 +379,7 @@ async def test_a_buyer_gets_a_403_page_in_the_seller_center_and_the_console(
     for path in (*SELLER_PAGES, "/ops", "/ops/queue", *OPERATOR_PAGES):
         response = await browser.client.get(path)
         assert response.status_code == 403, path
-        wanted = "需要以下角色之一：卖家" if path.startswith("/seller") else "角色之一：运营"
+        wanted = "/seller/apply" if path.startswith("/seller") else "角色之一：运营"
         assert wanted in response.text, path
     # Nothing but the profile was asked of the services on the buyer's behalf.
     assert {(s, p) for s, _, p, _ in browser.services.calls} <= {
@@ -552,3 +565,28 @@ async def test_seller_forms_send_the_price_in_fen_pause_resume_and_deliver(
     assert browser.services.sent("delivery", "POST", "/seller/deliveries/d-1/keys") == [
         {"keys": ["KEY-1", "KEY-2"]}
     ]
+
+
+async def test_a_buyer_applies_to_sell_from_the_web_and_sees_it_pending(browser: Browser) -> None:
+    await browser.log_in("13800000001")
+    form = await browser.client.get("/seller/apply")
+    assert form.status_code == 200 and 'data-testid="apply-form"' in form.text
+    assert '<option value="games"' in form.text
+    applied = await browser.client.post(
+        "/seller/apply",
+        data={"shop_name": "新店", "category": "games", "csrf_token": browser.csrf(form.text)},
+    )
+    assert applied.status_code == 303 and applied.headers["location"] == "/seller/apply"
+    assert browser.services.sent("identity", "POST", "/me/seller-application") == [
+        {"shop_name": "新店", "category": "games"}
+    ]
+    status = await browser.client.get("/seller/apply")
+    assert 'data-status="pending"' in status.text and "正在等待运营审核" in status.text
+
+
+async def test_a_seller_is_sent_from_the_application_to_the_seller_center(
+    browser: Browser,
+) -> None:
+    await browser.log_in("13800000002")
+    response = await browser.client.get("/seller/apply")
+    assert response.status_code == 303 and response.headers["location"] == "/seller"

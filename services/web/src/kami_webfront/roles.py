@@ -45,6 +45,8 @@ async def require_role(page: Page, allowed: Iterable[str]) -> dict[str, Any]:
     wanted = frozenset(allowed)
     found = await profile(page)
     if not wanted & set(found.get("roles", [])):
+        if wanted == {SELLER}:
+            raise RoleRequired(page.t("console.seller_required"))
         names = "、".join(page.t(f"console.role.{role}") for role in sorted(wanted))
         raise RoleRequired(page.t("console.role_required", roles=names))
     return found

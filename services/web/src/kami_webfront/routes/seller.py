@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from kami_webfront.clients import BackendError
 from kami_webfront.pages import Page, PageDep
-from kami_webfront.roles import SELLER, require_role
+from kami_webfront.roles import SELLER, has_role, profile, require_role
 
 router = APIRouter(prefix="/seller")
 
@@ -55,6 +55,38 @@ async def home(page: PageDep) -> Response:
         waiting_deliveries=len(deliveries["deliveries"]),
         open_tickets=len(tickets["tickets"]),
     )
+
+
+@router.get("/apply")
+async def application_form(page: PageDep) -> Response:
+    """For any signed-in user who is not a seller yet: apply, or see how the
+    application stands."""
+    me = await profile(page)
+    if has_role(me, SELLER):
+        return page.redirect("/seller")
+    tree = await page.backends.get("catalog", "/categories")
+    return page.render(
+        "seller/apply.html",
+        me=me,
+        application=me.get("seller_application"),
+        categories=[node for node in tree if node.get("parent_id") is None],
+    )
+
+
+@router.post("/apply")
+async def apply(
+    page: PageDep,
+    shop_name: Annotated[str, Form(min_length=1, max_length=100)],
+    category: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    await profile(page)
+    await page.backends.post(
+        "identity",
+        "/me/seller-application",
+        token=page.token,
+        json={"shop_name": shop_name, "category": category or None},
+    )
+    return page.redirect("/seller/apply")
 
 
 @router.get("/offers/new")
