@@ -35,14 +35,29 @@ class FakeServices:
     """Answers like the services, records what the web service asked."""
 
     calls: list[tuple[str, str, str, Any]] = field(default_factory=list)
+    tokens: list[tuple[str, str, str]] = field(default_factory=list)
     application: dict[str, Any] | None = None
+    # Identity's word on each phone's roles now (an approval changes it).
+    roles: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(ROLES))
+
+    def tokens_for(self, phone: str) -> dict[str, Any]:
+        return {
+            "user_id": f"user-{phone}",
+            "access_token": _token(phone, self.roles.get(phone, ())),
+            "refresh_token": f"refresh-{phone}",
+            "expires_in": 300,
+            "refresh_expires_at": NOW,
+            "token_type": "Bearer",
+        }
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         service = PORTS[request.url.port or 80]
         body = json.loads(request.content) if request.content else None
         self.calls.append((service, request.method, request.url.path, body))
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
-        roles = ROLES.get(token.removeprefix("token-"), ())
+        self.tokens.append((service, request.url.path, token))
+        phone = str(_claims(token).get("sub", ""))
+        roles = self.roles.get(phone, ())
         answer = self.answer(service, request.method, request.url.path, body, roles)
         if isinstance(answer, httpx.Response):
             return answer
@@ -55,15 +70,9 @@ class FakeServices:
         self, service: str, method: str, path: str, body: Any, roles: tuple[str, ...]
     ) -> Any:
         if (service, path) == ("identity", "/auth/login"):
-            phone = body["phone"]
-            return {
-                "user_id": f"user-{phone}",
-                "access_token": f"token-{phone}",
-                "refresh_token": "refresh",
-                "expires_in": 300,
-                "refresh_expires_at": NOW,
-                "token_type": "Bearer",
-            }
+            return self.tokens_for(body["phone"])
+        if (service, path) == ("identity", "/auth/refresh"):
+            return self.tokens_for(body["refresh_token"].removeprefix("refresh-"))
         if (service, path) == ("identity", "/me"):
             return {
                 "user_id": "u",
@@ -86,6 +95,21 @@ class FakeServices:
         if (service, path) == ("inventory", "/offers/offer-1/imports"):
             return httpx.Response(201, json=_import_report(body))
         return FAKE_GETS.get((service, path), {})
+
+
+def _token(phone: str, roles: tuple[str, ...]) -> str:
+    """Shaped like identity's JWT (the web service reads the roles claim)."""
+    claims = json.dumps({"sub": phone, "roles": list(roles)}).encode()
+    return "e30." + base64.urlsafe_b64encode(claims).decode().rstrip("=") + ".sig"
+
+
+def _claims(token: str) -> dict[str, Any]:
+    try:
+        payload = token.split(".")[1]
+        found: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    except (IndexError, ValueError):
+        return {}
+    return found
 
 
 def _letter(service: str) -> dict[str, Any]:
@@ -590,3 +614,24 @@ async def test_a_seller_is_sent_from_the_application_to_the_seller_center(
     await browser.log_in("13800000002")
     response = await browser.client.get("/seller/apply")
     assert response.status_code == 303 and response.headers["location"] == "/seller"
+
+
+async def test_a_seller_approved_after_logging_in_gets_a_token_with_the_role_at_once(
+    browser: Browser,
+) -> None:
+    await browser.log_in("13800000001")
+    assert (await browser.client.get("/seller")).status_code == 403
+    assert browser.services.sent("identity", "POST", "/auth/refresh") == []
+    browser.services.roles["13800000001"] = ("buyer", "seller")  # an operator approved it
+
+    home = await browser.client.get("/seller")
+    assert home.status_code == 200, home.text[:300]
+    assert browser.services.sent("identity", "POST", "/auth/refresh") == [
+        {"refresh_token": "refresh-13800000001"}
+    ]
+    [(_, _, used)] = [
+        t for t in browser.services.tokens if t[:2] == ("catalog", "/sellers/me/offers")
+    ]
+    assert "seller" in _claims(used)["roles"]  # the services were asked with the new token
+    await browser.client.get("/seller/deposit")
+    assert len(browser.services.sent("identity", "POST", "/auth/refresh")) == 1  # kept

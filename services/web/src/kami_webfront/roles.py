@@ -9,6 +9,9 @@ would still show them nothing.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,7 +40,39 @@ async def profile(page: Page) -> dict[str, Any]:
     if found is None:
         found = await page.backends.get("identity", "/me", token=token)
         state.kami_profile = found
+        if not set(found.get("roles", [])) <= token_roles(token):
+            await _refresh_for_new_roles(page)
     return found
+
+
+def token_roles(token: str) -> set[str]:
+    """The roles an access token was issued with, read without checking its
+    signature: only to notice that identity granted one since (the services
+    check every token themselves)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return {str(role) for role in claims.get("roles", [])}
+    except (IndexError, ValueError, binascii.Error, AttributeError):
+        return set()
+
+
+async def _refresh_for_new_roles(page: Page) -> None:
+    """An operator approved the seller after it logged in: its access token
+    predates the role. A refresh brings one that carries it, so the seller
+    center works at once rather than when the old token runs out."""
+    session = page.session
+    if session.refresh_token is None:
+        return
+    try:
+        tokens = await page.backends.post(
+            "identity", "/auth/refresh", json={"refresh_token": session.refresh_token}
+        )
+    except BackendError:
+        return  # the old token still works for what it allows
+    page.set_session(
+        session.refreshed(tokens["access_token"], tokens["refresh_token"], tokens["expires_in"])
+    )
 
 
 async def require_role(page: Page, allowed: Iterable[str]) -> dict[str, Any]:
