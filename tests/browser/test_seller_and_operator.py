@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from kami_actors import PASSWORD, Person, sign_up, verify_real_name
+from kami_actors import PASSWORD, sign_up, verify_real_name
 from kami_local import Platform
 from kami_market import funded_deposit, list_offer_with_keys, operator_of, until
 from tests.browser.conftest import WIDTHS
@@ -133,16 +133,6 @@ async def test_a_seller_imports_keys_and_watches_the_progress_bar(
     await context.close()
 
 
-async def _application(web_platform: Platform, shop: str) -> Person:
-    applicant = await sign_up(web_platform)
-    await verify_real_name(applicant)
-    applied = await applicant.call(
-        "identity", "POST", "/me/seller-application", json={"shop_name": shop}
-    )
-    assert applied.status_code == 200, applied.text
-    return applicant
-
-
 async def _poison(web_platform: Platform) -> None:
     """A malformed message on the offers' topic: its consumers dead-letter it."""
     producer = AIOKafkaProducer(bootstrap_servers=web_platform.kafka_bootstrap, acks="all")
@@ -160,15 +150,25 @@ async def test_an_operator_approves_a_seller_and_redrives_a_dead_letter(
     web = web_platform.url("web")
     operator = await operator_of(web_platform, OPERATOR_PHONE)
     shop = f"浏览器小铺{uuid4().hex[:4]}"
-    applicant = await _application(web_platform, shop)
+    applicant = await sign_up(web_platform)
+    await verify_real_name(applicant)
 
-    # A buyer is turned away from the console.
+    # A buyer is turned away from the console and the seller center, and applies.
     buyer_context, buyer_page = await logged_in(browser, web, applicant.phone)
     denied = await buyer_page.goto(web + "/ops/applications")
     assert denied is not None and denied.status == 403
     await expect(buyer_page.get_by_test_id("error-detail")).to_contain_text("运营")
     await shoot(buyer_page, screenshots, "31-console-403")
-    await buyer_context.close()
+    not_yet = await buyer_page.goto(web + "/seller")
+    assert not_yet is not None and not_yet.status == 403
+    await expect(buyer_page.get_by_test_id("error-detail")).to_contain_text("/seller/apply")
+    await buyer_page.goto(web + "/seller/apply")
+    await buyer_page.get_by_label("店铺名").fill(shop)
+    await buyer_page.get_by_role("button", name="提交申请").click()
+    await expect(buyer_page.get_by_test_id("application-status")).to_have_attribute(
+        "data-status", "pending"
+    )
+    await shoot(buyer_page, screenshots, "30-apply")
 
     context, page = await logged_in(browser, web, OPERATOR_PHONE)
     await page.goto(web + "/ops/applications")
@@ -179,9 +179,19 @@ async def test_an_operator_approves_a_seller_and_redrives_a_dead_letter(
     await page.wait_for_url(web + "/ops/applications?done=approved")
     await expect(page.get_by_text("已通过，该用户现在是卖家。")).to_be_visible()
     await expect(page.locator(f'[data-user-id="{applicant.user_id}"]')).to_have_count(0)
-    await applicant.refresh()
-    me = await applicant.call("identity", "GET", "/me")
-    assert "seller" in me.json()["roles"] and me.json()["shop_name"] == shop
+
+    # The new seller, still logged in with its buyer's token, gets in at once
+    # (once payment, told by event, knows the seller too).
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        opened = await buyer_page.goto(web + "/seller")
+        if opened is not None and opened.status == 200:
+            break
+        assert loop.time() < deadline, f"the seller center stayed shut: {opened}"
+        await asyncio.sleep(1)
+    await expect(buyer_page.locator("h1")).to_contain_text(shop)
+    await buyer_context.close()
 
     await _poison(web_platform)
     letters: dict[str, list[dict[str, object]]] = {}
