@@ -9,6 +9,7 @@ Each page is photographed at 390 px and 1280 px (tests/browser/screenshots/).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -21,7 +22,7 @@ from playwright.async_api import Browser, Page, expect
 
 from kami_actors import PASSWORD, Person, _last_code, next_phone, resident_id, sign_up
 from kami_local import Platform
-from kami_market import funded_deposit, list_offer_with_keys, operator_of
+from kami_market import PAYMENT_PASSWORD, funded_deposit, list_offer_with_keys, operator_of
 from tests.browser.conftest import WIDTHS
 from tests.e2e.conftest import OPERATOR_PHONE
 
@@ -235,7 +236,7 @@ async def test_a_buyer_registers_buys_watches_delivery_and_a_second_gets_a_fast_
     await shoot(page, screenshots, "11-completed")
     await context.close()
 
-    # A second buyer, in English, buys the key the issuer calls invalid.
+    # A second buyer, in English on a phone, buys the key the issuer calls invalid.
     second = await sign_up(web_platform)
     other = await browser.new_context(viewport={"width": WIDTHS["mobile"], "height": 844})
     other.set_default_timeout(SLOW)
@@ -247,10 +248,32 @@ async def test_a_buyer_registers_buys_watches_delivery_and_a_second_gets_a_fast_
     await page.get_by_label("Phone number").fill(second.phone)
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Log in").last.click()
+    # Top the wallet up through the simulated gateway, set a payment password.
+    await page.goto(web + "/me")
+    await page.get_by_label("Amount (¥)").fill("10")
+    await page.get_by_label("Pay with").select_option("wechat_pay")
+    await page.get_by_test_id("top-up").click()
+    await page.get_by_test_id("gateway-pay").click()
+    await page.wait_for_url(web + "/me")
+    balance = page.get_by_test_id("wallet-balance")
+    for _ in range(30):
+        if (await balance.inner_text()) == "¥10.00":
+            break
+        await page.wait_for_timeout(1000)
+        await page.reload()
+    await expect(balance).to_have_text("¥10.00")
+    await page.get_by_label("Payment password (6 digits)").fill(PAYMENT_PASSWORD)
+    await page.get_by_test_id("set-payment-password").click()
+    await expect(page.get_by_test_id("set-payment-password")).to_have_text(
+        "Change the payment password"
+    )
+    await shoot(page, screenshots, "12-wallet")
+
+    # Buy the faulty key, pay from the wallet.
     await page.goto(web + f"/products/{market.product_id}")
     order_path = await buy_through_the_gateway(page, web, market.faulty_offer)
-    await page.get_by_test_id("pay-wechat_pay").click()
-    await page.get_by_test_id("gateway-pay").click()
+    await page.get_by_label("Payment password").fill(PAYMENT_PASSWORD)
+    await page.get_by_test_id("pay-wallet").click()
     await page.wait_for_url(web + order_path)
     await expect(page.get_by_test_id("order-state")).to_have_attribute(
         "data-state", "DELIVERED", timeout=90_000
@@ -258,12 +281,12 @@ async def test_a_buyer_registers_buys_watches_delivery_and_a_second_gets_a_fast_
     await expect(page.get_by_test_id("guarantee-countdown")).to_have_text(
         re.compile(r"^1?\d:\d{2}$")
     )
-    await shoot(page, screenshots, "12-guarantee")
+    await shoot(page, screenshots, "13-guarantee")
     await page.get_by_test_id("fast-refund").click()
     await page.wait_for_url(re.compile(r"/tickets/[^/]+$"))
     await expect(page.get_by_test_id("ticket-state")).to_have_attribute("data-state", "resolved")
     await expect(page.get_by_test_id("ticket-resolution")).to_contain_text("Full refund")
-    await shoot(page, screenshots, "13-fast-refund")
+    await shoot(page, screenshots, "14-fast-refund")
 
     await page.goto(web + order_path)
     state = page.get_by_test_id("order-state")
@@ -273,7 +296,20 @@ async def test_a_buyer_registers_buys_watches_delivery_and_a_second_gets_a_fast_
         await page.wait_for_timeout(1000)
         await page.reload()
     await expect(state).to_have_attribute("data-state", "REFUNDED")
-    await shoot(page, screenshots, "14-refunded")
+    await shoot(page, screenshots, "15-refunded")
     await other.close()
 
     assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems
+
+    # Paid 5.90 from the 10.00 topped up, and got the 5.90 back.
+    await expect_wallet(second, 10_00)
+
+
+async def expect_wallet(buyer: Person, balance: int) -> None:
+    await buyer.refresh()
+    for _ in range(30):
+        wallet = await buyer.call("payment", "GET", "/wallet")
+        if wallet.json()["balance"] == balance:
+            return
+        await asyncio.sleep(1)
+    raise AssertionError(f"wallet {wallet.json()['balance']}, expected {balance}")

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -450,15 +451,15 @@ async def test_the_order_stream_pushes_each_change_then_says_done(
         assert stream.headers["content-type"].startswith("text/event-stream")
         text = "".join([chunk async for chunk in stream.aiter_text()])
     assert waits == ["PAID", "DELIVERED", "COMPLETED"]
-    events = [block for block in text.split("\n\n") if block.startswith("event:")]
-    assert [block.splitlines()[0] for block in events] == [
+    events = [block for block in text.split("\n\n") if "event:" in block]
+    assert [next(x for x in block.splitlines() if x.startswith("event:")) for block in events] == [
         "event: order",
         "event: order",
         "event: order",
         "event: done",
     ]
     assert 'data-state="DELIVERED"' in events[1]
-    assert json.loads(events[3].splitlines()[1].removeprefix("data: ")) == {"state": "COMPLETED"}
+    assert json.loads(events[3].splitlines()[-1].removeprefix("data: ")) == {"state": "COMPLETED"}
 
 
 async def test_a_fast_refund_opens_a_refund_claim_for_the_order(
@@ -487,3 +488,47 @@ async def test_a_backend_refusal_is_shown_as_a_page_with_its_message(
     response = await web.get("/products/nope")
     assert response.status_code == 404
     assert "没有这个商品" in response.text
+
+
+async def test_the_stream_sends_a_change_made_before_it_opened(
+    web: httpx.AsyncClient, services: FakeServices
+) -> None:
+    """The page showed version 1 (PLACED); by the time the browser opens the
+    stream the order is RESERVED (version 2): that is sent at once, not after
+    the next change. A reconnecting browser's Last-Event-ID counts the same."""
+    await logged_in(web)
+
+    def ordering(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("wait_for"):
+            return httpx.Response(200, json=order("CANCELLED", 3))
+        return httpx.Response(200, json=order("RESERVED", 2))
+
+    services.answer("GET", "ordering", "/orders/o1", ordering)
+    services.answer("GET", "ordering", "/orders/o1/timeline", {"order_id": "o1", "events": []})
+    services.answer("GET", "catalog", "/products/p1", product_page())
+    services.answer(
+        "GET",
+        "payment",
+        "/wallet",
+        {
+            "buyer_id": "u-buyer",
+            "balance": 0,
+            "currency": "CNY",
+            "has_payment_password": False,
+            "locked_until": None,
+            "daily_payment_limit": 50000,
+            "spent_today": 0,
+        },
+    )
+
+    async def events(**kwargs: Any) -> list[str]:
+        async with web.stream("GET", "/orders/o1/events", **kwargs) as stream:
+            text = "".join([chunk async for chunk in stream.aiter_text()])
+        return [b for b in text.split("\n\n") if "event:" in b]
+
+    sent = await events(params={"since": "1"})
+    assert sent[0].startswith("id: 2\nevent: order") and 'data-state="RESERVED"' in sent[0]
+    assert sent[1].startswith("id: 3\nevent: order") and sent[2].startswith("event: done")
+    # Seen version 2 already: only the change after it.
+    again = await events(params={"since": "1"}, headers={"Last-Event-ID": "2"})
+    assert [b.split("\n")[1] for b in again] == ["event: order", 'data: {"state": "CANCELLED"}']

@@ -131,15 +131,22 @@ async def register(
     return page.redirect("/me")
 
 
-@router.get("/me")
-async def profile(page: PageDep) -> Response:
-    token = page.require_login()
+async def _profile(
+    page: Page, token: str, *, status_code: int = 200, error: str | None = None
+) -> Response:
     me, tiers, wallet = await asyncio.gather(
         page.backends.get("identity", "/me", token=token),
         page.backends.get("identity", "/tiers"),
         page.backends.get("payment", "/wallet", token=token),
     )
-    return page.render("account/me.html", me=me, tiers=tiers, wallet=wallet, error=None)
+    return page.render(
+        "account/me.html", status_code=status_code, me=me, tiers=tiers, wallet=wallet, error=error
+    )
+
+
+@router.get("/me")
+async def profile(page: PageDep) -> Response:
+    return await _profile(page, page.require_login())
 
 
 @router.post("/me/real-name")
@@ -159,20 +166,90 @@ async def real_name(
     except BackendError as exc:
         if exc.status >= 500:
             raise
-        me, tiers, wallet = await asyncio.gather(
-            page.backends.get("identity", "/me", token=token),
-            page.backends.get("identity", "/tiers"),
-            page.backends.get("payment", "/wallet", token=token),
-        )
-        return page.render(
-            "account/me.html",
-            status_code=400,
-            me=me,
-            tiers=tiers,
-            wallet=wallet,
-            error=exc.message,
-        )
+        return await _profile(page, token, status_code=400, error=exc.message)
+    await _refresh_tokens(page)
     return page.redirect("/me")
+
+
+async def _refresh_tokens(page: Page) -> None:
+    """New tokens now: the old access token still names the old tier."""
+    if page.session.refresh_token is None:
+        return
+    tokens = await page.backends.post(
+        "identity", "/auth/refresh", json={"refresh_token": page.session.refresh_token}
+    )
+    page.set_session(
+        page.session.refreshed(
+            tokens["access_token"], tokens["refresh_token"], tokens["expires_in"]
+        )
+    )
+
+
+@router.post("/me/payment-password")
+async def set_payment_password(
+    page: PageDep,
+    new_password: Annotated[str, Form(pattern=r"^\d{6}$")],
+    current_password: Annotated[str | None, Form(max_length=64)] = None,
+) -> Response:
+    token = page.require_login()
+    body = {"new_password": new_password}
+    if current_password:
+        body["current_password"] = current_password
+    try:
+        await page.backends.put("payment", "/wallet/payment-password", token=token, json=body)
+    except BackendError as exc:
+        if exc.status >= 500:
+            raise
+        return await _profile(page, token, status_code=400, error=exc.message)
+    return page.redirect("/me")
+
+
+@router.post("/me/top-ups")
+async def top_up(
+    page: PageDep,
+    amount: Annotated[str, Form(max_length=12)],
+    channel: Annotated[str, Form(pattern=r"^(alipay|wechat_pay)$")],
+    request_id: Annotated[str, Form(min_length=8, max_length=64)],
+) -> Response:
+    """Top the wallet up through a channel; locally the simulated gateway's page."""
+    token = page.require_login()
+    fen = _yuan_to_fen(amount)
+    if fen is None:
+        return await _profile(page, token, status_code=400, error=page.t("wallet.bad_amount"))
+    try:
+        started = await page.backends.post(
+            "payment",
+            "/wallet/top-ups",
+            token=token,
+            json={"amount": fen, "channel": channel},
+            headers={"Idempotency-Key": f"web-{page.session.user_id}-{request_id}"},
+        )
+    except BackendError as exc:
+        if exc.status >= 500:
+            raise
+        return await _profile(page, token, status_code=400, error=exc.message)
+    return page.render("account/top_up.html", top_up=started)
+
+
+@router.post("/me/top-ups/{top_up_id}/gateway")
+async def pay_top_up_in_gateway(
+    page: PageDep,
+    top_up_id: str,
+    channel: Annotated[str, Form(pattern=r"^(alipay|wechat_pay)$")],
+    trade_no: Annotated[str, Form(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")],
+) -> Response:
+    """The local platform's simulated gateway pays the top-up's trade."""
+    page.require_login()
+    await page.backends.post("payment", f"/simulator/{channel}/pay/{trade_no}")
+    return page.redirect("/me")
+
+
+def _yuan_to_fen(amount: str) -> int | None:
+    try:
+        fen = round(float(amount) * 100)
+    except ValueError:
+        return None
+    return fen if 0 < fen <= 10_000_000 else None
 
 
 @router.post("/language")

@@ -115,11 +115,15 @@ async def order_live(page: PageDep, order_id: str) -> Response:
 
 
 @router.get("/orders/{order_id}/events")
-async def order_events(page: PageDep, order_id: str) -> Response:
+async def order_events(page: PageDep, order_id: str, since: int | None = None) -> Response:
     """Server-sent events: `order` with the live part rendered whenever the
     order changes (ordering's long poll, one request at a time), `done` once
-    it can change no more."""
+    it can change no more. `since`: the version the page shows, so a change
+    between rendering it and opening the stream is sent at once."""
     token = page.require_login()
+    last_seen = page.request.headers.get("last-event-id", "")
+    if last_seen.isdigit():
+        since = int(last_seen)
     first = await page.backends.get("ordering", f"/orders/{order_id}", token=token)
     wait = page.settings.web_order_wait_seconds
     expires_at = page.session.access_expires_at or (time.time() + 300)
@@ -127,11 +131,15 @@ async def order_events(page: PageDep, order_id: str) -> Response:
     async def fragment(order: dict[str, Any]) -> str:
         context = page.context(await _order_context(page, order_id, order))
         html = TEMPLATES.get_template("orders/_live.html").render(context)
-        return "event: order\n" + "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
+        lines = "".join(f"data: {line}\n" for line in html.splitlines())
+        # The id is the version: a reconnecting browser sends it back (Last-Event-ID).
+        return f"id: {order['version']}\nevent: order\n{lines}\n"
 
     async def stream() -> AsyncIterator[str]:
         order = first
         yield "retry: 2000\n\n"
+        if since is not None and since != order["version"]:
+            yield await fragment(order)
         while True:
             wanted = _next_state(order["state"])
             if wanted is None:
