@@ -37,6 +37,7 @@ class FakeServices:
     calls: list[tuple[str, str, str, Any]] = field(default_factory=list)
     tokens: list[tuple[str, str, str]] = field(default_factory=list)
     application: dict[str, Any] | None = None
+    down: set[str] = field(default_factory=set)
     # Identity's word on each phone's roles now (an approval changes it).
     roles: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(ROLES))
 
@@ -84,6 +85,10 @@ class FakeServices:
         if (service, path) == ("identity", "/me/seller-application"):
             self.application = {"status": "pending", "category": None, **body}
             return self.application
+        if path == "/dead-letters" and service in self.down:
+            return httpx.Response(
+                503, json={"error": {"code": "kafka_unreachable", "message": "Kafka is down"}}
+            )
         if path == "/dead-letters":
             return {
                 "service": service,
@@ -635,3 +640,16 @@ async def test_a_seller_approved_after_logging_in_gets_a_token_with_the_role_at_
     assert "seller" in _claims(used)["roles"]  # the services were asked with the new token
     await browser.client.get("/seller/deposit")
     assert len(browser.services.sent("identity", "POST", "/auth/refresh")) == 1  # kept
+
+
+async def test_a_service_that_cannot_read_its_dead_letters_does_not_hide_the_others(
+    browser: Browser,
+) -> None:
+    browser.services.down.add("ordering")
+    await browser.log_in("13800000004")
+    page = await browser.client.get("/ops/dead-letters")
+    assert page.status_code == 200
+    ordering = page.text.split('data-testid="dlq-ordering"')[1].split("</section>")[0]
+    assert "暂时无法读取" in ordering and "Kafka is down" in ordering
+    payment = page.text.split('data-testid="dlq-payment"')[1].split("</section>")[0]
+    assert "RuntimeError: boom" in payment
