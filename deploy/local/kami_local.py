@@ -46,7 +46,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kami_cli.config import SERVICE_PORTS
+from kami_cli.config import SERVICE_PORTS, package_of
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_HOME = REPO / ".local-stack" / "platform"
@@ -64,7 +64,7 @@ def available_services() -> list[str]:
     return [
         name
         for name in SERVICES
-        if (REPO / "services" / name / "src" / f"kami_{name}" / "app.py").exists()
+        if (REPO / "services" / name / "src" / package_of(name) / "app.py").exists()
     ]
 
 
@@ -130,6 +130,7 @@ def generate_secrets() -> dict[str, str]:
         "KAMI_DELIVERY_VAULT_KEY": key32(),
         "KAMI_PAYMENT_WECHAT_PAY_SECRET": secrets.token_urlsafe(32),
         "KAMI_PAYMENT_ALIPAY_SECRET": secrets.token_urlsafe(32),
+        "KAMI_WEB_SESSION_KEY": key32(),
     }
 
 

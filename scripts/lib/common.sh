@@ -58,6 +58,34 @@ ensure_go() {
   command -v go >/dev/null 2>&1 || die "go is required to build the deployment tools (helm, promtool)"
 }
 
+# Sets KAMI_CHROMIUM to a Chromium the browser tests (tests/browser) drive
+# with Playwright: the system's (Debian's `chromium` package), installed with
+# apt-get (as root, or with sudo) when missing. Playwright's own browser
+# downloads are never used.
+ensure_chromium() {
+  local found
+  for found in "${KAMI_CHROMIUM:-}" chromium chromium-browser; do
+    [[ -n "$found" ]] || continue
+    if command -v "$found" >/dev/null 2>&1; then
+      KAMI_CHROMIUM="$(command -v "$found")"
+      export KAMI_CHROMIUM
+      return
+    fi
+  done
+  command -v apt-get >/dev/null 2>&1 || die "the browser tests need chromium, and there is no apt-get to install it"
+  local sudo=()
+  if [[ "$(id -u)" != 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "installing chromium needs root or sudo"
+    sudo=(sudo)
+  fi
+  say "installing chromium (Debian package) for the browser tests"
+  "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium \
+    || die "could not install chromium"
+  KAMI_CHROMIUM="$(command -v chromium)"
+  export KAMI_CHROMIUM
+}
+
 # Sets HELM to the helm binary.
 ensure_helm() {
   HELM="$TOOLS_BIN/helm-$HELM_VERSION/helm"

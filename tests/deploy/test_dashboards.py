@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from kami_local import SERVICES
+# One dashboard per service that consumes events (the web pages have no consumer or outbox).
+from kami_cli.config import EVENT_SERVICES as SERVICES
 from tests.deploy.promql import DASHBOARDS, REPO, dashboard_queries
 
 PANEL_TYPES = {"row", "timeseries", "stat", "table"}

@@ -23,6 +23,7 @@ import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
 from pydantic_settings import BaseSettings
 
+from kami_cli.config import package_of
 from kami_events.settings import ServiceSettings
 from kami_local import SERVICES, generate_secrets
 from kami_web.auth import AuthSettings
@@ -49,7 +50,7 @@ EXISTING_SECRETS = {**SECRETS, "connectionString.standard": PRODUCTION_MONGODB_U
 
 
 def _settings_class(service: str) -> type[ServiceSettings]:
-    module = importlib.import_module(f"kami_{service}.settings")
+    module = importlib.import_module(f"{package_of(service)}.settings")
     found = [
         value
         for value in vars(module).values()

@@ -127,6 +127,15 @@ def _ops(service: str) -> list[Entry]:
         Entry(service, "GET", "/healthz", public()),
         Entry(service, "GET", "/readyz", public()),
         Entry(service, "GET", "/metrics", public()),
+        # Each service's own dead-letter topic (kami_web.dead_letters).
+        Entry(service, "GET", "/dead-letters", operators(200)),
+        Entry(
+            service,
+            "POST",
+            "/dead-letters/redrive",
+            operators(404),
+            request=body(lambda w: {"ids": ["0:999999999"]}),
+        ),
     ]
 
 
@@ -185,6 +194,7 @@ IDENTITY = [
         public(401),
         request=body(lambda w: {"refresh_token": "forged"}),
     ),
+    Entry("identity", "GET", "/tiers", public()),
     Entry("identity", "GET", "/me", users(200)),
     # A checksum-invalid ID number: users get as far as validation, no further.
     Entry(
@@ -202,6 +212,25 @@ IDENTITY = [
         request=body(lambda w: {"liveness_token": "short"}),
     ),
     Entry("identity", "GET", "/me/advanced-verification", users(404)),
+    # An empty shop name: users get as far as validation, no application is stored.
+    Entry(
+        "identity",
+        "POST",
+        "/me/seller-application",
+        users(422),
+        request=body(lambda w: {"shop_name": ""}),
+    ),
+    Entry("identity", "GET", "/seller-applications", operators(200)),
+    Entry(
+        "identity",
+        "POST",
+        "/seller-applications/{user_id}/rejection",
+        operators(404),
+        path=literal(user_id="no-such-user"),
+        request=body(lambda w: {"reason": "matrix"}),
+    ),
+    Entry("identity", "GET", "/verifications/pending", operators(200)),
+    Entry("identity", "GET", "/users/suspended", operators(200)),
     Entry(
         "identity",
         "POST",
@@ -713,6 +742,16 @@ AFTERSALES = [
         request=body(lambda w: {"action": "refund_partial", "amount": 100, "note": "补偿1元"}),
     ),
     Entry("aftersales", "GET", "/reports/issues", operators(200)),
+    Entry("aftersales", "GET", "/reports/flagged-sellers", operators(200)),
+    # Tickets about the seller's orders: the buyer's tickets are about `seller`'s offer.
+    Entry(
+        "aftersales",
+        "GET",
+        "/seller/tickets",
+        sellers(200),
+        private=lambda w: [w.ids["ticket"], w.ids["second_ticket"]],
+        visible_to=frozenset({SELLER}),
+    ),
     Entry(
         "aftersales",
         "GET",

@@ -107,8 +107,20 @@ def wrap(event: Event, version: int, at: datetime) -> Envelope[Any]:
     )
 
 
-async def delivered(deps: AftersalesDeps, order_id: str, now: datetime) -> None:
-    ids = {"order_id": order_id, "buyer_id": "buyer-1", "seller_id": "seller-1", "offer_id": "o-1"}
+async def delivered(
+    deps: AftersalesDeps,
+    order_id: str,
+    now: datetime,
+    *,
+    seller_id: str = "seller-1",
+    offer_id: str = "o-1",
+) -> None:
+    ids = {
+        "order_id": order_id,
+        "buyer_id": "buyer-1",
+        "seller_id": seller_id,
+        "offer_id": offer_id,
+    }
     events: list[Event] = [
         OrderPlaced(
             **ids,

@@ -23,6 +23,7 @@ from kami_identity.adapters.verification_provider import (
 )
 from kami_identity.domain.advanced import AdvancedStatus, AdvancedVerification
 from kami_identity.domain.otp import OtpChallenge
+from kami_identity.domain.seller_application import ApplicationStatus, SellerApplication
 from kami_identity.domain.sessions import RefreshFamily
 from kami_identity.domain.user import User
 from kami_identity.handlers import IdentityDeps, IdentityPolicy
@@ -70,6 +71,29 @@ class InMemoryAdvancedRequests(InMemoryVersionedStore[AdvancedVerification]):
             if s.value.status is AdvancedStatus.PENDING and s.value.next_attempt_at <= now
         ]
         return sorted(pending, key=lambda r: r.next_attempt_at)[:limit]
+
+    async def pending(self, limit: int) -> list[AdvancedVerification]:
+        pending = [s.value for s in self.items.values() if s.value.status is AdvancedStatus.PENDING]
+        return sorted(pending, key=lambda r: r.submitted_at)[:limit]
+
+
+class InMemorySellerApplications(InMemoryVersionedStore[SellerApplication]):
+    async def pending(self, limit: int) -> list[SellerApplication]:
+        pending = [
+            s.value for s in self.items.values() if s.value.status is ApplicationStatus.PENDING
+        ]
+        return sorted(pending, key=lambda a: a.submitted_at)[:limit]
+
+
+class InMemorySuspensions:
+    def __init__(self) -> None:
+        self.at: dict[str, datetime] = {}
+
+    async def remember(self, user_id: str, at: datetime) -> None:
+        self.at[user_id] = at
+
+    async def user_ids(self, limit: int) -> list[str]:
+        return sorted(self.at, key=lambda user_id: self.at[user_id], reverse=True)[:limit]
 
 
 class InMemoryAccounts:
@@ -209,5 +233,7 @@ def harness(policy: IdentityPolicy | None = None, *, start: datetime | None = No
         signing_key_pem=KEYS.private_key_pem,
         policy=policy or IdentityPolicy(),
         clock=clock,
+        seller_applications=InMemorySellerApplications(),
+        suspensions=InMemorySuspensions(),
     )
     return Harness(deps, clock, store, sms, provider, accounts, otps, sessions, id_claims, advanced)

@@ -193,11 +193,19 @@ def test_every_route_is_documented_with_its_error_bodies() -> None:
         "/me/advanced-verification",
         "/users/{user_id}/seller-approval",
         "/users/{user_id}/suspension",
+        "/me/seller-application",
+        "/seller-applications",
+        "/seller-applications/{user_id}/rejection",
+        "/verifications/pending",
+        "/users/suspended",
+        "/tiers",
     }
     for operations in paths.values():
         for operation in operations.values():
             errors = [s for s in operation["responses"] if s.startswith("4")]
-            assert errors, operation["summary"]
+            # A route that takes nothing (GET /tiers) has nothing to refuse.
+            takes_input = any(operation.get(k) for k in ("parameters", "requestBody", "security"))
+            assert errors or not takes_input, operation["summary"]
             assert all(
                 operation["responses"][s]["content"]["application/json"]["schema"]["$ref"].endswith(
                     "/ErrorResponse"
@@ -205,3 +213,17 @@ def test_every_route_is_documented_with_its_error_bodies() -> None:
                 for s in errors
                 if s != "422"
             )
+
+
+async def test_tiers_lists_every_tier_and_what_it_grants(client: httpx.AsyncClient) -> None:
+    response = await client.get("/tiers")
+    assert response.status_code == 200
+    tiers = response.json()
+    assert [t["tier"] for t in tiers] == ["phone", "real_name", "advanced"]
+    assert [t["daily_payment_limit"] for t in tiers] == [50_000, 500_000, 5_000_000]
+    assert tiers[1] == {
+        "tier": "real_name",
+        "daily_payment_limit": 500_000,
+        "delivery_priority": 1,
+        "aftersales_priority": 1,
+    }

@@ -5,7 +5,7 @@ operator's saved login.
     KAMI_KAFKA_BOOTSTRAP, KAMI_MONGODB_URI        the servers (as every service reads them)
     KAMI_DATABASE_PREFIX                          databases are `<prefix>_<service>` (kami)
     KAMI_TOPIC_PREFIX                             the topic namespace (kami)
-    KAMI_IDENTITY_URL ... KAMI_AFTERSALES_URL     each service's HTTP API (127.0.0.1:8101...)
+    KAMI_IDENTITY_URL ... KAMI_WEB_URL            each service's HTTP API (127.0.0.1:8101...)
     KAMI_TOKEN                                    an access token (else the one `kami login` saved)
     KAMI_CONFIG_DIR                               where `kami login` saves it (~/.config/kami)
 """
@@ -31,8 +31,21 @@ SERVICE_PORTS: dict[str, int] = {
     "payment": 8105,
     "delivery": 8106,
     "aftersales": 8107,
+    # The buyer's site (and the seller center, the operator console): pages
+    # over the others' public APIs, no events and no database of its own.
+    "web": 8108,
 }
 SERVICES = tuple(SERVICE_PORTS)
+# The services that consume events (a consumer group, a dead-letter topic):
+# all but the web pages, which only call the others' HTTP APIs.
+EVENT_SERVICES = tuple(service for service in SERVICES if service != "web")
+# A service's Python package when it is not `kami_<service>` (`kami_web` is
+# the shared HTTP library, so the web service's package is `kami_webfront`).
+PACKAGES: dict[str, str] = {"web": "kami_webfront"}
+
+
+def package_of(service: str) -> str:
+    return PACKAGES.get(service, f"kami_{service}")
 
 
 def default_url(service: str) -> str:
@@ -55,6 +68,7 @@ class CliSettings(BaseSettings):
     payment_url: str = default_url("payment")
     delivery_url: str = default_url("delivery")
     aftersales_url: str = default_url("aftersales")
+    web_url: str = default_url("web")
 
     def url(self, service: str) -> str:
         url: str = getattr(self, f"{service}_url")

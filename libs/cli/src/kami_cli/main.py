@@ -19,12 +19,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from kami_cli import demo
-from kami_cli import dlq as dead_letters
 from kami_cli import keys as key_files
 from kami_cli import ledger as books
-from kami_cli.config import SERVICES, CliSettings, save_login
+from kami_cli.config import EVENT_SERVICES, SERVICES, CliSettings, save_login
 from kami_cli.errors import CliError
 from kami_cli.http import Api, log_in
+from kami_events import dead_letters
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -79,9 +79,9 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except CliError as exc:
+        except (CliError, dead_letters.DeadLetterError) as exc:
             err.print(f"kami: {exc.message}", markup=False, highlight=False)
-            raise typer.Exit(exc.exit_code) from None
+            raise typer.Exit(getattr(exc, "exit_code", 1)) from None
 
     return run
 
@@ -403,31 +403,11 @@ def dlq_list(
 ) -> None:
     """What each service's consumer dead-lettered: type, error, source, time, redriven."""
     settings = settings_of(ctx)
-    services = [_known(service)] if service else list(SERVICES)
+    services = [_known(service)] if service else list(EVENT_SERVICES)
     letters, sent = asyncio.run(_dead_letters(settings, services))
     if as_json:
-        out.print_json(
-            json.dumps(
-                [
-                    {
-                        "service": letter.service,
-                        "id": letter.id,
-                        "event_type": letter.event_type,
-                        "event_id": letter.event_id,
-                        "error": letter.error,
-                        "source_topic": letter.source_topic,
-                        "source_partition": letter.headers.get("dlq_source_partition"),
-                        "source_offset": letter.headers.get("dlq_source_offset"),
-                        "failed_at": letter.failed_at,
-                        "attempts": letter.headers.get("dlq_attempts"),
-                        "redriven_at": sent[letter.record_id].isoformat()
-                        if letter.record_id in sent
-                        else None,
-                    }
-                    for letter in letters
-                ]
-            )
-        )
+        described = [dead_letters.describe(dl, sent.get(dl.record_id)) for dl in letters]
+        out.print_json(json.dumps(described))
         return
     if not letters:
         out.print("no dead letters")

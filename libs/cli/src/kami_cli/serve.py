@@ -46,7 +46,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from kami_cli.config import SERVICE_PORTS, SERVICES
+from kami_cli.config import SERVICE_PORTS, SERVICES, package_of
 from kami_cli.errors import CliError
 from kami_events.logs import configure_logging, log_context
 from kami_events.settings import ServiceSettings
@@ -84,8 +84,8 @@ def servable(name: str) -> Servable:
             f"unknown service {name!r}; choose one of: {', '.join(SERVICES)}, or all", 2
         )
     try:
-        settings_module = importlib.import_module(f"kami_{name}.settings")
-        app_module = importlib.import_module(f"kami_{name}.app")
+        settings_module = importlib.import_module(f"{package_of(name)}.settings")
+        app_module = importlib.import_module(f"{package_of(name)}.app")
     except ModuleNotFoundError as exc:
         raise UnknownService(f"{name} cannot be served yet: {exc}", 2) from None
     settings_class = getattr(settings_module, f"{name.capitalize()}Settings")

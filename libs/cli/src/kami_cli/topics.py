@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from kami_cli.config import SERVICES
+from kami_cli.config import EVENT_SERVICES
 from kami_cli.errors import CliError
 from kami_events.catalogue import AGGREGATE_BASES
 from kami_events.topics import dead_letter_topic, topic_for
@@ -17,7 +17,7 @@ from kami_events.topics import dead_letter_topic, topic_for
 def catalogue_topics() -> list[str]:
     """One topic per aggregate type, then one dead-letter topic per service."""
     events = [topic_for(base.aggregate_type) for base in AGGREGATE_BASES]
-    return [*dict.fromkeys(events), *(dead_letter_topic(s) for s in SERVICES)]
+    return [*dict.fromkeys(events), *(dead_letter_topic(s) for s in EVENT_SERVICES)]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kami_events import tracing
 from kami_events.runtime import ServiceRuntime
+from kami_web.dead_letters import dead_letter_router
 from kami_web.errors import ErrorResponse, install_error_handlers
 from kami_web.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit, NulInUrlRefused
 from kami_web.observability import RequestObservation
@@ -93,6 +94,7 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    app.include_router(dead_letter_router(runtime))
     _document_token_refusals(app)
     return app
 

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from kami_aftersales import handlers
+from kami_aftersales.domain.analytics import Seller as AnalyticsSeller
 from kami_aftersales.domain.claims import ClaimRefused
 from kami_aftersales.domain.ticket import AgentAction, Ticket
 from kami_aftersales.handlers import AftersalesDeps, OpenTicket
@@ -43,6 +44,7 @@ WITH_TEXT_ERRORS: dict[int | str, dict[str, Any]] = {
 
 Agent = Annotated[Principal, Depends(require_roles(Role.SUPPORT, Role.OPERATOR))]
 Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
+Seller = Annotated[Principal, Depends(require_roles(Role.SELLER))]
 ImageUrl = Annotated[str, Field(max_length=500, pattern=r"^https?://[^\s]+$")]
 
 
@@ -158,6 +160,15 @@ class TicketList(BaseModel):
     tickets: list[TicketSummary]
 
 
+class SellerTicketSummary(TicketSummary):
+    offer_id: str | None = None
+    within_guarantee: bool | None = None
+
+
+class SellerTicketList(BaseModel):
+    tickets: list[SellerTicketSummary]
+
+
 class Guarantee(BaseModel):
     order_id: str
     stage: str
@@ -198,6 +209,16 @@ class SellerReport(BaseModel):
     window_days: int
     rates: RateView
     flags: list[dict[str, Any]]
+
+
+class FlaggedSeller(BaseModel):
+    seller_id: str
+    offer_ids: list[str] = Field(description="The offers a flag names (a seller-wide one: none).")
+    flags: list[dict[str, Any]]
+
+
+class FlaggedSellers(BaseModel):
+    sellers: list[FlaggedSeller]
 
 
 # -- buyers -----------------------------------------------------------------------------
@@ -347,6 +368,36 @@ async def resolve(
     return await _view(deps, ticket, agent, request)
 
 
+# -- sellers ------------------------------------------------------------------------------
+
+
+@router.get(
+    "/seller/tickets",
+    response_model=SellerTicketList,
+    tags=["sellers"],
+    summary="Tickets about my orders as a seller, newest first (no buyer or message)",
+)
+async def seller_tickets(
+    seller: Seller,
+    deps: Deps,
+    state: Annotated[
+        Literal["escalated", "resolved", "replacing"] | None, Query(description="Only these")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> SellerTicketList:
+    docs = await deps.stores.tickets_of_seller(seller.subject, limit, state=state)
+    return SellerTicketList(
+        tickets=[
+            SellerTicketSummary(
+                **_summary(doc).model_dump(),
+                offer_id=doc.get("offer_id"),
+                within_guarantee=doc.get("within_guarantee"),
+            )
+            for doc in docs
+        ]
+    )
+
+
 # -- operators ----------------------------------------------------------------------------
 
 
@@ -367,6 +418,22 @@ async def issue_report(
 
 
 @router.get(
+    "/reports/flagged-sellers",
+    response_model=FlaggedSellers,
+    tags=["reports"],
+    summary="Every seller with a flag up, and its flags",
+)
+async def flagged_sellers(operator: Operator, deps: Deps) -> FlaggedSellers:
+    found = []
+    for seller_id, offer_ids in await deps.stores.flagged_sellers():
+        seller = await deps.sellers.get(seller_id)
+        flags = _flags(seller)
+        if flags:  # the list is a cache of the sellers' streams: trust the stream
+            found.append(FlaggedSeller(seller_id=seller_id, offer_ids=offer_ids, flags=flags))
+    return FlaggedSellers(sellers=found)
+
+
+@router.get(
     "/reports/sellers/{seller_id}",
     response_model=SellerReport,
     tags=["reports"],
@@ -374,11 +441,7 @@ async def issue_report(
 )
 async def seller_report(seller_id: str, operator: Operator, deps: Deps) -> SellerReport:
     counts = await handlers.issue_counts(deps, f"seller:{seller_id}")
-    seller = await deps.sellers.get(seller_id)
-    flags = [
-        {"reason": reason.value, "offer_id": offer_id, "severity": severity}
-        for (reason, offer_id), severity in (seller.flags.items() if seller else [])
-    ]
+    flags = _flags(await deps.sellers.get(seller_id))
     return SellerReport(
         seller_id=seller_id,
         window_days=deps.flags.window_days,
@@ -393,6 +456,13 @@ async def seller_report(seller_id: str, operator: Operator, deps: Deps) -> Selle
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _flags(seller: AnalyticsSeller | None) -> list[dict[str, Any]]:
+    return [
+        {"reason": reason.value, "offer_id": offer_id, "severity": severity}
+        for (reason, offer_id), severity in (seller.flags.items() if seller else [])
+    ]
 
 
 def _request_id(request: Request) -> str:

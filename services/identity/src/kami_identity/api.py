@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -25,6 +25,8 @@ from kami_identity.domain.rejections import (
     TooManyRequests,
     Unauthenticated,
 )
+from kami_identity.domain.seller_application import ApplicationStatus, SellerApplication
+from kami_identity.domain.tiers import TIER_ORDER
 from kami_identity.domain.user import User
 from kami_identity.handlers import IdentityDeps
 from kami_web.auth import CurrentUser, Principal, require_roles
@@ -158,6 +160,77 @@ class TierTermsView(BaseModel):
     aftersales_priority: int
 
 
+class SellerApplicationRequest(BaseModel):
+    shop_name: str = Field(min_length=1, max_length=100)
+    category: SellerCategory | None = Field(
+        default=None, description="What the applicant means to sell: a catalog category slug."
+    )
+
+
+class SellerApplicationView(BaseModel):
+    user_id: str
+    shop_name: str
+    category: str | None
+    status: ApplicationStatus
+    submitted_at: datetime
+    decided_at: datetime | None
+    rejection_reason: str | None
+
+    @classmethod
+    def of(cls, application: SellerApplication) -> SellerApplicationView:
+        return cls(
+            user_id=application.user_id,
+            shop_name=application.shop_name,
+            category=application.category,
+            status=application.status,
+            submitted_at=application.submitted_at,
+            decided_at=application.decided_at,
+            rejection_reason=application.rejection_reason,
+        )
+
+
+class ApplicantView(SellerApplicationView):
+    phone_masked: str | None
+    tier: KycTier | None
+    suspended: bool
+
+
+class ApplicantList(BaseModel):
+    applications: list[ApplicantView]
+
+
+class RejectionRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class PendingVerificationView(BaseModel):
+    user_id: str
+    request_id: str
+    phone_masked: str | None
+    tier: KycTier | None
+    attempts: int
+    submitted_at: datetime
+    next_attempt_at: datetime
+
+
+class PendingVerificationList(BaseModel):
+    verifications: list[PendingVerificationView]
+
+
+class SuspendedUserView(BaseModel):
+    user_id: str
+    phone_masked: str | None
+    roles: list[Role]
+    reason: SuspensionReason
+    detail: str | None
+    suspended_by: str
+    until: datetime | None = Field(description="Null: indefinitely")
+
+
+class SuspendedUserList(BaseModel):
+    users: list[SuspendedUserView]
+
+
 class ProfileView(BaseModel):
     user_id: str
     phone_masked: str | None
@@ -171,6 +244,9 @@ class ProfileView(BaseModel):
     legal_name_masked: str | None
     id_number_masked: str | None = Field(examples=["1101**********1234"])
     advanced_verification: AdvancedVerificationView | None
+    seller_application: SellerApplicationView | None = Field(
+        default=None, description="The caller's application to sell, if any"
+    )
 
 
 class SellerApprovalRequest(BaseModel):
@@ -264,6 +340,20 @@ async def log_out(body: RefreshRequest, deps: Deps) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+class TierView(TierTermsView):
+    tier: KycTier
+
+
+@router.get(
+    "/tiers",
+    tags=["verification"],
+    summary="Every verification tier and what it grants, lowest first (public)",
+)
+async def tiers(deps: Deps) -> list[TierView]:
+    table = deps.policy.tiers
+    return [TierView(tier=tier, **table.terms(tier).model_dump()) for tier in TIER_ORDER]
+
+
 @router.get(
     "/me",
     tags=["profile"],
@@ -286,6 +376,9 @@ async def me(user: CurrentUser, deps: Deps) -> ProfileView:
             AdvancedVerificationView.of(found.advanced_verification)
             if found.advanced_verification
             else None
+        ),
+        seller_application=(
+            SellerApplicationView.of(found.seller_application) if found.seller_application else None
         ),
     )
 
@@ -322,6 +415,109 @@ async def submit_advanced(
 )
 async def advanced_status(user: CurrentUser, deps: Deps) -> AdvancedVerificationView:
     return AdvancedVerificationView.of(await handlers.advanced_status(deps, user.subject))
+
+
+@router.post(
+    "/me/seller-application",
+    tags=["sellers"],
+    summary="Apply to sell (real-name verified users); an operator decides",
+    responses=_errors(401, 403, 404, 409, 422),
+)
+async def apply_as_seller(
+    body: SellerApplicationRequest, user: CurrentUser, deps: Deps
+) -> SellerApplicationView:
+    application = await handlers.apply_as_seller(deps, user.subject, body.shop_name, body.category)
+    return SellerApplicationView.of(application)
+
+
+@router.get(
+    "/seller-applications",
+    tags=["operators"],
+    summary="Applications to sell waiting for a decision, oldest first (operator)",
+    responses=_errors(401, 403),
+)
+async def seller_applications(
+    operator: Operator, deps: Deps, limit: Annotated[int, Query(ge=1, le=500)] = 200
+) -> ApplicantList:
+    found = await handlers.pending_seller_applications(deps, limit)
+    return ApplicantList(
+        applications=[
+            ApplicantView(
+                **SellerApplicationView.of(applicant.application).model_dump(),
+                phone_masked=applicant.phone_masked,
+                tier=applicant.tier,
+                suspended=applicant.suspended,
+            )
+            for applicant in found
+        ]
+    )
+
+
+@router.post(
+    "/seller-applications/{user_id}/rejection",
+    tags=["operators"],
+    summary="Turn down an application to sell (operator); the user may apply again",
+    responses=_errors(401, 403, 404, 409, 422),
+)
+async def reject_seller_application(
+    user_id: str, body: RejectionRequest, operator: Operator, deps: Deps
+) -> SellerApplicationView:
+    rejected = await handlers.reject_seller_application(
+        deps, operator.subject, user_id, body.reason
+    )
+    return SellerApplicationView.of(rejected)
+
+
+@router.get(
+    "/verifications/pending",
+    tags=["operators"],
+    summary="Advanced (L2) verifications the provider has not decided, oldest first (operator)",
+    responses=_errors(401, 403),
+)
+async def pending_verifications(
+    operator: Operator, deps: Deps, limit: Annotated[int, Query(ge=1, le=500)] = 200
+) -> PendingVerificationList:
+    found = await handlers.pending_verifications(deps, limit)
+    return PendingVerificationList(
+        verifications=[
+            PendingVerificationView(
+                user_id=pending.request.user_id,
+                request_id=pending.request.request_id,
+                phone_masked=pending.phone_masked,
+                tier=pending.tier,
+                attempts=pending.request.attempts,
+                submitted_at=pending.request.submitted_at,
+                next_attempt_at=pending.request.next_attempt_at,
+            )
+            for pending in found
+        ]
+    )
+
+
+@router.get(
+    "/users/suspended",
+    tags=["operators"],
+    summary="Users suspended now, most recently first (operator)",
+    responses=_errors(401, 403),
+)
+async def suspended_users(
+    operator: Operator, deps: Deps, limit: Annotated[int, Query(ge=1, le=500)] = 200
+) -> SuspendedUserList:
+    found = await handlers.suspended_users(deps, limit)
+    return SuspendedUserList(
+        users=[
+            SuspendedUserView(
+                user_id=user.user_id,
+                phone_masked=user.phone_masked,
+                roles=sorted(user.roles),
+                reason=user.reason,
+                detail=user.detail,
+                suspended_by=user.suspended_by,
+                until=user.until,
+            )
+            for user in found
+        ]
+    )
 
 
 @router.post(

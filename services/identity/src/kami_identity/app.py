@@ -159,6 +159,8 @@ def create_app(
         signing_key_pem=signing_key,
         policy=policy_from(settings),
         clock=clock,
+        seller_applications=stores.seller_applications,
+        suspensions=stores.suspensions,
     )
 
     async def retry_advanced() -> None:

@@ -42,6 +42,8 @@ from kami_identity.adapters.ports import (
     IdClaims,
     RateCounter,
     RefreshFamilies,
+    SellerApplications,
+    Suspensions,
     VersionedStore,
 )
 from kami_identity.adapters.sms import SmsSender
@@ -65,6 +67,7 @@ from kami_identity.domain.rejections import (
     Unauthenticated,
 )
 from kami_identity.domain.resident_id import ResidentId, mask_name
+from kami_identity.domain.seller_application import ApplicationStatus, SellerApplication
 from kami_identity.domain.sessions import RefreshFamily, invalid_refresh_token
 from kami_identity.domain.tiers import TierTable, TierTerms, tier_rank
 from kami_identity.domain.user import User
@@ -130,6 +133,8 @@ class IdentityDeps:
     signing_key_pem: str = field(repr=False)
     policy: IdentityPolicy
     clock: Clock
+    seller_applications: SellerApplications
+    suspensions: Suspensions
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,35 @@ class Profile:
     id_number_masked: str | None
     advanced_verification: AdvancedVerification | None
     seller_category: str | None = None
+    seller_application: SellerApplication | None = None
+
+
+@dataclass(frozen=True)
+class Applicant:
+    """A pending application with what the stream says of its user now."""
+
+    application: SellerApplication
+    phone_masked: str | None
+    tier: KycTier | None
+    suspended: bool
+
+
+@dataclass(frozen=True)
+class PendingVerification:
+    request: AdvancedVerification
+    phone_masked: str | None
+    tier: KycTier | None
+
+
+@dataclass(frozen=True)
+class SuspendedUser:
+    user_id: str
+    phone_masked: str | None
+    roles: frozenset[Role]
+    reason: SuspensionReason
+    detail: str | None
+    suspended_by: str
+    until: datetime | None
 
 
 # Phone codes and registration ----------------------------------------------
@@ -534,6 +568,69 @@ async def _ask_provider(deps: IdentityDeps, request: AdvancedVerification) -> Pr
         return ProviderAnswer(Verdict.TIMED_OUT)
 
 
+# Seller applications -----------------------------------------------------
+
+
+async def apply_as_seller(
+    deps: IdentityDeps, user_id: str, shop_name: str, category: str | None
+) -> SellerApplication:
+    """The user asks to sell: queued for an operator (`approve_seller`)."""
+    now = deps.clock()
+    user = await _load_user(deps, user_id)
+    user.check_can_apply_as_seller(now)
+    for _ in range(_MAX_RACES):
+        stored = await deps.seller_applications.get(user_id)
+        application = SellerApplication.submit(
+            stored.value if stored else None,
+            user_id=user_id,
+            shop_name=shop_name,
+            category=category,
+            now=now,
+        )
+        if await deps.seller_applications.put(user_id, application, stored.rev if stored else None):
+            log.info("user %s applied to sell", user_id)
+            return application
+    raise Conflict("concurrent_update", "The application changed meanwhile; retry.")
+
+
+async def pending_seller_applications(deps: IdentityDeps, limit: int = 200) -> list[Applicant]:
+    """The operators' queue, oldest first; users who became sellers meanwhile
+    (their record not yet marked) are left out."""
+    now = deps.clock()
+    found = []
+    for application in await deps.seller_applications.pending(limit):
+        user = await deps.users.get(application.user_id)
+        if user is None or Role.SELLER in user.roles:
+            continue
+        found.append(Applicant(application, user.phone_masked, user.tier, user.is_suspended(now)))
+    return found
+
+
+async def reject_seller_application(
+    deps: IdentityDeps, operator_id: str, user_id: str, reason: str
+) -> SellerApplication:
+    now = deps.clock()
+    for _ in range(_MAX_RACES):
+        stored = await deps.seller_applications.get(user_id)
+        if stored is None:
+            raise NotFound("application_not_found", "The user has not applied to sell.")
+        rejected = stored.value.reject(operator_id, reason, now)
+        if await deps.seller_applications.put(user_id, rejected, stored.rev):
+            log.info("operator %s rejected the seller application of %s", operator_id, user_id)
+            return rejected
+    raise Conflict("concurrent_update", "The application changed meanwhile; retry.")
+
+
+async def _mark_application_approved(deps: IdentityDeps, user_id: str, operator_id: str) -> None:
+    for _ in range(_MAX_RACES):
+        stored = await deps.seller_applications.get(user_id)
+        if stored is None or stored.value.status is ApplicationStatus.APPROVED:
+            return
+        approved = stored.value.approve(operator_id, deps.clock())
+        if await deps.seller_applications.put(user_id, approved, stored.rev):
+            return
+
+
 # Operators ---------------------------------------------------------------
 
 
@@ -548,6 +645,9 @@ async def approve_seller(
     user = await _change_user(
         deps, user_id, lambda u: u.approve_seller(shop_name, operator_id, now, category)
     )
+    # After the commit: a crash in between leaves the record pending, and the
+    # queue leaves out users the stream says are sellers.
+    await _mark_application_approved(deps, user_id, operator_id)
     log.info("operator %s approved user %s as a seller", operator_id, user_id)
     return user
 
@@ -564,6 +664,9 @@ async def suspend_user(
     access tokens lapse within their short lifetime (identity's own routes
     refuse them at once)."""
     now = deps.clock()
+    await _load_user(deps, user_id)
+    # Before the event: the list then misses no suspension (it checks each stream).
+    await deps.suspensions.remember(user_id, now)
     user = await _change_user(
         deps,
         user_id,
@@ -583,11 +686,48 @@ async def suspend_user(
 # Reads -------------------------------------------------------------------
 
 
+async def pending_verifications(deps: IdentityDeps, limit: int = 200) -> list[PendingVerification]:
+    """Advanced (L2) verifications the provider has not decided, oldest first."""
+    found = []
+    for request in await deps.advanced.pending(limit):
+        user = await deps.users.get(request.user_id)
+        found.append(
+            PendingVerification(
+                request, user.phone_masked if user else None, user.tier if user else None
+            )
+        )
+    return found
+
+
+async def suspended_users(deps: IdentityDeps, limit: int = 200) -> list[SuspendedUser]:
+    """Users suspended now, most recently first (ended suspensions left out)."""
+    now = deps.clock()
+    found = []
+    for user_id in await deps.suspensions.user_ids(limit):
+        user = await deps.users.get(user_id)
+        if user is None or user.suspension is None or not user.is_suspended(now):
+            continue
+        suspension = user.suspension
+        found.append(
+            SuspendedUser(
+                user_id=user.id,
+                phone_masked=user.phone_masked,
+                roles=user.roles,
+                reason=suspension.reason,
+                detail=suspension.detail,
+                suspended_by=suspension.suspended_by,
+                until=suspension.until,
+            )
+        )
+    return found
+
+
 async def profile(deps: IdentityDeps, user_id: str) -> Profile:
     user = await _load_user(deps, user_id)
     user.ensure_active(deps.clock())
     claim = await deps.id_claims.confirmed_for(user_id)
     advanced = await deps.advanced.get(user_id)
+    application = await deps.seller_applications.get(user_id)
     return Profile(
         user_id=user.id,
         phone_masked=user.phone_masked,
@@ -599,6 +739,7 @@ async def profile(deps: IdentityDeps, user_id: str) -> Profile:
         id_number_masked=claim.id_number_masked if claim else None,
         advanced_verification=advanced.value if advanced else None,
         seller_category=user.seller_category,
+        seller_application=application.value if application else None,
     )
 
 

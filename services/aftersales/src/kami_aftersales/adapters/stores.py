@@ -71,6 +71,9 @@ class Stores:
         await self.tickets.create_index(
             [("buyer_id", ASCENDING), ("opened_at", ASCENDING)], name="buyer_tickets"
         )
+        await self.tickets.create_index(
+            [("seller_id", ASCENDING), ("opened_at", ASCENDING)], name="seller_tickets"
+        )
 
     # -- orders ------------------------------------------------------------------------
 
@@ -262,6 +265,16 @@ class Stores:
 
     async def tickets_of_buyer(self, buyer_id: str, limit: int) -> list[Document]:
         cursor = self.tickets.find({"buyer_id": buyer_id}).sort("opened_at", -1).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def tickets_of_seller(
+        self, seller_id: str, limit: int, *, state: str | None = None
+    ) -> list[Document]:
+        """Tickets about the seller's orders, newest first (`state`: only those)."""
+        query: Document = {"seller_id": seller_id}
+        if state is not None:
+            query["state"] = state
+        cursor = self.tickets.find(query).sort("opened_at", -1).limit(limit)
         return [doc async for doc in cursor]
 
     async def put_in_queue(self, ticket_id: str, fields: Document) -> None:

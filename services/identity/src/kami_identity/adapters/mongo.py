@@ -8,6 +8,8 @@
 | `id_claims` | HMAC of the ID number | the user it verified; encrypted number and name |
 | `advanced_verifications` | user id | the L2 request and its provider attempts |
 | `rate_limits` | `<limit>:<subject>#<window>` | one document per hit |
+| `seller_applications` | user id | the application to sell, waiting for an operator |
+| `suspensions` | user id | who was ever suspended (the stream says whether it holds) |
 
 Every decision that two requests could race for is taken by inserting a
 document with a unique `_id`: of two such inserts exactly one succeeds. That
@@ -23,6 +25,7 @@ There are no TTL indexes (FerretDB lacks them): documents carry
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -37,6 +40,7 @@ from kami_events.mongo import Document
 from kami_identity.adapters.ports import Account, IdClaim, Versioned
 from kami_identity.domain.advanced import AdvancedVerification
 from kami_identity.domain.otp import OtpChallenge
+from kami_identity.domain.seller_application import SellerApplication
 from kami_identity.domain.sessions import RefreshFamily
 
 T = TypeVar("T", bound=BaseModel)
@@ -166,6 +170,44 @@ class MongoAdvancedRequests(MongoVersionedStore[AdvancedVerification]):
         due = [stored.value for stored in candidates if stored.value.is_due(now)]
         return sorted(due, key=lambda request: request.next_attempt_at)
 
+    async def pending(self, limit: int) -> list[AdvancedVerification]:
+        found = await self.latest_where({"status": "pending"}, limit)
+        pending = [stored.value for stored in found if stored.value.status == "pending"]
+        return sorted(pending, key=lambda request: request.submitted_at)
+
+
+class MongoSellerApplications(MongoVersionedStore[SellerApplication]):
+    def __init__(self, collection: AsyncCollection[Document], *, clock: Clock = utc_now) -> None:
+        super().__init__(collection, SellerApplication, clock=clock)
+
+    async def ensure_indexes(self) -> None:
+        await super().ensure_indexes()
+        await self.collection.create_index([("status", ASCENDING), ("superseded", ASCENDING)])
+
+    async def pending(self, limit: int) -> list[SellerApplication]:
+        found = await self.latest_where({"status": "pending"}, limit)
+        pending = [stored.value for stored in found if stored.value.status == "pending"]
+        return sorted(pending, key=lambda application: application.submitted_at)
+
+
+class MongoSuspensions:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("suspended_at", DESCENDING)])
+
+    async def remember(self, user_id: str, at: datetime) -> None:
+        # Two racing upserts on FerretDB: the loser's E11000 means the other wrote it.
+        with contextlib.suppress(DuplicateKeyError):
+            await self.collection.update_one(
+                {"_id": user_id}, {"$set": {"suspended_at": at}}, upsert=True
+            )
+
+    async def user_ids(self, limit: int) -> list[str]:
+        cursor = self.collection.find({}).sort("suspended_at", DESCENDING).limit(limit)
+        return [str(doc["_id"]) async for doc in cursor]
+
 
 class MongoAccounts:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
@@ -289,6 +331,10 @@ class IdentityStores:
         self.id_claims = MongoIdClaims(database["id_claims"])
         self.advanced = MongoAdvancedRequests(database["advanced_verifications"], clock=clock)
         self.rate_counter = MongoRateCounter(database["rate_limits"])
+        self.seller_applications = MongoSellerApplications(
+            database["seller_applications"], clock=clock
+        )
+        self.suspensions = MongoSuspensions(database["suspensions"])
 
     async def ensure_indexes(self) -> None:
         await self.accounts.ensure_indexes()
@@ -297,11 +343,14 @@ class IdentityStores:
         await self.id_claims.ensure_indexes()
         await self.advanced.ensure_indexes()
         await self.rate_counter.ensure_indexes()
+        await self.seller_applications.ensure_indexes()
+        await self.suspensions.ensure_indexes()
 
     async def purge_expired(self, now: datetime) -> int:
         return (
             await self.otps.purge_expired(now)
             + await self.sessions.purge_expired(now)
             + await self.advanced.purge_expired(now)
+            + await self.seller_applications.purge_expired(now)
             + await self.rate_counter.purge_expired(now)
         )

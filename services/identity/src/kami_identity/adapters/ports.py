@@ -17,6 +17,7 @@ from typing import Generic, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from kami_identity.domain.advanced import AdvancedVerification
+from kami_identity.domain.seller_application import SellerApplication
 from kami_identity.domain.sessions import RefreshFamily
 
 T = TypeVar("T", bound=BaseModel)
@@ -45,6 +46,27 @@ class RefreshFamilies(VersionedStore[RefreshFamily], Protocol):
 class AdvancedRequests(VersionedStore[AdvancedVerification], Protocol):
     async def due(self, now: datetime, limit: int) -> list[AdvancedVerification]:
         """Pending requests whose next attempt is due, oldest first."""
+        ...
+
+    async def pending(self, limit: int) -> list[AdvancedVerification]:
+        """Every pending request (the operators' verification queue), oldest first."""
+        ...
+
+
+class SellerApplications(VersionedStore[SellerApplication], Protocol):
+    async def pending(self, limit: int) -> list[SellerApplication]:
+        """Applications waiting for an operator, oldest first."""
+        ...
+
+
+class Suspensions(Protocol):
+    """Which users were ever suspended: an index for the operators' list, written
+    before the suspension's event; the user's stream says whether it holds."""
+
+    async def remember(self, user_id: str, at: datetime) -> None: ...
+
+    async def user_ids(self, limit: int) -> list[str]:
+        """Most recently suspended first."""
         ...
 
 

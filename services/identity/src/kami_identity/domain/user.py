@@ -91,12 +91,7 @@ class User(Aggregate):
         minimum."""
         if self.is_suspended(now):
             raise Conflict("user_suspended", "A suspended user cannot be approved as a seller.")
-        if Role.SELLER in self.roles:
-            raise Conflict("already_seller", "The user is already an approved seller.")
-        if tier_rank(self.tier) < tier_rank(KycTier.REAL_NAME):
-            raise Conflict(
-                "real_name_required", "A seller must complete real-name verification first."
-            )
+        self._check_can_become_seller()
         self._trigger(
             SellerApproved(
                 user_id=self.id,
@@ -105,6 +100,19 @@ class User(Aggregate):
                 category=category,
             )
         )
+
+    def check_can_apply_as_seller(self, now: datetime) -> None:
+        """The user's own application: an active, real-name verified non-seller."""
+        self.ensure_active(now)
+        self._check_can_become_seller()
+
+    def _check_can_become_seller(self) -> None:
+        if Role.SELLER in self.roles:
+            raise Conflict("already_seller", "The user is already an approved seller.")
+        if tier_rank(self.tier) < tier_rank(KycTier.REAL_NAME):
+            raise Conflict(
+                "real_name_required", "A seller must complete real-name verification first."
+            )
 
     def suspend(
         self,

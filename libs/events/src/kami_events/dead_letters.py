@@ -1,4 +1,8 @@
-"""`kami dlq list|redrive`: the dead-letter topics (`kami.<service>.dead-letter.v1`).
+"""Dead-letter topics (`kami.<service>.dead-letter.v1`): listing and redriving.
+
+Shared by `kami dlq list|redrive` and every service's operator routes
+(`GET /dead-letters`, `POST /dead-letters/redrive`, `kami_web.dead_letters`):
+one implementation, so a redrive from either is recorded where the other looks.
 
 A consumer that gives up on a message publishes it, unchanged, to its
 service's dead-letter topic with `dlq_*` headers saying why and where it came
@@ -36,14 +40,30 @@ from aiokafka.errors import KafkaError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from kami_cli.config import now
-from kami_cli.errors import CliError
+from kami_events.clock import utc_now as now
 from kami_events.mongo import Document
 from kami_events.topics import dead_letter_topic
 
 DLQ_HEADER_PREFIX = "dlq_"
 REDRIVEN_FROM_HEADER = "kami_redriven_from"
 REDRIVES_COLLECTION = "dead_letter_redrives"
+OPERATIONS_DATABASE = "operations"  # `<prefix>_operations`, beside `<prefix>_<service>`
+
+
+class DeadLetterError(Exception):
+    """Why dead letters could not be read or redriven, in words for an operator."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class KafkaUnreachable(DeadLetterError):
+    pass
+
+
+class UnknownDeadLetter(DeadLetterError):
+    """An id that names no dead letter on the topic, or names it ambiguously."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +131,7 @@ async def read_dead_letters(bootstrap: str, service: str) -> list[DeadLetter]:
     try:
         await consumer.start()
     except KafkaError as exc:
-        raise CliError(f"Kafka at {bootstrap} is unreachable: {exc!r}") from None
+        raise KafkaUnreachable(f"Kafka at {bootstrap} is unreachable: {exc!r}") from None
     letters: list[DeadLetter] = []
     try:
         partitions = await _partitions(bootstrap, topic)
@@ -212,10 +232,12 @@ def select(letters: list[DeadLetter], wanted: list[str]) -> list[DeadLetter]:
         key = raw if ":" in raw else None
         if key is None:
             if len(partitions) > 1:
-                raise CliError(f"--offset {raw}: the topic has several partitions; say P:OFFSET")
+                raise UnknownDeadLetter(
+                    f"{raw}: the topic has several partitions; say PARTITION:OFFSET"
+                )
             key = f"{next(iter(partitions), 0)}:{raw}"
         if key not in by_id:
-            raise CliError(f"no dead letter {key} on the topic (see `kami dlq list`)")
+            raise UnknownDeadLetter(f"no dead letter {key} on the topic")
         chosen.append(by_id[key])
     return chosen
 
@@ -240,18 +262,48 @@ class Inboxes:
         return True
 
 
+def operations_database(service_database: str, service: str) -> str:
+    """The operator database beside a service's: `kami_payment` -> `kami_operations`
+    (the `<prefix>_<service>` naming the CLI's `KAMI_DATABASE_PREFIX` follows)."""
+    suffix = f"_{service.replace('-', '_')}"
+    prefix = service_database[: -len(suffix)] if service_database.endswith(suffix) else "kami"
+    return f"{prefix}_{OPERATIONS_DATABASE}"
+
+
+def describe(letter: DeadLetter, redriven_at: datetime | None) -> dict[str, Any]:
+    """A dead letter as the CLI's `--json` and the HTTP routes show it."""
+    return {
+        "service": letter.service,
+        "id": letter.id,
+        "event_type": letter.event_type,
+        "event_id": letter.event_id,
+        "error": letter.error,
+        "source_topic": letter.source_topic,
+        "source_partition": letter.headers.get("dlq_source_partition"),
+        "source_offset": letter.headers.get("dlq_source_offset"),
+        "failed_at": letter.failed_at,
+        "attempts": letter.headers.get("dlq_attempts"),
+        "redriven_at": redriven_at.isoformat() if redriven_at else None,
+    }
+
+
 async def redrive(
-    bootstrap: str, letters: list[DeadLetter], log: RedriveLog, inboxes: Inboxes
+    bootstrap: str,
+    letters: list[DeadLetter],
+    log: RedriveLog,
+    inboxes: Inboxes,
+    *,
+    client_id: str = "kami-cli",
 ) -> list[RedriveOutcome]:
     already = await log.sent(letters)
     outcomes: list[RedriveOutcome] = []
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", client_id="kami-cli"
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", client_id=client_id
     )
     try:
         await producer.start()
     except KafkaError as exc:
-        raise CliError(f"Kafka at {bootstrap} is unreachable: {exc!r}") from None
+        raise KafkaUnreachable(f"Kafka at {bootstrap} is unreachable: {exc!r}") from None
     try:
         for letter in letters:
             if letter.record_id in already:

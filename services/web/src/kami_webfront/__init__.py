@@ -1,0 +1,1 @@
+"""Kami web: server-rendered pages over the services' public HTTP APIs."""
