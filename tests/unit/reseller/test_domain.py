@@ -46,7 +46,7 @@ def test_the_markup_is_rounded_up_to_the_fen(
 def test_a_per_offer_markup_wins_over_the_default() -> None:
     assert price_of("o-1", 1000, 1000, {"o-1": 2500}).unit_price == 1250
     assert price_of("o-2", 1000, 1000, {"o-1": 2500}).unit_price == 1100
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive"):
         price_of("o-1", 0, 1000, {})
 
 
@@ -144,7 +144,7 @@ def test_a_cancelled_order_is_never_delivered() -> None:
     order = requested()
     assert order.closed(ResellerOrderState.CANCELLED, "out_of_stock", 0)
     assert not order.delivered(["k-1"], NOW)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not close"):
         order.closed(ResellerOrderState.DELIVERED, None, 0)
 
 
