@@ -33,7 +33,7 @@ class RetryPolicy:
 
     def delay_after(self, attempts_made: int) -> timedelta:
         """How long to wait after the `attempts_made`-th failed attempt."""
-        factor = 2 ** max(attempts_made - 1, 0)
+        factor = 1 << max(attempts_made - 1, 0)
         return min(self.base_delay * factor, self.max_delay)
 
     def next_attempt_at(self, attempts_made: int, failed_at: datetime) -> datetime | None:
