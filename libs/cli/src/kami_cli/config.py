@@ -31,6 +31,8 @@ SERVICE_PORTS: dict[str, int] = {
     "payment": 8105,
     "delivery": 8106,
     "aftersales": 8107,
+    # 8108 is left free; the reseller API (issue 15) listens on 8109.
+    "reseller": 8109,
 }
 SERVICES = tuple(SERVICE_PORTS)
 
@@ -55,6 +57,7 @@ class CliSettings(BaseSettings):
     payment_url: str = default_url("payment")
     delivery_url: str = default_url("delivery")
     aftersales_url: str = default_url("aftersales")
+    reseller_url: str = default_url("reseller")
 
     def url(self, service: str) -> str:
         url: str = getattr(self, f"{service}_url")
