@@ -557,7 +557,7 @@ def reseller_rows() -> list[Row]:
                             "{{reason}}",
                         ),
                     ),
-                    description="401s: stale timestamp, replayed nonce, bad signature, unknown key.",
+                    description="401s: stale timestamp, replayed nonce, bad signature, unknown key",
                 ),
             ],
         )
