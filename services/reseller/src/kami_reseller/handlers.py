@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from kami_events.catalogue.catalog import OfferDelisted, OfferListed, OfferPriceChanged
+from kami_events.catalogue.identity import UserRegistered, UserSuspended
 from kami_events.catalogue.ordering import OrderCancelled, OrderDelivered, OrderRefunded
 from kami_events.catalogue.reseller import ResellerOrderState
 from kami_events.clock import Clock
@@ -88,6 +89,8 @@ class ResellerDeps:
 
 async def approve(deps: ResellerDeps, user_id: str, operator_id: str, default_bp: int) -> Reseller:
     """Approve identity user `user_id` as a reseller (one reseller per user)."""
+    if await deps.stores.user(user_id) is None:
+        raise NotFound("user_not_found", "no such user (identity has not registered it)")
     reseller_id = await deps.stores.claim_user(user_id, str(uuid.uuid4()))
     reseller = await deps.resellers.get(reseller_id) or Reseller(reseller_id)
     reseller.approve(user_id, operator_id, default_bp)
@@ -302,6 +305,14 @@ async def on_offer_event(deps: ResellerDeps, envelope: Envelope[Event]) -> None:
         case _:
             return
     await deps.stores.record_offer(event.offer_id, envelope.aggregate_version, fields)
+
+
+async def on_user_event(deps: ResellerDeps, event: Event) -> None:
+    match event:
+        case UserRegistered():
+            await deps.stores.record_user(event.user_id, {"registered": True})
+        case UserSuspended():
+            await deps.stores.record_user(event.user_id, {"suspended_until": event.until})
 
 
 async def on_order_event(deps: ResellerDeps, envelope: Envelope[Event], tracking: Tracking) -> None:

@@ -5,6 +5,7 @@
 | `credentials` | key id | issuing (insert once), revoking | reseller, sealed secret, active |
 | `resellers` | reseller id | the reseller's events | user, markups, webhook URL |
 | `reseller_users` | user id | approval (insert once) | one reseller per user |
+| `users` | user id | identity's `UserRegistered`, `UserSuspended` | who may be approved |
 | `nonces` | `<key id>:<nonce>` | every signed request (insert once) | until when it is kept |
 | `offers` | offer id | catalog's offer events (newest version wins) | price, mode, listed |
 | `orders` | order id | the order's events | the reseller's view of its order |
@@ -38,6 +39,7 @@ class Stores:
         self.offers: AsyncCollection[Document] = db["offers"]
         self.orders: AsyncCollection[Document] = db["orders"]
         self.webhooks: AsyncCollection[Document] = db["webhooks"]
+        self.users: AsyncCollection[Document] = db["users"]
         self.webhook_attempts: AsyncCollection[Document] = db["webhook_attempts"]
 
     async def ensure_indexes(self) -> None:
@@ -98,6 +100,14 @@ class Stores:
             doc async for doc in self.credentials.find({"reseller_id": reseller_id, "active": True})
         ]
         return max(found, key=lambda doc: doc["issued_at"]) if found else None
+
+    # -- identity's users -------------------------------------------------------------
+
+    async def record_user(self, user_id: str, fields: Document) -> None:
+        await self.users.update_one({"_id": user_id}, {"$set": fields}, upsert=True)
+
+    async def user(self, user_id: str) -> Document | None:
+        return await self.users.find_one({"_id": user_id})
 
     # -- resellers --------------------------------------------------------------------
 
