@@ -626,6 +626,16 @@ DELIVERY = [
         path=ids(order_id="claimed_order"),
         request=body(lambda w: {"key_ids": [w.ids["claimed_key"]]}),
     ),
+    # Only the reseller service fetches an order's plaintext keys (for a reseller).
+    Entry(
+        "delivery",
+        "POST",
+        "/internal/orders/{order_id}/keys/reveal",
+        services(403),
+        path=ids(order_id="delivered_order"),
+        request=body(lambda w: {"owner_id": w.ids["buyer_id"]}),
+        private=lambda w: [w.ids["vault_secret"]],
+    ),
     # Only aftersales has a ticket's free text cleared of the order's keys.
     Entry(
         "delivery",
