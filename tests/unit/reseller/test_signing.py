@@ -126,3 +126,39 @@ def test_a_webhook_signature_verifies_and_a_tampered_body_does_not() -> None:
     assert not signing.verify_webhook("other", header, BODY, NOW)
     assert not signing.verify_webhook(SECRET, header, BODY, NOW + timedelta(minutes=6))
     assert not signing.verify_webhook(SECRET, "t=1", BODY, NOW)
+
+
+# -- the example client in docs/ agrees with the server ------------------------------------
+
+
+def _example_client() -> object:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "docs" / "reseller_client.py"
+    spec = importlib.util.spec_from_file_location("reseller_client", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_documented_client_signs_what_the_server_verifies() -> None:
+    client: object = _example_client()
+    made = client.signed_headers(  # type: ignore[attr-defined]
+        "rk_1", SECRET, "post", "/v1/orders?b=2&a=1", BODY, timestamp=int(TS), nonce=NONCE
+    )
+    signed = signing.read_headers(made)
+    signing.check_timestamp(signed, NOW)
+    signing.check_signature(signed, SECRET, "POST", "/v1/orders", "b=2&a=1", BODY)
+    with pytest.raises(SignatureRefused):
+        signing.check_signature(signed, SECRET, "POST", "/v1/orders", "b=2&a=1", BODY + b" ")
+
+
+def test_the_documented_webhook_check_accepts_ours_and_refuses_a_tampered_body() -> None:
+    import time
+
+    client: object = _example_client()
+    header = signing.webhook_signature(SECRET, int(time.time()), BODY)
+    assert client.verify_webhook(SECRET, header, BODY)  # type: ignore[attr-defined]
+    assert not client.verify_webhook(SECRET, header, BODY + b"x")  # type: ignore[attr-defined]
