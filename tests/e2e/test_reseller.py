@@ -253,3 +253,15 @@ async def test_replayed_tampered_and_stale_requests_are_refused(
     # Nothing the refused requests asked for happened.
     me = await reseller.call("GET", "/v1/me")
     assert me.status_code == 200 and me.json()["default_markup_bp"] == 700
+
+    # The example client as the README runs it: its own HTTP call, and its command line.
+    client = reseller.client
+    status, answer = await asyncio.to_thread(
+        client.call, reseller.base_url, reseller.key_id, reseller.secret, "GET", "/v1/me"
+    )
+    assert (status, answer["default_markup_bp"]) == (200, 700)
+    argv = ["--base-url", reseller.base_url, "--key-id", reseller.key_id]
+    argv += ["--secret", reseller.secret, "PUT", "/v1/markups/default", '{"markup_bp": 800}']
+    assert await asyncio.to_thread(client.main, argv) == 0
+    me = await reseller.call("GET", "/v1/me")
+    assert me.json()["default_markup_bp"] == 800
