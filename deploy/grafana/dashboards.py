@@ -25,7 +25,16 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
-SERVICES = ("identity", "catalog", "inventory", "ordering", "payment", "delivery", "aftersales")
+SERVICES = (
+    "identity",
+    "catalog",
+    "inventory",
+    "ordering",
+    "payment",
+    "delivery",
+    "aftersales",
+    "reseller",
+)
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RATE_WINDOW = "5m"
@@ -511,12 +520,57 @@ def aftersales_rows() -> list[Row]:
     ]
 
 
+def reseller_rows() -> list[Row]:
+    w = RATE_WINDOW
+    return [
+        Row(
+            "Resellers",
+            [
+                Panel(
+                    "Reseller orders (1h) by outcome",
+                    (
+                        q(
+                            "sum by (outcome) (increase(kami_reseller_orders_total[1h]))",
+                            "{{outcome}}",
+                        ),
+                    ),
+                    description="Orders resellers placed, delivered, cancelled and refunded.",
+                ),
+                Panel(
+                    "Webhook deliveries / min by outcome",
+                    (
+                        q(
+                            "sum by (outcome) "
+                            f"(rate(kami_reseller_webhook_deliveries_total[{w}])) * 60",
+                            "{{outcome}}",
+                        ),
+                    ),
+                    description="Attempts to deliver signed webhooks; failed ones are retried "
+                    "with exponential backoff.",
+                ),
+                Panel(
+                    "Signed requests refused / min by reason",
+                    (
+                        q(
+                            "sum by (reason) "
+                            f"(rate(kami_reseller_signed_requests_refused_total[{w}])) * 60",
+                            "{{reason}}",
+                        ),
+                    ),
+                    description="401s: stale timestamp, replayed nonce, bad signature, unknown key",
+                ),
+            ],
+        )
+    ]
+
+
 OWN_ROWS = {
     "ordering": ordering_rows,
     "inventory": inventory_rows,
     "payment": payment_rows,
     "delivery": delivery_rows,
     "aftersales": aftersales_rows,
+    "reseller": reseller_rows,
 }
 
 

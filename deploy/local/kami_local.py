@@ -128,6 +128,7 @@ def generate_secrets() -> dict[str, str]:
         "KAMI_INVENTORY_MASTER_KEY": key32(),
         "KAMI_INVENTORY_FINGERPRINT_KEY": key32(),
         "KAMI_DELIVERY_VAULT_KEY": key32(),
+        "KAMI_RESELLER_SECRET_KEY": key32(),
         "KAMI_PAYMENT_WECHAT_PAY_SECRET": secrets.token_urlsafe(32),
         "KAMI_PAYMENT_ALIPAY_SECRET": secrets.token_urlsafe(32),
         "KAMI_WEB_SESSION_KEY": key32(),

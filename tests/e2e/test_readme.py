@@ -69,6 +69,15 @@ NOT_RUN = {
     "./scripts/test tests/unit            # fast tests only (still starts the servers)": (
         "the test runner itself"
     ),
+    'curl -s -X POST localhost:8109/resellers -H "Authorization: Bearer $OPERATOR_TOKEN" \\': (
+        "placeholders for an operator's token and a user; tests/e2e/test_reseller.py "
+        "approves a reseller and issues its credential the same way"
+    ),
+    "python docs/reseller_client.py --base-url http://localhost:8109 --key-id $KEY_ID "
+    "--secret $SECRET \\": (
+        "placeholders for a credential; tests/e2e/test_reseller.py runs the client's "
+        "command line and its signer against the platform"
+    ),
     "KAMI_STACK_HOME=/tmp/my-stack KAMI_STACK_KAFKA_PORT=19492 KAMI_STACK_MONGO_PORT=27418 "
     "deploy/local/stack up": "starts a private stack and runs the fault suite",
 }

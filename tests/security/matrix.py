@@ -655,6 +655,16 @@ DELIVERY = [
         path=ids(order_id="claimed_order"),
         request=body(lambda w: {"key_ids": [w.ids["claimed_key"]]}),
     ),
+    # Only the reseller service fetches an order's plaintext keys (for a reseller).
+    Entry(
+        "delivery",
+        "POST",
+        "/internal/orders/{order_id}/keys/reveal",
+        services(403),
+        path=ids(order_id="delivered_order"),
+        request=body(lambda w: {"owner_id": w.ids["buyer_id"]}),
+        private=lambda w: [w.ids["vault_secret"]],
+    ),
     # Only aftersales has a ticket's free text cleared of the order's keys.
     Entry(
         "delivery",
@@ -761,6 +771,53 @@ AFTERSALES = [
     ),
 ]
 
+# The reseller API: operators approve and issue credentials; every /v1 route
+# wants an HMAC signature, so no token of any kind gets past its 401 (the
+# signing itself is tested in tests/unit/reseller and tests/e2e/test_reseller.py).
+SIGNED_ONLY = public(401)
+RESELLER = [
+    *_ops("reseller"),
+    Entry(
+        "reseller",
+        "POST",
+        "/resellers",
+        operators(201),
+        request=body(lambda w: {"user_id": w.ids["seller_id"], "default_markup_bp": 500}),
+    ),
+    Entry("reseller", "GET", "/resellers", operators(200)),
+    Entry(
+        "reseller",
+        "POST",
+        "/resellers/{reseller_id}/credentials",
+        operators(201),
+        path=ids(reseller_id="reseller"),
+    ),
+    Entry(
+        "reseller",
+        "DELETE",
+        "/resellers/{reseller_id}/credentials/{key_id}",
+        operators(204),
+        path=ids(reseller_id="reseller", key_id="reseller_key"),
+    ),
+    *(
+        Entry("reseller", method, route, SIGNED_ONLY, path=literal(**params))
+        for method, route, params in (
+            ("GET", "/v1/me", {}),
+            ("GET", "/v1/catalogue", {}),
+            ("PUT", "/v1/markups/default", {}),
+            ("PUT", "/v1/markups/{offer_id}", {"offer_id": "o-1"}),
+            ("PUT", "/v1/webhook", {}),
+            ("POST", "/v1/orders", {}),
+            ("GET", "/v1/orders", {}),
+            ("GET", "/v1/orders/{order_id}", {"order_id": "o-1"}),
+            ("GET", "/v1/orders/{order_id}/keys", {"order_id": "o-1"}),
+            ("GET", "/v1/webhooks", {}),
+            ("GET", "/v1/webhooks/{webhook_id}", {"webhook_id": "w-1"}),
+            ("POST", "/v1/webhooks/{webhook_id}/resend", {"webhook_id": "w-1"}),
+        )
+    ),
+]
+
 # Order matters where an owner's success changes what follows (an order is
 # completed by arrival before it can be reviewed).
 MATRIX: list[Entry] = [
@@ -771,4 +828,5 @@ MATRIX: list[Entry] = [
     *AFTERSALES,
     *DELIVERY,
     *CATALOG,
+    *RESELLER,
 ]

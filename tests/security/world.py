@@ -378,6 +378,20 @@ async def build_world(platform: Platform, operator: Person) -> World:
         f"{name}_id": person.user_id
         for name, person in (("buyer", buyer), ("other_buyer", other_buyer), ("seller", seller))
     }
+    # The other buyer is an approved reseller with one credential (the matrix
+    # issues and revokes more: only operators may).
+    reseller = await until(
+        lambda: operator.call(
+            "reseller", "POST", "/resellers", json={"user_id": other_buyer.user_id}
+        ),
+        lambda response: response.status_code != 404,
+        what="the reseller service to know the other buyer (UserRegistered)",
+    )
+    assert reseller.status_code == 201, reseller.text
+    ids["reseller"] = reseller.json()["reseller_id"]
+    issued = await operator.call("reseller", "POST", f"/resellers/{ids['reseller']}/credentials")
+    assert issued.status_code == 201, issued.text
+    ids["reseller_key"] = issued.json()["key_id"]
     service_secret = platform.secrets()["KAMI_SERVICE_TOKEN_SECRET"]
     people = {
         BUYER: buyer,

@@ -26,6 +26,7 @@ DELIVERY = "de11e700-2222-4333-8444-555566667777"
 TICKET = "71c4e700-3333-4444-8555-666677778888"
 BATCH = "ba7c4000-5555-4666-8777-888899990000"
 KEYS = ["k-0001", "k-0002"]
+RESELLER = "7e5e1100-6666-4777-8888-9999aaaabbbb"
 
 SAMPLES: dict[type[Event], Event] = {
     c.UserRegistered: c.UserRegistered(
@@ -370,5 +371,39 @@ SAMPLES: dict[type[Event], Event] = {
         orders=800,
         upheld_claims=12,
         rate_basis_points=150,
+    ),
+    c.ResellerApproved: c.ResellerApproved(
+        reseller_id=RESELLER, user_id=USER, approved_by=OPERATOR, default_markup_bp=1000
+    ),
+    c.ResellerCredentialIssued: c.ResellerCredentialIssued(reseller_id=RESELLER, key_id="rk_0001"),
+    c.ResellerCredentialRevoked: c.ResellerCredentialRevoked(
+        reseller_id=RESELLER, key_id="rk_0001", revoked_by=OPERATOR
+    ),
+    c.ResellerMarkupSet: c.ResellerMarkupSet(reseller_id=RESELLER, offer_id=OFFER, markup_bp=1500),
+    c.ResellerWebhookSet: c.ResellerWebhookSet(
+        reseller_id=RESELLER, url="https://reseller.example/hooks/kami"
+    ),
+    c.ResellerOrderRequested: c.ResellerOrderRequested(
+        order_id=ORDER,
+        reseller_id=RESELLER,
+        user_id=USER,
+        offer_id=OFFER,
+        quantity=2,
+        unit_price=1000,
+        reseller_unit_price=1150,
+        total=2000,
+        reseller_total=2300,
+        margin=300,
+        customer_ref="shop-42",
+    ),
+    c.ResellerOrderDelivered: c.ResellerOrderDelivered(
+        order_id=ORDER, reseller_id=RESELLER, key_ids=KEYS, delivered_at=NOW
+    ),
+    c.ResellerOrderClosed: c.ResellerOrderClosed(
+        order_id=ORDER,
+        reseller_id=RESELLER,
+        state=c.ResellerOrderState.REFUNDED,
+        reason="delivery_failed",
+        refunded_amount=2300,
     ),
 }

@@ -78,6 +78,17 @@ EXTRA_EVENTS: dict[str, set[str]] = {
     # A flag lifted once the seller's issue rate is back under the threshold;
     # a replacement key approved for an upheld claim.
     "aftersales": {"SellerFlagCleared", "ReplacementApproved"},
+    # Resellers (issue 15): approval, credentials, markups and their orders.
+    "reseller": {
+        "ResellerApproved",
+        "ResellerCredentialIssued",
+        "ResellerCredentialRevoked",
+        "ResellerMarkupSet",
+        "ResellerWebhookSet",
+        "ResellerOrderRequested",
+        "ResellerOrderDelivered",
+        "ResellerOrderClosed",
+    },
 }
 EXPECTED_TOPICS = {
     "kami.identity.user.v1",
@@ -90,6 +101,8 @@ EXPECTED_TOPICS = {
     "kami.delivery.delivery.v1",
     "kami.aftersales.ticket.v1",
     "kami.aftersales.seller.v1",
+    "kami.reseller.reseller.v1",
+    "kami.reseller.order.v1",
 }
 
 PUBLISHED = catalogue.published_events()

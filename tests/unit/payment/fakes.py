@@ -24,7 +24,7 @@ from kami_payment.adapters.journal import (
     MovementState,
     StoredMovement,
 )
-from kami_payment.adapters.read_models import WalletCredential
+from kami_payment.adapters.read_models import ResellerTerms, WalletCredential
 from kami_payment.domain.ledger import Account, AccountType, Movement
 from kami_payment.domain.parties import BuyerStanding, OrderStatus, OrderView, SellerAccount
 from kami_payment.domain.wallet import PasswordFree
@@ -132,6 +132,17 @@ class InMemoryJournal:
     def balance(self, account: Account) -> int:
         lines = self.by_account.get(account, [])
         return account.natural(lines[-1].balance_after) if lines else 0
+
+
+class InMemoryResellerOrders:
+    def __init__(self) -> None:
+        self.terms: dict[str, ResellerTerms] = {}
+
+    async def record(self, terms: ResellerTerms) -> None:
+        self.terms.setdefault(terms.order_id, terms)
+
+    async def get(self, order_id: str) -> ResellerTerms | None:
+        return self.terms.get(order_id)
 
 
 class InMemoryOrderBook:

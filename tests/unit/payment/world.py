@@ -32,6 +32,7 @@ from tests.unit.payment.fakes import (
     InMemoryOrderBook,
     InMemoryParties,
     InMemoryPasswordFreeSettings,
+    InMemoryResellerOrders,
     InMemoryTradeBook,
 )
 from tests.unit.payment.scenario import Purchase, seller_approved
@@ -64,6 +65,7 @@ class World:
         self.credentials = InMemoryCredentials()
         self.password_free = InMemoryPasswordFreeSettings()
         self.password_free_spend = InMemoryDailySpend()
+        self.reseller_orders = InMemoryResellerOrders()
         self.hasher = PasswordHasher(CHEAP_ARGON2)
         self.gateway_orders = InMemoryGatewayOrders()
         self.trade_book = InMemoryTradeBook()
@@ -104,6 +106,7 @@ class World:
             password_free=self.password_free,
             password_free_spend=self.password_free_spend,
             clock=self.clock,
+            reseller_orders=self.reseller_orders,
         )
 
     # -- given ------------------------------------------------------------------

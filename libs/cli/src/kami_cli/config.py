@@ -34,6 +34,8 @@ SERVICE_PORTS: dict[str, int] = {
     # The buyer's site (and the seller center, the operator console): pages
     # over the others' public APIs, no events and no database of its own.
     "web": 8108,
+    # The reseller API (issue 15): signed requests, prepaid balances, webhooks.
+    "reseller": 8109,
 }
 SERVICES = tuple(SERVICE_PORTS)
 # The services that consume events (a consumer group, a dead-letter topic):
@@ -69,6 +71,7 @@ class CliSettings(BaseSettings):
     delivery_url: str = default_url("delivery")
     aftersales_url: str = default_url("aftersales")
     web_url: str = default_url("web")
+    reseller_url: str = default_url("reseller")
 
     def url(self, service: str) -> str:
         url: str = getattr(self, f"{service}_url")

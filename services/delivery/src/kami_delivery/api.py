@@ -401,6 +401,48 @@ async def verify_keys(
     )
 
 
+class FetchKeysRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owner_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+
+
+class FetchedKey(BaseModel):
+    key_id: str
+    secret: str
+    expires_at: datetime | None
+
+
+class FetchedKeys(BaseModel):
+    order_id: str
+    keys: list[FetchedKey]
+
+
+@router.post(
+    "/internal/orders/{order_id}/keys/reveal",
+    tags=["internal"],
+    summary="An order's plaintext keys, for the reseller service acting for their owner",
+    description="Only the reseller service may call it (for the orders its resellers "
+    "placed); every call is audited as an export by the owner.",
+    responses=ERRORS,
+)
+async def fetch_keys(
+    order_id: IdPath,
+    body: FetchKeysRequest,
+    service: CallingService,
+    deps: Deps,
+    response: Response,
+) -> FetchedKeys:
+    rows = await handlers.fetch_order_keys(deps, service.subject, body.owner_id, order_id)
+    response.headers.update(NO_STORE)
+    return FetchedKeys(
+        order_id=order_id,
+        keys=[
+            FetchedKey(key_id=e.key_id, secret=s.reveal(), expires_at=e.expires_at) for e, s in rows
+        ],
+    )
+
+
 class RedactRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

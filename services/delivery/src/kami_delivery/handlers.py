@@ -950,6 +950,31 @@ async def redact_keys(
     return cleared, found
 
 
+# The services that may fetch an order's plaintext keys for the keys' owner:
+# the reseller service, for the orders a reseller placed (issue 15).
+KEY_FETCH_SERVICES = frozenset({"reseller"})
+
+
+async def fetch_order_keys(
+    deps: DeliveryDeps, service: str, owner_id: str, order_id: str
+) -> list[tuple[VaultEntry, CardSecret]]:
+    """The plaintext of one order's keys in `owner_id`'s vault, for a service
+    acting for that owner; audited as an export by the owner through `service`."""
+    if service not in KEY_FETCH_SERVICES:
+        raise Forbidden("service_not_allowed", f"{service} may not fetch keys.")
+    rows = await export_keys(
+        deps,
+        owner_id,
+        export_format="service",
+        order_id=order_id,
+        limit=1000,
+        client=f"service:{service}",
+    )
+    if not rows:
+        raise NotFound("order_not_found", f"No keys of {order_id} are in this owner's vault.")
+    return rows
+
+
 # -- the buyer ----------------------------------------------------------------------------
 
 

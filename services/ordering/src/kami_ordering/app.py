@@ -84,7 +84,12 @@ def create_app(
         timers=timers,
     )
     register_consumers(
-        runtime.consumer, saga=saga, catalog=catalog, timeline=timeline, repository=repository
+        runtime.consumer,
+        saga=saga,
+        catalog=catalog,
+        timeline=timeline,
+        repository=repository,
+        placement=placement,
     )
 
     async def fire_deadlines() -> None:

@@ -8,6 +8,7 @@ handler acts on, such as `PaymentInitiated` or `KeysSold`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ from kami_events.catalogue.payment import (
     PaymentRefunded,
     PaymentReversed,
 )
+from kami_events.catalogue.reseller import ResellerOrderRequested
 from kami_events.consumer import EventConsumer, Received
 from kami_events.event import EVENT_REGISTRY, Event
 from kami_events.money import Money
@@ -39,9 +41,11 @@ from kami_events.store import CommitContext
 from kami_ordering.adapters.catalog_view import MongoOfferCatalog
 from kami_ordering.adapters.repository import OrderRepository
 from kami_ordering.adapters.timeline import MongoTimeline
-from kami_ordering.handlers import Message, PurchaseSaga
+from kami_ordering.domain.terms import PlacementRefused
+from kami_ordering.handlers import Message, OrderPlacement, PlaceOrder, PurchaseSaga
 
 E = TypeVar("E", bound=Event)
+log = logging.getLogger(__name__)
 
 # The aggregates whose events tell an order's story.
 PURCHASE_AGGREGATES = (
@@ -72,6 +76,7 @@ def register_consumers(
     catalog: MongoOfferCatalog,
     timeline: MongoTimeline,
     repository: OrderRepository,
+    placement: OrderPlacement | None = None,
 ) -> None:
     handled: set[type[Event]] = set()
 
@@ -118,6 +123,29 @@ def register_consumers(
     @on(UserSuspended)
     async def _(r: Received[UserSuspended]) -> None:
         await catalog.user_suspended(r.event, r.envelope.aggregate_version)
+
+    # reseller (issue 15): a reseller's order is placed for its identity user,
+    # under the id the reseller service minted; idempotent by that id.
+    if placement is not None:
+        reseller_placement = placement
+
+        @on(ResellerOrderRequested)
+        async def _(r: Received[ResellerOrderRequested]) -> None:
+            e = r.event
+            command = PlaceOrder(
+                buyer_id=e.user_id,
+                idempotency_key=f"reseller:{e.order_id}",
+                offer_id=e.offer_id,
+                quantity=e.quantity,
+                buyer_fields={},
+                request_id=str(r.envelope.event_id),
+                order_id=e.order_id,
+            )
+            try:
+                await reseller_placement.place(command)
+            except PlacementRefused as refused:
+                # A business outcome, not a failure to retry: no order exists.
+                log.warning("reseller order %s not placed: %s", e.order_id, refused)
 
     # inventory
     @on(KeyReserved)

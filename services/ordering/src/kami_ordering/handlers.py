@@ -59,6 +59,8 @@ class PlaceOrder:
     quantity: int
     buyer_fields: dict[str, str]
     request_id: str
+    # Set when another service minted the order's id (a reseller's order, issue 15).
+    order_id: str | None = None
 
     def fingerprint(self) -> str:
         """What makes two requests under one idempotency key the same request."""
@@ -117,7 +119,7 @@ class OrderPlacement:
         buyer_fields = clean_buyer_fields(product, command.buyer_fields)
 
         order = Order.place(
-            str(uuid4()),
+            command.order_id or str(uuid4()),
             buyer_id=command.buyer_id,
             offer=offer,
             quantity=command.quantity,

@@ -26,6 +26,7 @@ from kami_payment.adapters.read_models import (
     MongoOrderBook,
     MongoParties,
     MongoPasswordFreeSettings,
+    MongoResellerOrders,
 )
 from kami_payment.consumers import register_consumers
 from kami_payment.domain.refusals import Refused
@@ -140,6 +141,7 @@ def build_components(
         password_free=MongoPasswordFreeSettings(db),
         password_free_spend=password_free_spend,
         clock=clock,
+        reseller_orders=MongoResellerOrders(db),
     )
     return PaymentComponents(
         service,

@@ -21,6 +21,7 @@ from kami_events.catalogue.ordering import (
     OrderRefundRequested,
     OrderReserved,
 )
+from kami_events.catalogue.reseller import ResellerOrderRequested
 from kami_events.consumer import EventConsumer, Received
 from kami_events.store import CommitContext
 from kami_payment.handlers import PaymentService
@@ -42,6 +43,18 @@ def register_consumers(consumer: EventConsumer, service: PaymentService) -> None
     async def on_order(received: Received[Any]) -> None:
         envelope = received.envelope
         await service.on_order_event(
+            received.event,
+            CommitContext(
+                correlation_id=envelope.correlation_id,
+                causation_id=str(envelope.event_id),
+                traceparent=envelope.traceparent,
+            ),
+        )
+
+    @consumer.handles(ResellerOrderRequested)
+    async def on_reseller_order(received: Received[Any]) -> None:
+        envelope = received.envelope
+        await service.on_reseller_order_requested(
             received.event,
             CommitContext(
                 correlation_id=envelope.correlation_id,

@@ -54,6 +54,7 @@ from kami_events.catalogue.payment import (
     PaymentFailure,
     ReversalReason,
 )
+from kami_events.catalogue.reseller import ResellerOrderRequested
 from kami_events.clock import Clock, utc_now
 from kami_events.event import Event
 from kami_events.repository import AggregateRepository
@@ -81,6 +82,8 @@ from kami_payment.adapters.read_models import (
     OrderBook,
     Parties,
     PasswordFreeSettings,
+    ResellerOrders,
+    ResellerTerms,
     WalletCredential,
 )
 from kami_payment.domain import movements
@@ -242,7 +245,9 @@ class PaymentService:
         password_free: PasswordFreeSettings,
         password_free_spend: DailySpend,
         clock: Clock = utc_now,
+        reseller_orders: ResellerOrders | None = None,
     ) -> None:
+        self.reseller_orders = reseller_orders
         self.payments = AggregateRepository(store, Payment)
         self.deposits = AggregateRepository(store, Deposit)
         self.ledger = ledger
@@ -288,6 +293,7 @@ class PaymentService:
                         "traceparent": context.traceparent,
                     },
                 )
+                await self.pay_reseller_order(event.order_id, context)
             case OrderPaid():
                 await self._advance(event.order_id, OrderStatus.PAID, event)
             case OrderDelivered():
@@ -306,6 +312,73 @@ class PaymentService:
                 await self.refund(event, context)
             case _:
                 raise TypeError(f"payment does not handle {event.event_type}")
+
+    async def on_reseller_order_requested(
+        self, event: ResellerOrderRequested, context: CommitContext
+    ) -> None:
+        """Remember what the reseller pays; if ordering reserved the order first
+        (the two topics race), pay it now."""
+        if self.reseller_orders is None:
+            return
+        await self.reseller_orders.record(
+            ResellerTerms(
+                order_id=event.order_id,
+                reseller_id=event.reseller_id,
+                user_id=event.user_id,
+                total=event.total,
+                reseller_total=event.reseller_total,
+            )
+        )
+        await self.pay_reseller_order(event.order_id, context)
+
+    async def pay_reseller_order(self, order_id: str, context: CommitContext) -> None:
+        """A reseller's order, reserved: capture the reseller price from its prepaid
+        balance (offer price to escrow, margin to its margin account), or fail the
+        payment (ordering then cancels and releases the keys). Idempotent: one
+        payment per order, one capture movement per payment."""
+        if self.reseller_orders is None:
+            return
+        terms = await self.reseller_orders.get(order_id)
+        order = await self.orders.get(order_id)
+        if terms is None or order is None or order.status is not OrderStatus.RESERVED:
+            return
+        if order.buyer_id != terms.user_id:
+            return  # ordering placed it for someone else: never charge the reseller
+        payment = await self.payments.get(payment_id_for(order_id))
+        if payment is not None and payment.status is not PaymentStatus.INITIATED:
+            return  # already captured or failed
+        if payment is None:
+            payment = await self._initiate(order, PaymentChannel.WALLET, context)
+        # The reseller price was computed from the offer price the reseller service
+        # saw; if the order's total (ordering's price) is higher, the margin would
+        # be negative: the reseller is not charged more than it agreed to.
+        reseller_total = max(terms.reseller_total, 0)
+        if reseller_total < order.total:
+            await self._fail(
+                payment.id,
+                PaymentFailure.AMOUNT_MISMATCH,
+                "the offer's price rose above the reseller's price",
+                context,
+            )
+            return
+
+        async def plan(movement_id: str) -> Movement:
+            return movements.reseller_capture(
+                movement_id, payment, reseller_id=terms.reseller_id, reseller_total=reseller_total
+            )
+
+        stored = await self.ledger.execute_attempts(
+            f"capture:{payment.id}", plan, replan_on_rejection=False
+        )
+        assert stored is not None
+        await self.record(stored, context)
+        if not stored.applied:
+            await self._fail(
+                payment.id,
+                PaymentFailure.INSUFFICIENT_FUNDS,
+                "the reseller's prepaid balance is too low",
+                context,
+            )
 
     async def _advance(self, order_id: str, status: OrderStatus, event: OrderEvent) -> None:
         fields = {"buyer_id": event.buyer_id, "seller_id": event.seller_id}

@@ -18,6 +18,7 @@ from kami_events.catalogue import (
     inventory,
     ordering,
     payment,
+    reseller,
 )
 from kami_events.catalogue.aftersales import (
     CompensationApproved,
@@ -121,6 +122,19 @@ from kami_events.catalogue.payment import (
     PaymentReversed,
     ReversalReason,
 )
+from kami_events.catalogue.reseller import (
+    ResellerApproved,
+    ResellerCredentialIssued,
+    ResellerCredentialRevoked,
+    ResellerEvent,
+    ResellerMarkupSet,
+    ResellerOrderClosed,
+    ResellerOrderDelivered,
+    ResellerOrderEvent,
+    ResellerOrderRequested,
+    ResellerOrderState,
+    ResellerWebhookSet,
+)
 from kami_events.event import EVENT_REGISTRY, Event
 
 # One abstract base per aggregate type, in the order of DESIGN §2. Each names
@@ -136,9 +150,20 @@ AGGREGATE_BASES: tuple[type[AggregateEvent], ...] = (
     DeliveryEvent,
     TicketEvent,
     SellerEvent,
+    ResellerEvent,
+    ResellerOrderEvent,
 )
 
-SERVICE_MODULES = (identity, catalog, ordering, inventory, payment, delivery, aftersales)
+SERVICE_MODULES = (
+    identity,
+    catalog,
+    ordering,
+    inventory,
+    payment,
+    delivery,
+    aftersales,
+    reseller,
+)
 
 
 def published_events() -> list[type[Event]]:
@@ -243,6 +268,17 @@ __all__ = [
     "ReplacementApproved",
     "ReplacementFailure",
     "ReplacementKeysAllocated",
+    "ResellerApproved",
+    "ResellerCredentialIssued",
+    "ResellerCredentialRevoked",
+    "ResellerEvent",
+    "ResellerMarkupSet",
+    "ResellerOrderClosed",
+    "ResellerOrderDelivered",
+    "ResellerOrderEvent",
+    "ResellerOrderRequested",
+    "ResellerOrderState",
+    "ResellerWebhookSet",
     "ReservationFailure",
     "Resolution",
     "ReversalReason",

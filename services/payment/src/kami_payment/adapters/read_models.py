@@ -136,6 +136,57 @@ class Credentials(Protocol):
 # -- MongoDB ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ResellerTerms:
+    """What a reseller's order costs the reseller (`ResellerOrderRequested`)."""
+
+    order_id: str
+    reseller_id: str
+    user_id: str
+    total: int
+    reseller_total: int
+
+
+class ResellerOrders(Protocol):
+    async def record(self, terms: ResellerTerms) -> None:
+        """Insert once: a redelivered event changes nothing."""
+
+    async def get(self, order_id: str) -> ResellerTerms | None: ...
+
+
+class MongoResellerOrders:
+    """`reseller_orders`: one document per reseller order, inserted once."""
+
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._orders: AsyncCollection[Document] = database["reseller_orders"]
+
+    async def record(self, terms: ResellerTerms) -> None:
+        await self._orders.update_one(
+            {"_id": terms.order_id},
+            {
+                "$setOnInsert": {
+                    "reseller_id": terms.reseller_id,
+                    "user_id": terms.user_id,
+                    "total": terms.total,
+                    "reseller_total": terms.reseller_total,
+                }
+            },
+            upsert=True,
+        )
+
+    async def get(self, order_id: str) -> ResellerTerms | None:
+        doc = await self._orders.find_one({"_id": order_id})
+        if doc is None:
+            return None
+        return ResellerTerms(
+            order_id=order_id,
+            reseller_id=doc["reseller_id"],
+            user_id=doc["user_id"],
+            total=int(doc["total"]),
+            reseller_total=int(doc["reseller_total"]),
+        )
+
+
 class MongoOrderBook:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._orders: AsyncCollection[Document] = database["orders"]

@@ -20,6 +20,11 @@ Kami, money a seller owes it) are debit-normal.
 | seller deposit | `seller_deposit:<seller_id>` | credit | never (guarded) |
 | seller receivable | `seller_receivable:<seller_id>` | debit | yes: what the seller owes |
 | platform fees | `platform_fees:platform` | credit | yes (income) |
+| reseller margin | `reseller_margin:<reseller_id>` | credit | never debited (its earnings) |
+
+A reseller's prepaid balance is the buyer wallet of the reseller's identity
+user (topped up like any wallet); a reseller order captures the reseller's
+price from it: the offer's price into escrow, the margin to `reseller_margin`.
 
 Escrow is one account per payment, so an order's money is visibly either
 still held, with the seller, or back with the buyer.
@@ -49,6 +54,7 @@ class AccountType(StrEnum):
     SELLER_DEPOSIT = "seller_deposit"
     SELLER_RECEIVABLE = "seller_receivable"
     PLATFORM_FEES = "platform_fees"
+    RESELLER_MARGIN = "reseller_margin"
 
     @property
     def credit_normal(self) -> bool:
@@ -116,6 +122,10 @@ def seller_deposit(seller_id: str) -> Account:
 
 def seller_receivable(seller_id: str) -> Account:
     return Account(AccountType.SELLER_RECEIVABLE, seller_id)
+
+
+def reseller_margin(reseller_id: str) -> Account:
+    return Account(AccountType.RESELLER_MARGIN, reseller_id)
 
 
 def platform_fees() -> Account:

@@ -34,6 +34,7 @@ from kami_payment.domain.ledger import (
     escrow,
     platform_fees,
     postings_of,
+    reseller_margin,
     seller_balance,
     seller_deposit,
     seller_receivable,
@@ -74,6 +75,35 @@ def wallet_capture(
             "channel_reference": movement_id,
             "limit_counted_at": counted_at.isoformat(),
             **waiver,
+        },
+    )
+
+
+def reseller_capture(
+    movement_id: str, payment: Payment, *, reseller_id: str, reseller_total: int
+) -> Movement:
+    """A reseller's order: its prepaid balance (the wallet of its identity user)
+    pays the reseller price; the order's total goes into escrow as for any
+    order, the difference (the reseller's margin) to the reseller's margin
+    account. No password and no daily limit: the reseller signed the request."""
+    margin = reseller_total - payment.amount
+    if margin < 0:
+        raise ValueError("a reseller price is never below the order's total")
+    return Movement(
+        id=movement_id,
+        purpose=MovementPurpose.PAYMENT_CAPTURE,
+        postings=postings_of(
+            (buyer_wallet(payment.buyer_id), reseller_total),
+            (escrow(payment.id), -payment.amount),
+            (reseller_margin(reseller_id), -margin),
+        ),
+        meta={
+            **_payment_meta(payment),
+            "amount": payment.amount,
+            "channel_reference": movement_id,
+            "reseller_id": reseller_id,
+            "reseller_total": reseller_total,
+            "margin": margin,
         },
     )
 

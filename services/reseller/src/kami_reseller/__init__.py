@@ -1,0 +1,1 @@
+"""Kami reseller service (分站/代理)."""

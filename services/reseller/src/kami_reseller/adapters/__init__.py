@@ -1,0 +1,1 @@
+"""Edges of the reseller service: Mongo stores, the secret cipher, the webhook sender."""

@@ -1,0 +1,1 @@
+"""The reseller domain: pure, no I/O."""
