@@ -38,6 +38,7 @@ class ProductTerms:
     kind: str
     face_value: int | None
     buyer_fields: tuple[BuyerFieldRule, ...] = ()
+    category_id: str | None = None
 
 
 @dataclass(frozen=True)
