@@ -262,7 +262,10 @@ class Coupon(Aggregate):
         terms = self.terms
         assert terms is not None
         if now < terms.starts_at:
-            raise unavailable("coupon_not_started", f"Coupon {self.id} is valid from {terms.starts_at.isoformat()}.")
+            raise unavailable(
+                "coupon_not_started",
+                f"Coupon {self.id} is valid from {terms.starts_at.isoformat()}.",
+            )
         if now >= terms.ends_at:
             raise unavailable("coupon_expired", f"Coupon {self.id} expired.")
         applies = (
@@ -271,7 +274,9 @@ class Coupon(Aggregate):
             or (terms.scope is CouponScope.CATEGORY and category_id == terms.category_id)
         )
         if not applies:
-            raise invalid("coupon_not_applicable", f"Coupon {self.id} does not apply to this offer.")
+            raise invalid(
+                "coupon_not_applicable", f"Coupon {self.id} does not apply to this offer."
+            )
         if total < terms.min_spend:
             raise invalid(
                 "coupon_min_spend",

@@ -60,6 +60,7 @@ class RefusalKind(StrEnum):
     UNAVAILABLE = "unavailable"  # it exists but cannot be ordered now
     INVALID = "invalid"  # the request itself is wrong
     FORBIDDEN = "forbidden"  # this buyer may not order
+    EXHAUSTED = "exhausted"  # a limit is reached: a flash sale sold out, a coupon used up
 
 
 class PlacementRefused(Exception):
