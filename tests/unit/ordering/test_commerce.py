@@ -218,7 +218,7 @@ async def test_a_coupon_is_held_by_the_unpaid_order_and_given_back_on_cancellati
     assert len(script.quotas.held_by("coupon:SAVE5")) == 1
 
     await script.buyer_cancels()
-    assert script.last(CouponReleased).coupon_code == "SAVE5"
+    assert script.last(CouponReleased).coupon_id == "SAVE5"
     assert script.quotas.held_by("coupon:SAVE5") == []
     # Given back: the same buyer may use it again.
     again = await script.buyer_places_order(coupon_code="SAVE5")

@@ -116,7 +116,7 @@ class OrderPlaced(OrderEvent):
     flash_sale_id: Id | None = Field(
         default=None, description="The flash sale `unit_price` came from, if any."
     )
-    coupon_code: Id | None = Field(default=None, description="The coupon the order holds.")
+    coupon_id: Id | None = Field(default=None, description="The coupon (its code) the order holds.")
     discount: Fen = Field(
         default=0, description="The coupon's discount: the buyer pays `total - discount`."
     )
@@ -258,14 +258,15 @@ class CouponEvent(AggregateEvent):
 
     abstract = True
     aggregate_type: ClassVar[str] = "ordering.coupon"
-    aggregate_id_field: ClassVar[str] = "coupon_code"
+    aggregate_id_field: ClassVar[str] = "coupon_id"
 
-    coupon_code: Id
+    coupon_id: Id
 
 
 class CouponIssued(CouponEvent):
     """A seller (for its own offers) or the platform (an operator: a category or
-    everything) issued a coupon. Who issued it funds its discount."""
+    everything) issued a coupon. Who issued it funds its discount. Consumed by
+    ordering itself (its coupon stream) and by analytics."""
 
     issuer_id: Id
     funded_by: DiscountFunder
@@ -279,8 +280,8 @@ class CouponIssued(CouponEvent):
     category_id: Id | None = None
     starts_at: UtcDatetime
     ends_at: UtcDatetime
-    per_buyer_limit: int = Field(ge=1, le=1000, strict=True)
-    total_limit: int = Field(ge=1, le=100_000, strict=True)
+    uses_per_buyer: int = Field(ge=1, le=1000, strict=True)
+    max_uses: int = Field(ge=1, le=100_000, strict=True)
 
 
 class OfferPricingEvent(AggregateEvent):
@@ -305,7 +306,8 @@ class PriceTier(BaseModel):
 class OfferPriceTiersSet(OfferPricingEvent):
     """The offer's unit price by quantity: the tier with the highest `min_quantity`
     not above the order's quantity applies; below the first tier, the listed
-    price. An empty list goes back to the listed price alone."""
+    price. An empty list goes back to the listed price alone. Consumed by ordering
+    (the price of new orders) and by catalog readers of prices."""
 
     tiers: list[PriceTier] = Field(max_length=20)
 
@@ -313,35 +315,39 @@ class OfferPriceTiersSet(OfferPricingEvent):
 class FlashSaleScheduled(OfferPricingEvent):
     """A flash sale: from `starts_at` to `ends_at`, `stock_cap` keys at
     `unit_price`, at most `per_buyer_limit` per buyer; ordering decides who gets
-    one when the order is placed."""
+    one when the order is placed. Consumed by ordering (placement decides who gets a
+    key) and by readers announcing the sale."""
 
     flash_sale_id: Id
     unit_price: PositiveFen
     starts_at: UtcDatetime
     ends_at: UtcDatetime
     stock_cap: int = Field(ge=1, le=100_000, strict=True)
-    per_buyer_limit: int = Field(ge=1, le=1000, strict=True)
+    max_per_buyer: int = Field(ge=1, le=1000, strict=True)
 
 
 class CouponHeld(OrderEvent):
     """The unpaid order holds one use of the coupon (a use claimed under the
-    coupon's limits when the order was placed)."""
+    coupon's limits when the order was placed). Consumed by payment (the discount
+    and who funds it arrive with `OrderReserved`) and analytics."""
 
-    coupon_code: Id
+    coupon_id: Id
     discount: PositiveFen
     funded_by: DiscountFunder
 
 
 class CouponReleased(OrderEvent):
-    """The order gave its use of the coupon back: cancelled, expired or refunded."""
+    """The order gave its use of the coupon back: cancelled, expired or refunded.
+    Consumed by analytics and the fault suite's auditor."""
 
-    coupon_code: Id
+    coupon_id: Id
     reason: Reason
 
 
 class CouponRedeemed(OrderEvent):
-    """The order was delivered: its use of the coupon is final."""
+    """The order was delivered: its use of the coupon is final. Consumed by
+    analytics and the fault suite's auditor (redemptions within the limits)."""
 
-    coupon_code: Id
+    coupon_id: Id
     discount: PositiveFen
     funded_by: DiscountFunder

@@ -270,7 +270,7 @@ class Order(Aggregate):
                 ),
                 price_tier_min_quantity=price.tier_min_quantity,
                 flash_sale_id=price.flash_sale.flash_sale_id if price.flash_sale else None,
-                coupon_code=price.coupon.code if price.coupon else None,
+                coupon_id=price.coupon.code if price.coupon else None,
                 discount=price.discount,
             )
         )
@@ -278,7 +278,7 @@ class Order(Aggregate):
             order._trigger(
                 CouponHeld(
                     **ids,
-                    coupon_code=price.coupon.code,
+                    coupon_id=price.coupon.code,
                     discount=price.coupon.discount,
                     funded_by=price.coupon.funded_by,
                 )
@@ -311,14 +311,14 @@ class Order(Aggregate):
         if self.state in (OrderState.CANCELLED, OrderState.REFUNDED):
             reason = self.cancel_reason.value if self.cancel_reason else "refunded"
             super()._trigger(
-                CouponReleased(**self._ids(), coupon_code=self.coupon_code, reason=reason)
+                CouponReleased(**self._ids(), coupon_id=self.coupon_code, reason=reason)
             )
         elif self.state is OrderState.DELIVERED:
             assert self.discount_funded_by is not None
             super()._trigger(
                 CouponRedeemed(
                     **self._ids(),
-                    coupon_code=self.coupon_code,
+                    coupon_id=self.coupon_code,
                     discount=self.discount,
                     funded_by=self.discount_funded_by,
                 )
@@ -639,7 +639,7 @@ class Order(Aggregate):
                 self.total = Money.fen(event.total - event.discount, event.currency)
                 self.price_tier_min_quantity = event.price_tier_min_quantity
                 self.flash_sale_id = event.flash_sale_id
-                self.coupon_code = event.coupon_code
+                self.coupon_code = event.coupon_id
                 self.discount = event.discount
                 self.delivery_mode = event.delivery_mode
                 self.buyer_fields = dict(event.buyer_fields)

@@ -137,7 +137,7 @@ class OfferPricing(Aggregate):
                 starts_at=starts_at,
                 ends_at=ends_at,
                 stock_cap=stock_cap,
-                per_buyer_limit=per_buyer_limit,
+                max_per_buyer=per_buyer_limit,
             )
         )
 
@@ -162,7 +162,7 @@ class OfferPricing(Aggregate):
                     starts_at=event.starts_at,
                     ends_at=event.ends_at,
                     stock_cap=event.stock_cap,
-                    per_buyer_limit=event.per_buyer_limit,
+                    per_buyer_limit=event.max_per_buyer,
                 )
             case _:
                 super().apply(event)
@@ -234,7 +234,7 @@ class Coupon(Aggregate):
         coupon = cls(code)
         coupon._trigger(
             CouponIssued(
-                coupon_code=code,
+                coupon_id=code,
                 issuer_id=terms.issuer_id,
                 funded_by=terms.funded_by,
                 kind=terms.kind,
@@ -247,8 +247,8 @@ class Coupon(Aggregate):
                 category_id=terms.category_id,
                 starts_at=terms.starts_at,
                 ends_at=terms.ends_at,
-                per_buyer_limit=terms.per_buyer_limit,
-                total_limit=terms.total_limit,
+                uses_per_buyer=terms.per_buyer_limit,
+                max_uses=terms.total_limit,
             )
         )
         return coupon
@@ -307,8 +307,8 @@ class Coupon(Aggregate):
                     category_id=event.category_id,
                     starts_at=event.starts_at,
                     ends_at=event.ends_at,
-                    per_buyer_limit=event.per_buyer_limit,
-                    total_limit=event.total_limit,
+                    per_buyer_limit=event.uses_per_buyer,
+                    total_limit=event.max_uses,
                 )
             case _:
                 super().apply(event)
