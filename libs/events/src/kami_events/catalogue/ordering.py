@@ -109,7 +109,7 @@ class OrderPlaced(OrderEvent):
         description="For a manual offer: how long the seller has to deliver once the order is "
         "paid, as the offer said when the order was placed.",
     )
-    price_tier_min_quantity: Quantity | None = Field(
+    tier_min_quantity: Quantity | None = Field(
         default=None,
         description="The quantity tier `unit_price` came from (its `min_quantity`), if any.",
     )

@@ -268,7 +268,7 @@ class Order(Aggregate):
                     if offer.delivery_mode is DeliveryMode.MANUAL and offer.manual_delivery_sla
                     else None
                 ),
-                price_tier_min_quantity=price.tier_min_quantity,
+                tier_min_quantity=price.tier_min_quantity,
                 flash_sale_id=price.flash_sale.flash_sale_id if price.flash_sale else None,
                 coupon_id=price.coupon.code if price.coupon else None,
                 discount=price.discount,
@@ -637,7 +637,7 @@ class Order(Aggregate):
                 self.unit_price = Money.fen(event.unit_price, event.currency)
                 self.gross_total = Money.fen(event.total, event.currency)
                 self.total = Money.fen(event.total - event.discount, event.currency)
-                self.price_tier_min_quantity = event.price_tier_min_quantity
+                self.price_tier_min_quantity = event.tier_min_quantity
                 self.flash_sale_id = event.flash_sale_id
                 self.coupon_code = event.coupon_id
                 self.discount = event.discount
