@@ -90,11 +90,23 @@ EXTRA_EVENTS: dict[str, set[str]] = {
         "ResellerOrderClosed",
     },
 }
+# Commerce (docs/commerce.md): coupons, quantity tiers and flash sales, and the
+# coupon's use as the order goes.
+EXTRA_EVENTS["ordering"] |= {
+    "CouponIssued",
+    "OfferPriceTiersSet",
+    "FlashSaleScheduled",
+    "CouponHeld",
+    "CouponReleased",
+    "CouponRedeemed",
+}
 EXPECTED_TOPICS = {
     "kami.identity.user.v1",
     "kami.catalog.product.v1",
     "kami.catalog.offer.v1",
     "kami.ordering.order.v1",
+    "kami.ordering.coupon.v1",
+    "kami.ordering.offer_pricing.v1",
     "kami.inventory.pool.v1",
     "kami.payment.payment.v1",
     "kami.payment.deposit.v1",

@@ -4,10 +4,12 @@ claims, claim holds on deadlines)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from kami_ordering.adapters.ports import OrderRequest
+from kami_ordering.adapters.quotas import ClaimResult, Quota
 from kami_ordering.adapters.repository import LoadedOrder
 from kami_ordering.domain.order import Deadline
 from kami_ordering.domain.terms import OfferTerms, ProductTerms
@@ -94,3 +96,63 @@ class FakeSettlements:
 
     async def is_settled(self, order_id: str) -> bool:
         return order_id in self.settled
+
+
+@dataclass
+class FakeQuotaClaims:
+    """Slots in a dict: `setdefault` is the unique insert (one winner per slot)."""
+
+    slots: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    async def claim(self, quota: Quota, buyer_id: str, order_id: str, units: int) -> ClaimResult:
+        taken: list[str] = []
+        for m in range(quota.per_buyer_limit):
+            if len(taken) == units:
+                break
+            if self._insert(f"{quota.quota_id}|{buyer_id}#{m}", quota, order_id, "buyer"):
+                taken.append(f"{quota.quota_id}|{buyer_id}#{m}")
+        if len(taken) < units:
+            self._drop(taken)
+            return ClaimResult.BUYER_LIMIT
+        got = 0
+        for n in range(quota.total_limit):
+            if got == units:
+                break
+            await asyncio.sleep(0)  # let racers interleave between slots
+            if self._insert(f"{quota.quota_id}#{n}", quota, order_id, "total"):
+                taken.append(f"{quota.quota_id}#{n}")
+                got += 1
+        if got < units:
+            self._drop(taken)
+            return ClaimResult.EXHAUSTED
+        return ClaimResult.CLAIMED
+
+    async def release(self, quota_id: str, order_id: str) -> int:
+        mine = [
+            k for k, v in self.slots.items() if v["quota"] == quota_id and v["order_id"] == order_id
+        ]
+        self._drop(mine)
+        return len(mine)
+
+    async def redeem(self, quota_id: str, order_id: str) -> int:
+        changed = 0
+        for slot in self.slots.values():
+            if (
+                slot["quota"] == quota_id
+                and slot["order_id"] == order_id
+                and slot["status"] == "held"
+            ):
+                slot["status"] = "redeemed"
+                changed += 1
+        return changed
+
+    def held_by(self, quota_id: str, kind: str = "total") -> list[dict[str, str]]:
+        return [v for v in self.slots.values() if v["quota"] == quota_id and v["slot"] == kind]
+
+    def _insert(self, slot: str, quota: Quota, order_id: str, kind: str) -> bool:
+        doc = {"quota": quota.quota_id, "order_id": order_id, "slot": kind, "status": "held"}
+        return self.slots.setdefault(slot, doc) is doc
+
+    def _drop(self, slots: list[str]) -> None:
+        for slot in slots:
+            self.slots.pop(slot, None)

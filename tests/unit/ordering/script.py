@@ -21,10 +21,12 @@ from kami_events.catalogue.payment import PaymentFailure
 from kami_events.clock import ManualClock
 from kami_events.event import Event
 from kami_events.money import Money
+from kami_events.repository import AggregateRepository
 from kami_events.store import CommitContext, Tracking
 from kami_events.testing import InMemoryEventStore
 from kami_ordering.adapters.repository import LoadedOrder, OrderRepository
 from kami_ordering.domain.order import Deadline, Decision, Order, OrderState, SagaTimers
+from kami_ordering.domain.promotions import Coupon, OfferPricing
 from kami_ordering.domain.terms import BuyerFieldRule, OfferTerms, ProductTerms
 from kami_ordering.handlers import Message, OrderPlacement, Placed, PlaceOrder, PurchaseSaga
 from kami_ordering.order_changes import OrderChanges
@@ -32,6 +34,7 @@ from tests.unit.ordering.fakes import (
     FakeCatalog,
     FakeOrderRequests,
     FakeOrderViews,
+    FakeQuotaClaims,
     FakeSettlements,
 )
 
@@ -123,6 +126,7 @@ class SagaScript:
         self.requests = FakeOrderRequests()
         self.views = FakeOrderViews()
         self.settlements = FakeSettlements()
+        self.quotas = FakeQuotaClaims()
         self.changes = OrderChanges()
         self.order_id = ""
         self.keys: list[str] = []
@@ -133,6 +137,8 @@ class SagaScript:
         """New handlers over the same stores: what a process restart keeps."""
         repository = OrderRepository(self.store, on_change=self.changes.changed)
         self.repository = repository
+        self.pricing = AggregateRepository(self.store, OfferPricing)
+        self.coupons = AggregateRepository(self.store, Coupon)
         self.placement = OrderPlacement(
             repository=repository,
             catalog=self.catalog,
@@ -140,6 +146,9 @@ class SagaScript:
             views=self.views,
             clock=self.clock,
             timers=self.timers,
+            pricing=self.pricing,
+            coupons=self.coupons,
+            quotas=self.quotas,
         )
         self.saga = PurchaseSaga(
             repository=repository,
@@ -147,6 +156,7 @@ class SagaScript:
             settlements=self.settlements,
             clock=self.clock,
             timers=self.timers,
+            quotas=self.quotas,
         )
 
     # -- the buyer ------------------------------------------------------------------
@@ -159,6 +169,7 @@ class SagaScript:
         buyer_fields: dict[str, str] | None = None,
         key: str | None = None,
         buyer_id: str = BUYER,
+        coupon_code: str | None = None,
     ) -> Placed:
         placed = await self.placement.place(
             PlaceOrder(
@@ -168,6 +179,7 @@ class SagaScript:
                 quantity=quantity,
                 buyer_fields=buyer_fields or {},
                 request_id=str(uuid4()),
+                coupon_code=coupon_code,
             )
         )
         self.order_id = placed.loaded.order.id

@@ -93,6 +93,13 @@ class PlaceOrderBody(BaseModel):
         max_length=10,
         description="The values the product asks for (e.g. game_account, server).",
     )
+    coupon_code: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=32,
+        description="A coupon to hold for the order (docs/commerce.md): given back if it is "
+        "cancelled, expires or is refunded, used for good once delivered.",
+    )
 
 
 class NextDeadline(BaseModel):
@@ -127,7 +134,15 @@ class OrderView(BaseModel):
     product_id: str
     quantity: int
     unit_price: int
-    total: int
+    price_tier_min_quantity: int | None = Field(
+        description="The quantity tier the unit price came from (its first quantity), if any."
+    )
+    flash_sale_id: str | None
+    subtotal: int = Field(description="unit_price × quantity, in fen.")
+    coupon_code: str | None
+    coupon_status: str | None = Field(description="held, released or redeemed.")
+    discount: int = Field(description="The coupon's discount, in fen.")
+    total: int = Field(description="What the buyer pays: subtotal - discount, in fen.")
     currency: str
     delivery_mode: str
     buyer_fields: dict[str, str]
@@ -233,6 +248,7 @@ async def place_order(
         quantity=body.quantity,
         buyer_fields=dict(body.buyer_fields),
         request_id=_request_id(request_id),
+        coupon_code=body.coupon_code.strip().upper() if body.coupon_code else None,
     )
     try:
         placed = await deps.placement.place(command)
@@ -391,6 +407,7 @@ _REFUSAL_STATUS = {
     RefusalKind.UNAVAILABLE: 409,
     RefusalKind.INVALID: 422,
     RefusalKind.FORBIDDEN: 403,
+    RefusalKind.EXHAUSTED: 409,
 }
 
 
@@ -428,6 +445,12 @@ def _order_view(loaded: LoadedOrder, timers: SagaTimers) -> OrderView:
         product_id=order.product_id,
         quantity=order.quantity,
         unit_price=order.unit_price.amount,
+        price_tier_min_quantity=order.price_tier_min_quantity,
+        flash_sale_id=order.flash_sale_id,
+        subtotal=order.gross_total.amount,
+        coupon_code=order.coupon_code,
+        coupon_status=order.coupon_status,
+        discount=order.discount,
         total=order.total.amount,
         currency=order.total.currency,
         delivery_mode=order.delivery_mode.value,

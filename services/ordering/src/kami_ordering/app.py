@@ -8,19 +8,24 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from kami_events.clock import Clock, utc_now
+from kami_events.repository import AggregateRepository
 from kami_events.runtime import ServiceRuntime
 from kami_ordering import metrics
 from kami_ordering.adapters.catalog_view import MongoOfferCatalog
 from kami_ordering.adapters.order_requests import MongoOrderRequests
 from kami_ordering.adapters.order_views import MongoOrderViews, MongoSettlements
+from kami_ordering.adapters.quotas import MongoQuotaClaims
 from kami_ordering.adapters.repository import OrderRepository
 from kami_ordering.adapters.status_reads import count_status_reads
 from kami_ordering.adapters.timeline import MongoTimeline
 from kami_ordering.api import Ordering, router
 from kami_ordering.consumers import register_consumers
 from kami_ordering.domain.order import OrderState
+from kami_ordering.domain.promotions import Coupon, OfferPricing
 from kami_ordering.handlers import OrderPlacement, PurchaseSaga
 from kami_ordering.order_changes import OrderChanges, OrderStatus
+from kami_ordering.promotions import Promotions
+from kami_ordering.promotions_api import router as promotions_router
 from kami_ordering.settings import OrderingSettings
 from kami_web.app import create_app as create_service_app
 from kami_web.auth import AuthSettings, TokenVerifier, install_auth
@@ -65,7 +70,15 @@ def create_app(
     views = MongoOrderViews(runtime.db)
     requests = MongoOrderRequests(runtime.db, clock)
     timeline = MongoTimeline(runtime.db)
-    for setup in (views.ensure_indexes, requests.ensure_indexes, timeline.ensure_indexes):
+    quotas = MongoQuotaClaims(runtime.db, clock)
+    pricing = AggregateRepository(runtime.store, OfferPricing)
+    coupons = AggregateRepository(runtime.store, Coupon)
+    for setup in (
+        views.ensure_indexes,
+        requests.ensure_indexes,
+        timeline.ensure_indexes,
+        quotas.ensure_indexes,
+    ):
         runtime.on_start(setup)
 
     saga = PurchaseSaga(
@@ -74,6 +87,7 @@ def create_app(
         settlements=MongoSettlements(runtime.db),
         clock=clock,
         timers=timers,
+        quotas=quotas,
     )
     placement = OrderPlacement(
         repository=repository,
@@ -82,6 +96,9 @@ def create_app(
         views=views,
         clock=clock,
         timers=timers,
+        pricing=pricing,
+        coupons=coupons,
+        quotas=quotas,
     )
     register_consumers(
         runtime.consumer,
@@ -113,7 +130,12 @@ def create_app(
         refresh_saga_gauges,
     )
 
-    app = create_service_app(runtime, [router], title="Kami ordering", description=DESCRIPTION)
+    app = create_service_app(
+        runtime, [router, promotions_router], title="Kami ordering", description=DESCRIPTION
+    )
+    app.state.promotions = Promotions(
+        catalog=catalog, pricing=pricing, coupons=coupons, quotas=quotas, clock=clock
+    )
     app.state.ordering = Ordering(
         placement=placement,
         saga=saga,

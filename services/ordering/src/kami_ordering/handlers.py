@@ -26,6 +26,7 @@ from kami_events.catalogue.inventory import ReleaseReason, ReservationFailure
 from kami_events.catalogue.payment import PaymentFailure
 from kami_events.clock import Clock
 from kami_events.money import Money
+from kami_events.repository import AggregateRepository
 from kami_events.store import AlreadyProcessed, CommitContext, ConcurrencyError, Tracking
 from kami_ordering import metrics
 from kami_ordering.adapters.ports import (
@@ -33,10 +34,18 @@ from kami_ordering.adapters.ports import (
     OrderRequest,
     OrderRequests,
     OrderViews,
+    QuotaClaims,
     Settlements,
 )
+from kami_ordering.adapters.quotas import (
+    ClaimResult,
+    Quota,
+    coupon_quota,
+    flash_sale_quota,
+)
 from kami_ordering.adapters.repository import LoadedOrder, OrderRepository
-from kami_ordering.domain.order import Decision, Order, Outcome, SagaTimers
+from kami_ordering.domain.order import Decision, Order, OrderState, Outcome, SagaTimers
+from kami_ordering.domain.promotions import Coupon, OfferPricing, OrderPrice, price_order
 from kami_ordering.domain.terms import (
     PlacementRefused,
     RefusalKind,
@@ -61,10 +70,17 @@ class PlaceOrder:
     request_id: str
     # Set when another service minted the order's id (a reseller's order, issue 15).
     order_id: str | None = None
+    coupon_code: str | None = None
 
     def fingerprint(self) -> str:
         """What makes two requests under one idempotency key the same request."""
-        body = {"offer_id": self.offer_id, "quantity": self.quantity, "fields": self.buyer_fields}
+        body: dict[str, object] = {
+            "offer_id": self.offer_id,
+            "quantity": self.quantity,
+            "fields": self.buyer_fields,
+        }
+        if self.coupon_code is not None:
+            body["coupon"] = self.coupon_code
         canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -89,9 +105,15 @@ class OrderPlacement:
         views: OrderViews,
         clock: Clock,
         timers: SagaTimers,
+        pricing: AggregateRepository[OfferPricing],
+        coupons: AggregateRepository[Coupon],
+        quotas: QuotaClaims,
     ) -> None:
         self._repository = repository
         self._catalog = catalog
+        self._pricing = pricing
+        self._coupons = coupons
+        self._quotas = quotas
         self._requests = requests
         self._views = views
         self._clock = clock
@@ -117,6 +139,17 @@ class OrderPlacement:
         offer, product = check_orderable(offer, product, command.offer_id)
         check_quantity(offer, command.quantity)
         buyer_fields = clean_buyer_fields(product, command.buyer_fields)
+        pricing = await self._pricing.get(offer.offer_id)
+        coupon = None
+        if command.coupon_code is not None:
+            coupon = await self._coupons.get(command.coupon_code)
+            if coupon is None:
+                raise PlacementRefused(
+                    RefusalKind.NOT_FOUND,
+                    "coupon_not_found",
+                    f"There is no coupon {command.coupon_code}.",
+                )
+        price = price_order(offer, command.quantity, pricing, coupon, product.category_id, now)
 
         order = Order.place(
             command.order_id or str(uuid4()),
@@ -126,7 +159,9 @@ class OrderPlacement:
             buyer_fields=buyer_fields,
             now=now,
             timers=self._timers,
+            price=price,
         )
+        quotas = await self._claim_quotas(order.id, command.buyer_id, price)
         request = OrderRequest(
             buyer_id=command.buyer_id,
             idempotency_key=command.idempotency_key,
@@ -134,13 +169,74 @@ class OrderPlacement:
             order_id=order.id,
             events=order.pending_events,
         )
-        recorded = await self._requests.claim(request)
+        try:
+            recorded = await self._requests.claim(request)
+        except BaseException:
+            await self._release(quotas, order.id)
+            raise
         if recorded.order_id != request.order_id:
             # A concurrent twin of this request recorded its order first.
+            await self._release(quotas, order.id)
             return await self._replay(recorded, fingerprint, command)
         placed = await self._commit(recorded, command, created=True)
         metrics.ORDERS_PLACED.labels(order.delivery_mode.value).inc()
         return placed
+
+    async def _claim_quotas(self, order_id: str, buyer_id: str, price: OrderPrice) -> list[Quota]:
+        """Take the flash sale's keys and the coupon's use for the order, or
+        refuse it at once (409) and take nothing."""
+        wanted: list[tuple[Quota, int, dict[ClaimResult, tuple[str, str]]]] = []
+        if price.flash_sale is not None:
+            sale = price.flash_sale
+            wanted.append(
+                (
+                    flash_sale_quota(sale.flash_sale_id, sale.stock_cap, sale.per_buyer_limit),
+                    price.quantity,
+                    {
+                        ClaimResult.BUYER_LIMIT: (
+                            "flash_sale_buyer_limit",
+                            f"You already hold the {sale.per_buyer_limit} key(s) a buyer may "
+                            "get in this flash sale.",
+                        ),
+                        ClaimResult.EXHAUSTED: (
+                            "flash_sale_sold_out",
+                            f"All {sale.stock_cap} keys of this flash sale are taken.",
+                        ),
+                    },
+                )
+            )
+        if price.coupon is not None:
+            applied = price.coupon
+            wanted.append(
+                (
+                    coupon_quota(applied.code, applied.total_limit, applied.per_buyer_limit),
+                    1,
+                    {
+                        ClaimResult.BUYER_LIMIT: (
+                            "coupon_buyer_limit",
+                            f"You have used coupon {applied.code} as often as a buyer may "
+                            f"({applied.per_buyer_limit}).",
+                        ),
+                        ClaimResult.EXHAUSTED: (
+                            "coupon_exhausted",
+                            f"Coupon {applied.code} has been used up ({applied.total_limit}).",
+                        ),
+                    },
+                )
+            )
+        claimed: list[Quota] = []
+        for quota, units, refusals in wanted:
+            result = await self._quotas.claim(quota, buyer_id, order_id, units)
+            if result is not ClaimResult.CLAIMED:
+                await self._release(claimed, order_id)
+                code, message = refusals[result]
+                raise PlacementRefused(RefusalKind.EXHAUSTED, code, message)
+            claimed.append(quota)
+        return claimed
+
+    async def _release(self, quotas: list[Quota], order_id: str) -> None:
+        for quota in quotas:
+            await self._quotas.release(quota.quota_id, order_id)
 
     async def _replay(self, request: OrderRequest, fingerprint: str, command: PlaceOrder) -> Placed:
         if request.fingerprint != fingerprint:
@@ -153,7 +249,7 @@ class OrderPlacement:
         await self._repository.append_new(request.order_id, request.events, context)
         loaded = await self._repository.load(request.order_id)
         assert loaded is not None  # appended just now, or earlier
-        loaded = await sync_views(self._repository, self._views, self._timers, loaded)
+        loaded = await sync_views(self._repository, self._views, self._timers, loaded, self._quotas)
         return Placed(loaded, created)
 
 
@@ -181,9 +277,11 @@ class PurchaseSaga:
         settlements: Settlements,
         clock: Clock,
         timers: SagaTimers,
+        quotas: QuotaClaims | None = None,
     ) -> None:
         self._repository = repository
         self._views = views
+        self._quotas = quotas
         self._settlements = settlements
         self._clock = clock
         self._timers = timers
@@ -369,17 +467,43 @@ class PurchaseSaga:
             )
         # Also when nothing changed: a redelivery after a crash between the save
         # and the sync finds the order decided, and repairs its views here.
-        await sync_views(self._repository, self._views, self._timers, loaded)
+        await sync_views(self._repository, self._views, self._timers, loaded, self._quotas)
         return decision
 
     async def _sync(self, order_id: str) -> None:
         loaded = await self._repository.load(order_id)
         if loaded is not None:
-            await sync_views(self._repository, self._views, self._timers, loaded)
+            await sync_views(self._repository, self._views, self._timers, loaded, self._quotas)
+
+
+async def follow_quotas(quotas: QuotaClaims, order: Order) -> None:
+    """The order's coupon use and flash-sale keys follow it: given back when it
+    ended without delivering anything, final once delivered. Idempotent, and
+    the order is the only writer of its own slots."""
+    held = []
+    if order.flash_sale_id is not None:
+        held.append(f"flash:{order.flash_sale_id}")
+    if order.coupon_code is not None:
+        held.append(f"coupon:{order.coupon_code}")
+    if not held:
+        return
+    if order.delivery_id is not None:
+        for quota_id in held:
+            redeemed = await quotas.redeem(quota_id, order.id)
+            if redeemed and quota_id.startswith("coupon:") and order.discount_funded_by:
+                metrics.COUPON_REDEMPTIONS.labels(order.discount_funded_by.value).inc()
+                metrics.COUPON_DISCOUNT.labels(order.discount_funded_by.value).inc(order.discount)
+    elif order.state in (OrderState.CANCELLED, OrderState.REFUNDED):
+        for quota_id in held:
+            await quotas.release(quota_id, order.id)
 
 
 async def sync_views(
-    repository: OrderRepository, views: OrderViews, timers: SagaTimers, loaded: LoadedOrder
+    repository: OrderRepository,
+    views: OrderViews,
+    timers: SagaTimers,
+    loaded: LoadedOrder,
+    quotas: QuotaClaims | None = None,
 ) -> LoadedOrder:
     """Write the order's read models, newest state winning.
 
@@ -392,6 +516,8 @@ async def sync_views(
     order_id = loaded.order.id
     for _ in range(10):
         await views.sync(loaded, loaded.order.next_deadline(timers))
+        if quotas is not None:
+            await follow_quotas(quotas, loaded.order)
         if await repository.version(order_id) <= loaded.order.version:
             return loaded
         reloaded = await repository.load(order_id)

@@ -43,3 +43,27 @@ STATUS_READ_COMMANDS = Counter(
     "MongoDB commands made by GET /orders/{id} (also counted in kami_mongo_command_seconds)",
     ["collection", "command"],
 )
+# Commerce (docs/commerce.md): coupon uses and flash-sale keys, claimed under
+# their limits at placement, given back or redeemed as the order ends.
+QUOTA_CLAIMS = Counter(
+    "kami_quota_claims_total",
+    "Claims of a coupon use or flash-sale key at placement, by quota kind "
+    "(coupon, flash) and result (claimed, buyer_limit, exhausted)",
+    ["kind", "result"],
+)
+QUOTA_RELEASES = Counter(
+    "kami_quota_releases_total",
+    "Orders that gave their claimed coupon use or flash-sale key back (cancelled, "
+    "expired or refunded), by quota kind",
+    ["kind"],
+)
+COUPON_REDEMPTIONS = Counter(
+    "kami_coupon_redemptions_total",
+    "Coupon uses made final (the order was delivered), by who funds the discount",
+    ["funded_by"],
+)
+COUPON_DISCOUNT = Counter(
+    "kami_coupon_discount_fen_total",
+    "Discount of the redeemed coupons in fen, by who funds it",
+    ["funded_by"],
+)

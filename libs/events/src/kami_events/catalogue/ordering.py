@@ -16,7 +16,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar, Self
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kami_events.catalogue.common import (
     AggregateEvent,
@@ -29,7 +29,7 @@ from kami_events.catalogue.common import (
     RefundSource,
     UtcDatetime,
 )
-from kami_events.money import CNY, Currency, PositiveFen
+from kami_events.money import CNY, Currency, Fen, PositiveFen
 
 BuyerFieldValue = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -50,6 +50,13 @@ class CancelReason(StrEnum):
     PAYMENT_TIMEOUT = "payment_timeout"
     BUYER_CANCELLED = "buyer_cancelled"
     BUYER_SUSPENDED = "buyer_suspended"
+
+
+class DiscountFunder(StrEnum):
+    # The seller gives the discount up out of its own price: it is paid less.
+    SELLER = "seller"
+    # The platform pays the discount to the seller at settlement (a promotion cost).
+    PLATFORM = "platform"
 
 
 class CompletedBy(StrEnum):
@@ -102,6 +109,17 @@ class OrderPlaced(OrderEvent):
         description="For a manual offer: how long the seller has to deliver once the order is "
         "paid, as the offer said when the order was placed.",
     )
+    tier_min_quantity: Quantity | None = Field(
+        default=None,
+        description="The quantity tier `unit_price` came from (its `min_quantity`), if any.",
+    )
+    flash_sale_id: Id | None = Field(
+        default=None, description="The flash sale `unit_price` came from, if any."
+    )
+    coupon_id: Id | None = Field(default=None, description="The coupon (its code) the order holds.")
+    discount: Fen = Field(
+        default=0, description="The coupon's discount: the buyer pays `total - discount`."
+    )
 
     @model_validator(mode="after")
     def _total_is_price_times_quantity(self) -> Self:
@@ -119,10 +137,15 @@ class OrderReserved(OrderEvent):
     payment (the order is now payable, for exactly `total`)."""
 
     key_ids: OrderKeyIds
-    total: PositiveFen
+    total: PositiveFen = Field(description="What the buyer pays: after any coupon's discount.")
     currency: Currency = CNY
     payment_deadline: UtcDatetime
     reservation_expires_at: UtcDatetime
+    discount: Fen = Field(default=0, description="The coupon's discount, already off `total`.")
+    discount_funded_by: DiscountFunder | None = Field(
+        default=None,
+        description="Who funds the discount: the platform pays it to the seller at settlement.",
+    )
 
 
 class OrderPaid(OrderEvent):
@@ -212,3 +235,119 @@ class OrderRefunded(OrderEvent):
         description="False when the order goes on: part of its money went back (a partial "
         "after-sales compensation), or a payment it never took was returned.",
     )
+
+
+# -- commerce: coupons, price tiers, flash sales (docs/commerce.md) ---------------------
+
+
+class CouponKind(StrEnum):
+    FIXED = "fixed"  # `amount_off` fen off the order
+    PERCENT = "percent"  # `percent_off` percent off, at most `max_off` fen
+
+
+class CouponScope(StrEnum):
+    OFFERS = "offers"  # a seller's coupon: only for the listed offers of that seller
+    CATEGORY = "category"  # a platform coupon for one category's products
+    ALL = "all"  # a platform coupon for every offer
+
+
+class CouponEvent(AggregateEvent):
+    """A coupon (aggregate `ordering.coupon`, id = the coupon's code). Its uses
+    are facts of the orders that use it (`CouponHeld`, `CouponReleased`,
+    `CouponRedeemed` on the order's stream)."""
+
+    abstract = True
+    aggregate_type: ClassVar[str] = "ordering.coupon"
+    aggregate_id_field: ClassVar[str] = "coupon_id"
+
+    coupon_id: Id
+
+
+class CouponIssued(CouponEvent):
+    """A seller (for its own offers) or the platform (an operator: a category or
+    everything) issued a coupon. Who issued it funds its discount. Consumed by
+    ordering itself (its coupon stream) and by analytics."""
+
+    issuer_id: Id
+    funded_by: DiscountFunder
+    kind: CouponKind
+    amount_off: Fen = Field(default=0, description="FIXED: fen off the order.")
+    percent_off: int = Field(default=0, ge=0, le=100, strict=True, description="PERCENT: % off.")
+    max_off: Fen | None = Field(default=None, description="PERCENT: the most it takes off.")
+    min_spend: Fen = Field(default=0, description="The order's total before the discount.")
+    scope: CouponScope
+    offer_ids: list[Id] = Field(default_factory=list, max_length=100)
+    category_id: Id | None = None
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
+    uses_per_buyer: int = Field(ge=1, le=1000, strict=True)
+    max_uses: int = Field(ge=1, le=100_000, strict=True)
+
+
+class OfferPricingEvent(AggregateEvent):
+    """An offer's quantity tiers and flash sales (aggregate `ordering.offer_pricing`,
+    id = the offer id), set by the offer's seller through ordering."""
+
+    abstract = True
+    aggregate_type: ClassVar[str] = "ordering.offer_pricing"
+    aggregate_id_field: ClassVar[str] = "offer_id"
+
+    offer_id: Id
+    seller_id: Id
+
+
+class PriceTier(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_quantity: Quantity
+    unit_price: PositiveFen
+
+
+class OfferPriceTiersSet(OfferPricingEvent):
+    """The offer's unit price by quantity: the tier with the highest `min_quantity`
+    not above the order's quantity applies; below the first tier, the listed
+    price. An empty list goes back to the listed price alone. Consumed by ordering
+    (the price of new orders) and by catalog readers of prices."""
+
+    tiers: list[PriceTier] = Field(max_length=20)
+
+
+class FlashSaleScheduled(OfferPricingEvent):
+    """A flash sale: from `starts_at` to `ends_at`, `stock_cap` keys at
+    `unit_price`, at most `per_buyer_limit` per buyer; ordering decides who gets
+    one when the order is placed. Consumed by ordering (placement decides who gets a
+    key) and by readers announcing the sale."""
+
+    flash_sale_id: Id
+    unit_price: PositiveFen
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
+    stock_cap: int = Field(ge=1, le=100_000, strict=True)
+    max_per_buyer: int = Field(ge=1, le=1000, strict=True)
+
+
+class CouponHeld(OrderEvent):
+    """The unpaid order holds one use of the coupon (a use claimed under the
+    coupon's limits when the order was placed). Consumed by payment (the discount
+    and who funds it arrive with `OrderReserved`) and analytics."""
+
+    coupon_id: Id
+    discount: PositiveFen
+    funded_by: DiscountFunder
+
+
+class CouponReleased(OrderEvent):
+    """The order gave its use of the coupon back: cancelled, expired or refunded.
+    Consumed by analytics and the fault suite's auditor."""
+
+    coupon_id: Id
+    reason: Reason
+
+
+class CouponRedeemed(OrderEvent):
+    """The order was delivered: its use of the coupon is final. Consumed by
+    analytics and the fault suite's auditor (redemptions within the limits)."""
+
+    coupon_id: Id
+    discount: PositiveFen
+    funded_by: DiscountFunder

@@ -59,6 +59,7 @@ class MongoOfferCatalog:
                 "face_value": event.face_value,
                 "currency": event.currency,
                 "buyer_fields": fields,
+                "category_id": event.category_id,
             },
         )
 
@@ -137,6 +138,7 @@ class MongoOfferCatalog:
                 )
                 for field in doc.get("buyer_fields", [])
             ),
+            category_id=doc.get("category_id"),
         )
 
     async def is_suspended(self, user_id: str, now: datetime) -> bool:

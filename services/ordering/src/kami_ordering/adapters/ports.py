@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from kami_events.event import Event
+from kami_ordering.adapters.quotas import ClaimResult, Quota
 from kami_ordering.adapters.repository import LoadedOrder
 from kami_ordering.domain.order import Deadline
 from kami_ordering.domain.terms import OfferTerms, ProductTerms
@@ -66,3 +67,16 @@ class Settlements(Protocol):
     async def record(self, order_id: str, payment_id: str, at: datetime) -> None: ...
 
     async def is_settled(self, order_id: str) -> bool: ...
+
+
+class QuotaClaims(Protocol):
+    """Coupon uses and flash-sale keys, claimed under their limits by unique
+    inserts (`kami_ordering.adapters.quotas`)."""
+
+    async def claim(
+        self, quota: Quota, buyer_id: str, order_id: str, units: int
+    ) -> ClaimResult: ...
+
+    async def release(self, quota_id: str, order_id: str) -> int: ...
+
+    async def redeem(self, quota_id: str, order_id: str) -> int: ...

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import NAMESPACE_URL, uuid5
 
 from kami_events.aggregate import Aggregate
@@ -34,6 +34,10 @@ from kami_events.catalogue.inventory import ReservationFailure
 from kami_events.catalogue.ordering import (
     CancelReason,
     CompletedBy,
+    CouponHeld,
+    CouponRedeemed,
+    CouponReleased,
+    DiscountFunder,
     OrderCancelled,
     OrderCompleted,
     OrderDelivered,
@@ -46,6 +50,7 @@ from kami_events.catalogue.ordering import (
 from kami_events.catalogue.payment import PaymentFailure
 from kami_events.event import Event
 from kami_events.money import Money
+from kami_ordering.domain.promotions import OrderPrice
 from kami_ordering.domain.terms import OfferTerms
 
 REFUND_NAMESPACE = uuid5(NAMESPACE_URL, "https://kami.example/ordering/refunds")
@@ -184,7 +189,16 @@ class Order(Aggregate):
         self.product_id = ""
         self.quantity = 0
         self.unit_price = Money.zero()
+        # What the buyer pays: the price less any coupon's discount.
         self.total = Money.zero()
+        self.gross_total = Money.zero()
+        self.price_tier_min_quantity: int | None = None
+        self.flash_sale_id: str | None = None
+        self.coupon_code: str | None = None
+        self.discount = 0
+        self.discount_funded_by: DiscountFunder | None = None
+        # held → released (cancelled, expired, refunded) or redeemed (delivered).
+        self.coupon_status: str | None = None
         self.delivery_mode = DeliveryMode.AUTO
         self.buyer_fields: dict[str, str] = {}
         self.guarantee_window: timedelta | None = None
@@ -220,13 +234,16 @@ class Order(Aggregate):
         buyer_fields: dict[str, str],
         now: datetime,
         timers: SagaTimers,
+        price: OrderPrice | None = None,
     ) -> Order:
         """A new order at the offer's price. The caller checked the request
         against the terms (`kami_ordering.domain.terms`). A manual offer has no
         keys to reserve, so its order is reserved at once (docs/saga.md 3')."""
         order = cls(order_id)
-        unit_price = offer.unit_price
+        price = price or OrderPrice(offer.unit_price, quantity)
+        unit_price = price.unit_price
         total = unit_price * quantity
+        due = Money.fen(price.amount_due, total.currency)
         payment_deadline = now + timers.payment_window
         ids = {
             "order_id": order_id,
@@ -251,20 +268,61 @@ class Order(Aggregate):
                     if offer.delivery_mode is DeliveryMode.MANUAL and offer.manual_delivery_sla
                     else None
                 ),
+                tier_min_quantity=price.tier_min_quantity,
+                flash_sale_id=price.flash_sale.flash_sale_id if price.flash_sale else None,
+                coupon_id=price.coupon.code if price.coupon else None,
+                discount=price.discount,
             )
         )
+        if price.coupon is not None:
+            order._trigger(
+                CouponHeld(
+                    **ids,
+                    coupon_id=price.coupon.code,
+                    discount=price.coupon.discount,
+                    funded_by=price.coupon.funded_by,
+                )
+            )
         if offer.delivery_mode is DeliveryMode.MANUAL:
             order._trigger(
                 OrderReserved(
                     **ids,
                     key_ids=[],
-                    total=total.amount,
+                    total=due.amount,
                     currency=total.currency,
                     payment_deadline=payment_deadline,
                     reservation_expires_at=payment_deadline,
+                    **order._discount_fields(),
                 )
             )
         return order
+
+    def _discount_fields(self) -> dict[str, Any]:
+        if not self.discount:
+            return {}
+        return {"discount": self.discount, "discount_funded_by": self.discount_funded_by}
+
+    def _trigger(self, event: Event) -> None:
+        super()._trigger(event)
+        if self.coupon_status != "held" or self.coupon_code is None:
+            return
+        # The coupon's use follows the order: given back when it ends without
+        # the sale, final once the keys are delivered (docs/commerce.md).
+        if self.state in (OrderState.CANCELLED, OrderState.REFUNDED):
+            reason = self.cancel_reason.value if self.cancel_reason else "refunded"
+            super()._trigger(
+                CouponReleased(**self._ids(), coupon_id=self.coupon_code, reason=reason)
+            )
+        elif self.state is OrderState.DELIVERED:
+            assert self.discount_funded_by is not None
+            super()._trigger(
+                CouponRedeemed(
+                    **self._ids(),
+                    coupon_id=self.coupon_code,
+                    discount=self.discount,
+                    funded_by=self.discount_funded_by,
+                )
+            )
 
     # -- inventory's replies -----------------------------------------------------
 
@@ -287,6 +345,7 @@ class Order(Aggregate):
                     currency=self.total.currency,
                     payment_deadline=self._payment_deadline(),
                     reservation_expires_at=expires_at,
+                    **self._discount_fields(),
                 )
             )
             return _applied("keys reserved: awaiting payment")
@@ -576,7 +635,12 @@ class Order(Aggregate):
                 self.product_id = event.product_id
                 self.quantity = event.quantity
                 self.unit_price = Money.fen(event.unit_price, event.currency)
-                self.total = Money.fen(event.total, event.currency)
+                self.gross_total = Money.fen(event.total, event.currency)
+                self.total = Money.fen(event.total - event.discount, event.currency)
+                self.price_tier_min_quantity = event.tier_min_quantity
+                self.flash_sale_id = event.flash_sale_id
+                self.coupon_code = event.coupon_id
+                self.discount = event.discount
                 self.delivery_mode = event.delivery_mode
                 self.buyer_fields = dict(event.buyer_fields)
                 self.payment_deadline = event.payment_deadline
@@ -609,6 +673,13 @@ class Order(Aggregate):
                     self.cancel_reason = event.reason
                     self.cancel_detail = event.detail
                 self.released_key_ids.update(event.release_key_ids)
+            case CouponHeld():
+                self.coupon_status = "held"
+                self.discount_funded_by = event.funded_by
+            case CouponReleased():
+                self.coupon_status = "released"
+            case CouponRedeemed():
+                self.coupon_status = "redeemed"
             case OrderRefundRequested():
                 self._apply_refund_requested(event)
             case OrderRefunded():

@@ -38,6 +38,7 @@ class ProductTerms:
     kind: str
     face_value: int | None
     buyer_fields: tuple[BuyerFieldRule, ...] = ()
+    category_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class RefusalKind(StrEnum):
     UNAVAILABLE = "unavailable"  # it exists but cannot be ordered now
     INVALID = "invalid"  # the request itself is wrong
     FORBIDDEN = "forbidden"  # this buyer may not order
+    EXHAUSTED = "exhausted"  # a limit is reached: a flash sale sold out, a coupon used up
 
 
 class PlacementRefused(Exception):
