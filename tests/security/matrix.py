@@ -411,6 +411,45 @@ INVENTORY = [
 
 ORDERING = [
     *_ops("ordering"),
+    # Commerce (issue 15): an empty body shows who is let in (422 past the
+    # role check) and changes nothing.
+    Entry(
+        "ordering",
+        "PUT",
+        "/offers/{offer_id}/price-tiers",
+        sellers(422),
+        path=ids(offer_id="offer"),
+        request=body(lambda w: {}),
+    ),
+    Entry(
+        "ordering",
+        "POST",
+        "/offers/{offer_id}/flash-sales",
+        sellers(422),
+        path=ids(offer_id="offer"),
+        request=body(lambda w: {}),
+    ),
+    Entry(
+        "ordering",
+        "GET",
+        "/offers/{offer_id}/pricing",
+        public(200),
+        path=ids(offer_id="offer"),
+    ),
+    Entry(
+        "ordering",
+        "POST",
+        "/coupons",
+        users(403, seller=422, other_seller=422, operator=422),
+        request=body(lambda w: {}),
+    ),
+    Entry(
+        "ordering",
+        "GET",
+        "/coupons/{code}",
+        users(403, seller=404, other_seller=404, operator=404),
+        path=literal(code="NO-SUCH-COUPON"),
+    ),
     Entry(
         "ordering",
         "POST",
