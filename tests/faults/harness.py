@@ -235,6 +235,10 @@ async def committed_topics(platform: FaultsPlatform, group: str) -> dict[TopicPa
 async def end_offsets(
     platform: FaultsPlatform, partitions: list[TopicPartition]
 ) -> dict[TopicPartition, int]:
+    if not partitions:
+        # Also aiokafka 0.14: a consumer stopped before its loop ever yielded
+        # raises CancelledError from stop() (its coordinator task never ran).
+        return {}
     reader = AIOKafkaConsumer(bootstrap_servers=platform.kafka_bootstrap)
     await reader.start()
     try:
