@@ -653,3 +653,17 @@ async def test_a_service_that_cannot_read_its_dead_letters_does_not_hide_the_oth
     assert "暂时无法读取" in ordering and "Kafka is down" in ordering
     payment = page.text.split('data-testid="dlq-payment"')[1].split("</section>")[0]
     assert "RuntimeError: boom" in payment
+
+
+async def test_the_header_links_to_the_areas_the_visitor_may_open(browser: Browser) -> None:
+    expected = {
+        "13800000001": (False, False),
+        "13800000002": (True, False),
+        "13800000003": (False, True),
+        "13800000004": (False, True),
+    }
+    for phone, (seller_link, console_link) in expected.items():
+        await browser.log_in(phone)
+        page = (await browser.client.get("/ops/queue")).text  # a 403 page for some
+        assert ('href="/seller"' in page) is seller_link, phone
+        assert ('href="/ops"' in page) is console_link, phone

@@ -9,14 +9,12 @@ would still show them nothing.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from kami_webfront.clients import BackendError
 from kami_webfront.pages import Page
+from kami_webfront.session import token_roles
 
 SELLER = "seller"
 OPERATOR = "operator"
@@ -43,18 +41,6 @@ async def profile(page: Page) -> dict[str, Any]:
         if not set(found.get("roles", [])) <= token_roles(token):
             await _refresh_for_new_roles(page)
     return found
-
-
-def token_roles(token: str) -> set[str]:
-    """The roles an access token was issued with, read without checking its
-    signature: only to notice that identity granted one since (the services
-    check every token themselves)."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return {str(role) for role in claims.get("roles", [])}
-    except (IndexError, ValueError, binascii.Error, AttributeError):
-        return set()
 
 
 async def _refresh_for_new_roles(page: Page) -> None:
