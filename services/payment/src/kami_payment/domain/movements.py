@@ -5,8 +5,10 @@
 | wallet payment | buyer wallet (guarded) | escrow |
 | gateway payment | channel clearing | escrow |
 | settlement | escrow (guarded) | seller balance (net), platform fees (fee) |
+| ... with a platform-funded discount | escrow (guarded), platform promotions | the same |
 | refund before settlement | escrow (guarded) | buyer wallet or channel clearing |
 | refund after settlement | seller deposit (guarded) + receivable (the rest) | wallet or clearing |
+| ... of a platform-funded discount | the same, also for its share | the same, promotions |
 | chargeback before settlement | escrow (guarded) | channel clearing |
 | chargeback after settlement | seller receivable | channel clearing |
 | chargeback recovery | seller deposit (guarded) | seller receivable |
@@ -33,6 +35,7 @@ from kami_payment.domain.ledger import (
     channel_clearing,
     escrow,
     platform_fees,
+    platform_promotions,
     postings_of,
     reseller_margin,
     seller_balance,
@@ -146,15 +149,24 @@ def gateway_capture(
 
 
 def settlement(movement_id: str, payment: Payment, plan: SettlementPlan) -> Movement:
+    """Escrow to the seller, less the fee. A platform-funded discount is paid
+    in the same entry, from the promotions expense, so the seller receives the
+    price before the discount and the entry still balances."""
     return Movement(
         id=movement_id,
         purpose=MovementPurpose.SETTLEMENT,
         postings=postings_of(
             (escrow(payment.id), plan.gross),
+            (platform_promotions(), plan.promotion),
             (seller_balance(payment.seller_id), -plan.net),
             (platform_fees(), -plan.fee),
         ),
-        meta={**_payment_meta(payment), "gross": plan.gross, "fee": plan.fee},
+        meta={
+            **_payment_meta(payment),
+            "gross": plan.gross,
+            "fee": plan.fee,
+            "promotion": plan.promotion,
+        },
     )
 
 
@@ -163,7 +175,9 @@ def refund(
 ) -> Movement:
     """A refund (or chargeback recovery). From the deposit, whatever it cannot
     cover becomes a receivable from the seller: the platform advances it, and
-    the deposit never goes below zero."""
+    the deposit never goes below zero. After settlement the seller also gives
+    back its share of a platform-funded discount (`plan.promotion`), which
+    reverses the platform's promotion expense; the buyer gets `plan.amount`."""
     if not plan.moves_money:
         raise ValueError(f"refund {plan.refund_id} moves no money")
     meta = {
@@ -173,6 +187,7 @@ def refund(
         "source": plan.source.value,
         "reason": plan.reason.value,
         "destination": plan.destination,
+        "promotion": plan.promotion,
     }
     if plan.destination == "none":
         # A chargeback recovery: the buyer already has the money back from the
@@ -195,18 +210,23 @@ def refund(
         else channel_clearing(payment.channel)
     )
     if plan.source.value == "escrow":
+        if plan.promotion:
+            raise ValueError(f"refund {plan.refund_id}: no promotion was paid before settlement")
         debits = [(escrow(payment.id), plan.amount)]
         drawn = 0
     else:
-        drawn = min(plan.amount, deposit_available)
+        owed = plan.amount + plan.promotion
+        drawn = min(owed, deposit_available)
         debits = [
             (seller_deposit(payment.seller_id), drawn),
-            (seller_receivable(payment.seller_id), plan.amount - drawn),
+            (seller_receivable(payment.seller_id), owed - drawn),
         ]
     return Movement(
         id=movement_id,
         purpose=MovementPurpose.REFUND,
-        postings=postings_of(*debits, (destination, -plan.amount)),
+        postings=postings_of(
+            *debits, (destination, -plan.amount), (platform_promotions(), -plan.promotion)
+        ),
         meta={**meta, "drawn_from_deposit": drawn},
     )
 
