@@ -17,6 +17,7 @@ from kami_events.catalogue.payment import (
     PaymentChannel,
     PaymentInitiated,
     PaymentRefunded,
+    PaymentReversed,
 )
 from kami_payment.domain import movements
 from kami_payment.domain.ledger import (
@@ -260,3 +261,29 @@ async def test_a_short_deposit_leaves_the_promotion_owed_by_the_seller() -> None
     assert world.balance(seller_receivable("seller-1")) == 1_000
     assert world.balance(platform_promotions()) == 0
     await world.assert_books_balance()
+
+
+async def test_a_chargeback_after_settlement_takes_the_promotion_back_too(world: World) -> None:
+    await world.funded_deposit("seller-1", 30_000)
+    order = await world.reserved(world.purchase(8_000, discount=2_000, funded_by=PLATFORM))
+    instruction = await world.pay_by(order, PaymentChannel.WECHAT_PAY)
+    await world.channel_pays(instruction)
+    await world.order_event(order.delivered())
+
+    await world.chargeback(instruction)
+
+    reversed_ = world.last(PaymentReversed, order.payment_id)
+    assert (reversed_.amount, reversed_.settled, reversed_.promotion) == (8_000, True, 2_000)
+    # The seller owes what the channel took and the promotion it was paid.
+    assert world.balance(seller_receivable("seller-1")) == 10_000
+    assert world.balance(platform_promotions()) == 0
+
+    await world.order_event(
+        order.refund_requested(
+            "cb-1", source=RefundSource.SELLER_DEPOSIT, reason=RefundReason.CHARGEBACK
+        )
+    )
+
+    assert world.balance(seller_deposit("seller-1")) == 20_000
+    assert world.balance(seller_receivable("seller-1")) == 0
+    assert world.balance(seller_balance("seller-1")) == 9_500

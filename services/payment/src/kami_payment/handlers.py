@@ -1195,7 +1195,9 @@ class PaymentService:
                     _count_refund(plan_)
             case MovementPurpose.REVERSAL:
                 reversal = ReversalPlan(
-                    amount=stored.meta_int("amount"), settled=bool(stored.meta_int("settled"))
+                    amount=stored.meta_int("amount"),
+                    settled=bool(stored.meta_int("settled")),
+                    promotion=_meta_int_or_zero(stored, "promotion"),
                 )
                 reason = ReversalReason(stored.meta_str("reason"))
                 reference = stored.meta_str("channel_reference")

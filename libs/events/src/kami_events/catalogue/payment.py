@@ -147,6 +147,11 @@ class PaymentReversed(PaymentEvent):
     reason: ReversalReason
     channel_reference: ChannelReference
     settled: bool
+    promotion: Fen = Field(
+        default=0,
+        description="Settled: the share of a platform-funded discount the seller owes back "
+        "with `amount` (recovered with it).",
+    )
 
 
 class PaymentRefunded(PaymentEvent):

@@ -10,7 +10,7 @@
 | refund after settlement | seller deposit (guarded) + receivable (the rest) | wallet or clearing |
 | ... of a platform-funded discount | the same, also for its share | the same, promotions |
 | chargeback before settlement | escrow (guarded) | channel clearing |
-| chargeback after settlement | seller receivable | channel clearing |
+| chargeback after settlement | seller receivable | channel clearing, promotions (its share) |
 | chargeback recovery | seller deposit (guarded) | seller receivable |
 | wallet / deposit top-up | channel clearing | buyer wallet / seller deposit |
 | top-up while the seller owes | channel clearing | receivable (the debt), deposit (rest) |
@@ -191,8 +191,9 @@ def refund(
     }
     if plan.destination == "none":
         # A chargeback recovery: the buyer already has the money back from the
-        # channel; the seller's deposit pays off what the seller owes.
-        drawn = min(plan.amount, deposit_available)
+        # channel; the seller's deposit pays off what the seller owes (with
+        # the promotion the chargeback took back, if any).
+        drawn = min(plan.amount + plan.promotion, deposit_available)
         if drawn == 0:
             raise NothingToDraw(payment.seller_id)
         return Movement(
@@ -243,18 +244,25 @@ def reversal(
     channel_reference: str,
 ) -> Movement:
     """The channel took `amount` back from Kami. Unsettled, escrow pays it;
-    settled, the seller owes it until recovered from the deposit."""
+    settled, the seller owes it until recovered from the deposit, with its
+    share of a platform-funded discount (the promotion expense is reversed,
+    as by a refund after settlement)."""
+    if plan.promotion and not plan.settled:
+        raise ValueError(f"{movement_id}: no promotion was paid before settlement")
     debited = seller_receivable(payment.seller_id) if plan.settled else escrow(payment.id)
     return Movement(
         id=movement_id,
         purpose=MovementPurpose.REVERSAL,
         postings=postings_of(
-            (debited, plan.amount), (channel_clearing(payment.channel), -plan.amount)
+            (debited, plan.amount + plan.promotion),
+            (channel_clearing(payment.channel), -plan.amount),
+            (platform_promotions(), -plan.promotion),
         ),
         meta={
             **_payment_meta(payment),
             "amount": plan.amount,
             "settled": int(plan.settled),
+            "promotion": plan.promotion,
             "reason": reason.value,
             "channel_reference": channel_reference,
         },

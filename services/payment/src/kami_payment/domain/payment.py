@@ -102,6 +102,8 @@ class RefundPlan:
 class ReversalPlan:
     amount: int
     settled: bool
+    # Settled: the share of a platform-funded discount the seller owes back.
+    promotion: int = 0
 
 
 class Payment(Aggregate):
@@ -259,7 +261,13 @@ class Payment(Aggregate):
                 )
             if self.reversal.settled:
                 return RefundPlan(
-                    refund_id, amount, RefundSource.SELLER_DEPOSIT, reason, "none", True
+                    refund_id,
+                    amount,
+                    RefundSource.SELLER_DEPOSIT,
+                    reason,
+                    "none",
+                    True,
+                    self._promotion_recovered(amount),
                 )
             # The reversal was paid out of escrow: the seller never had the money.
             return RefundPlan(refund_id, amount, RefundSource.ESCROW, reason, "none", False)
@@ -289,7 +297,20 @@ class Payment(Aggregate):
             for r in self.refunds.values()
             if r.source is RefundSource.SELLER_DEPOSIT and r.reason is not RefundReason.CHARGEBACK
         )
+        if self.reversal is not None and self.reversal.settled:
+            before += self.reversal.amount
         return _share(promotion, before + amount, gross) - _share(promotion, before, gross)
+
+    def _promotion_recovered(self, amount: int) -> int:
+        """Of the promotion a settled chargeback left the seller owing, the
+        share a recovery of `amount` draws with it (all of it with the last)."""
+        if self.reversal is None or not self.reversal.promotion:
+            return 0
+        promotion, reversed_amount = self.reversal.promotion, self.reversal.amount
+        before = self.reversal.amount - self.recoverable
+        return _share(promotion, before + amount, reversed_amount) - _share(
+            promotion, before, reversed_amount
+        )
 
     def record_refund(self, plan: RefundPlan) -> bool:
         if plan.refund_id in self.refunds:
@@ -321,7 +342,9 @@ class Payment(Aggregate):
                 "reversal_exceeds_captured",
                 f"reversal of {amount} fen; {self.refundable} fen is captured and not refunded",
             )
-        return ReversalPlan(amount=amount, settled=self.settlement is not None)
+        settled = self.settlement is not None
+        promotion = self._promotion_back(amount) if settled else 0
+        return ReversalPlan(amount=amount, settled=settled, promotion=promotion)
 
     def record_reversal(
         self, plan: ReversalPlan, reason: ReversalReason, channel_reference: str
@@ -338,6 +361,7 @@ class Payment(Aggregate):
                 reason=reason,
                 channel_reference=channel_reference,
                 settled=plan.settled,
+                promotion=plan.promotion,
             )
         )
         return True
