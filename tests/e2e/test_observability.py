@@ -44,6 +44,7 @@ ACCOUNT_TYPES = (
     "seller_deposit",
     "seller_receivable",
     "platform_fees",
+    "platform_promotions",
 )
 
 

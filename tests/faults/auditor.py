@@ -57,7 +57,7 @@ CHECKPOINT_ID = "checkpoint"
 KEY_STATES = ("available", "reserved", "sold", "blocked", "voided")
 # Accounts whose natural balance (as their holder reads it) is the negated
 # signed balance: what the platform owes (payment's ledger conventions).
-DEBIT_NORMAL = frozenset({"channel_clearing", "seller_receivable"})
+DEBIT_NORMAL = frozenset({"channel_clearing", "seller_receivable", "platform_promotions"})
 NEVER_NEGATIVE = frozenset({"buyer_wallet", "escrow", "seller_balance", "seller_deposit"})
 ORDER_STATE_OF = {
     "OrderPlaced": "PLACED",
@@ -623,6 +623,9 @@ def check_ledger(snapshot: Snapshot, events: Events, report: AuditReport) -> Non
                 )
             if kind == "seller_receivable" and natural(account, running) < 0:
                 report.problem(f"{account}: the seller is owed {-natural(account, running)}")
+            if kind == "platform_promotions" and natural(account, running) < 0:
+                # Only a promotion paid at settlement is ever taken back.
+                report.problem(f"{account}: more promotion taken back than paid")
     by_movement: dict[str, int] = defaultdict(int)
     for line in postings:
         by_movement[line["movement_id"]] += int(line["amount"])

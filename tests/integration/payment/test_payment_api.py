@@ -5,12 +5,14 @@ the trial balance at zero (the `payment` fixture checks it)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 from uuid import uuid4
 
 from kami_events.catalogue.common import RefundReason, RefundSource
 from kami_events.catalogue.identity import KycTier, Role
+from kami_events.catalogue.ordering import DiscountFunder
 from kami_events.catalogue.payment import (
     DepositBelowMinimum,
     DepositChanged,
@@ -311,6 +313,55 @@ async def test_settlement_then_refunds_from_escrow_and_from_the_deposit(
         )
     totals = (await payment.trial_balance())["totals"]
     assert totals["platform_fees"] == -500
+
+
+async def test_a_platform_funded_discount_is_paid_at_settlement_and_taken_back_by_a_refund(
+    payment: PaymentHarness,
+) -> None:
+    seller = f"seller-{uuid4().hex[:8]}"
+    seller_headers = payment.auth(seller, Role.SELLER)
+    await payment.feed(seller_approved(seller), producer="identity")
+    top_up = await payment.client.post(
+        "/deposits/top-ups", json={"amount": 30_000, "channel": "alipay"}, headers=seller_headers
+    )
+    await payment.client.post(top_up.json()["pay"]["simulator_pay"])
+    coupon = purchase(8_000, seller=seller)
+    order = await reserved(
+        payment, replace(coupon, discount=2_000, discount_funded_by=DiscountFunder.PLATFORM)
+    )
+    await payment.funded_wallet(order.buyer_id, 8_000)
+    paid = await payment.pay(order.buyer_id, order.order_id, "wallet", payment_password=PIN)
+    assert paid.status_code == 200, paid.text
+    body = paid.json()
+    assert (body["amount"], body["discount"], body["discount_funded_by"]) == (
+        8_000,
+        2_000,
+        "platform",
+    )
+
+    await payment.feed(order.delivered())
+
+    # The seller gets the price before the discount less the fee on it; the
+    # platform's promotion expense pays the difference, in the same entry.
+    totals = (await payment.trial_balance())["totals"]
+    assert (totals["seller_balance"], totals["platform_fees"]) == (-9_500, -500)
+    assert totals["platform_promotions"] == 2_000
+
+    await payment.feed(
+        order.refund_requested(
+            "claim-1", source=RefundSource.SELLER_DEPOSIT, reason=RefundReason.CLAIM_UPHELD
+        )
+    )
+
+    # The buyer has back what they paid, the seller's deposit gave back the
+    # price, and the promotion is undone.
+    trial = await payment.trial_balance()
+    assert trial["total"] == 0
+    assert trial["totals"]["platform_promotions"] == 0
+    deposit = (await payment.client.get("/deposits/me", headers=seller_headers)).json()
+    assert (deposit["balance"], deposit["seller_balance"], deposit["owed"]) == (20_000, 9_500, 0)
+    wallet = await payment.client.get("/wallet", headers=payment.auth(order.buyer_id, Role.BUYER))
+    assert wallet.json()["balance"] == 8_000
 
 
 async def test_a_chargeback_is_recovered_from_the_deposit(payment: PaymentHarness) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from uuid import uuid4
 
 from kami_events.catalogue.identity import KycTier
+from kami_events.catalogue.ordering import DiscountFunder
 from kami_events.catalogue.payment import PaymentChannel
 from kami_payment.adapters.gateway_orders import GatewayOrder, GatewayOrderStatus
 from kami_payment.adapters.gateways.base import TradeStatus
@@ -173,6 +174,8 @@ class InMemoryOrderBook:
             payment_deadline=doc["payment_deadline"],
             reservation_expires_at=doc.get("reservation_expires_at"),
             traceparent=doc.get("traceparent"),
+            discount=int(doc.get("discount") or 0),
+            discount_funded_by=_funder(doc.get("discount_funded_by")),
         )
 
 
@@ -382,3 +385,7 @@ class InMemoryTradeBook:
             current = replace(current, reversal_id=reversal_id, reversed_amount=amount)
             self.trades[(trade.channel, trade.out_trade_no)] = current
         return current
+
+
+def _funder(value: object) -> DiscountFunder | None:
+    return DiscountFunder(value) if isinstance(value, str) else None

@@ -11,6 +11,7 @@ from kami_events.catalogue.identity import IdentityVerified, KycTier, SellerAppr
 from kami_events.catalogue.ordering import (
     CancelReason,
     CompletedBy,
+    DiscountFunder,
     OrderCancelled,
     OrderCompleted,
     OrderDelivered,
@@ -24,13 +25,16 @@ from kami_payment.domain.payment import payment_id_for
 
 @dataclass(frozen=True)
 class Purchase:
-    """One order of `total` fen by `buyer_id` from `seller_id`."""
+    """One order of `total` fen by `buyer_id` from `seller_id`; with a coupon,
+    `total` is what the buyer pays, `discount` less than the price."""
 
     order_id: str
     buyer_id: str
     seller_id: str
     total: int
     placed_at: datetime
+    discount: int = 0
+    discount_funded_by: DiscountFunder | None = None
 
     @property
     def payment_id(self) -> str:
@@ -53,8 +57,9 @@ class Purchase:
             **self._ids(),
             product_id="product-1",
             quantity=1,
-            unit_price=self.total,
-            total=self.total,
+            unit_price=self.total + self.discount,
+            total=self.total + self.discount,
+            discount=self.discount,
             delivery_mode=DeliveryMode.AUTO,
             payment_deadline=self.deadline,
         )
@@ -66,6 +71,8 @@ class Purchase:
             total=self.total,
             payment_deadline=self.deadline,
             reservation_expires_at=self.deadline + timedelta(minutes=5),
+            discount=self.discount,
+            discount_funded_by=self.discount_funded_by,
         )
 
     def paid(self) -> OrderPaid:

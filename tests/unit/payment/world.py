@@ -8,6 +8,7 @@ from typing import Any
 from uuid import uuid4
 
 from kami_events.catalogue.identity import IdentityVerified, SellerApproved, UserSuspended
+from kami_events.catalogue.ordering import DiscountFunder
 from kami_events.catalogue.payment import PaymentChannel
 from kami_events.clock import ManualClock
 from kami_events.event import Event
@@ -111,8 +112,18 @@ class World:
 
     # -- given ------------------------------------------------------------------
 
-    def purchase(self, total: int, *, buyer: str = "buyer-1", seller: str = "seller-1") -> Purchase:
-        return Purchase(f"order-{uuid4().hex[:8]}", buyer, seller, total, self.clock())
+    def purchase(
+        self,
+        total: int,
+        *,
+        buyer: str = "buyer-1",
+        seller: str = "seller-1",
+        discount: int = 0,
+        funded_by: DiscountFunder | None = None,
+    ) -> Purchase:
+        return Purchase(
+            f"order-{uuid4().hex[:8]}", buyer, seller, total, self.clock(), discount, funded_by
+        )
 
     async def reserved(self, purchase: Purchase) -> Purchase:
         await self.order_event(purchase.placed())

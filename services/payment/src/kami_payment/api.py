@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kami_events.catalogue.common import Id
 from kami_events.catalogue.identity import Role
+from kami_events.catalogue.ordering import DiscountFunder
 from kami_events.catalogue.payment import PaymentChannel, PaymentFailure
 from kami_events.money import Currency, PositiveAmount
 from kami_payment.adapters.gateway_orders import GatewayOrder, GatewayPurpose
@@ -87,6 +88,10 @@ class PaymentBody(BaseModel):
     failure: PaymentFailure | None
     second_factor_waived: bool = Field(
         default=False, description="Paid from the wallet without the password (password-free)."
+    )
+    discount: int = Field(default=0, description="The order's coupon discount, already off amount.")
+    discount_funded_by: DiscountFunder | None = Field(
+        default=None, description="Who funds the discount (the platform pays it at settlement)."
     )
     captured: int
     refunded: int
@@ -470,6 +475,8 @@ def _payment_body(
         status=payment.status,
         failure=payment.failure,
         second_factor_waived=payment.second_factor_waived,
+        discount=payment.discount,
+        discount_funded_by=payment.discount_funded_by,
         captured=payment.captured,
         refunded=payment.refunded,
         settled=payment.settlement is not None,

@@ -288,6 +288,10 @@ class PaymentService:
                         "buyer_id": event.buyer_id,
                         "seller_id": event.seller_id,
                         "total": event.total,
+                        "discount": event.discount,
+                        "discount_funded_by": (
+                            event.discount_funded_by.value if event.discount_funded_by else None
+                        ),
                         "payment_deadline": event.payment_deadline,
                         "reservation_expires_at": event.reservation_expires_at,
                         "traceparent": context.traceparent,
@@ -478,6 +482,8 @@ class PaymentService:
             amount=order.total,  # always the order's total, never a figure from the client
             channel=channel,
             expires_at=order.payment_deadline,
+            discount=order.discount,
+            discount_funded_by=order.discount_funded_by,
         )
         try:
             await self.payments.save(payment, context)
@@ -1162,12 +1168,18 @@ class PaymentService:
                     )
                     PAYMENTS.labels(payment.channel.value, outcome).inc()
             case MovementPurpose.SETTLEMENT:
-                plan = SettlementPlan(gross=stored.meta_int("gross"), fee=stored.meta_int("fee"))
+                plan = SettlementPlan(
+                    gross=stored.meta_int("gross"),
+                    fee=stored.meta_int("fee"),
+                    promotion=_meta_int_or_zero(stored, "promotion"),
+                )
                 if await self._update_payment(
                     stored.meta_str("payment_id"), lambda p: p.record_settlement(plan), context
                 ):
                     SETTLED_FEN.labels("net").inc(plan.net)
                     SETTLED_FEN.labels("fee").inc(plan.fee)
+                    if plan.promotion:
+                        SETTLED_FEN.labels("promotion").inc(plan.promotion)
             case MovementPurpose.REFUND | MovementPurpose.CHARGEBACK_RECOVERY:
                 plan_ = _refund_plan_of(stored)
                 payment_id = stored.meta_str("payment_id")
@@ -1183,7 +1195,9 @@ class PaymentService:
                     _count_refund(plan_)
             case MovementPurpose.REVERSAL:
                 reversal = ReversalPlan(
-                    amount=stored.meta_int("amount"), settled=bool(stored.meta_int("settled"))
+                    amount=stored.meta_int("amount"),
+                    settled=bool(stored.meta_int("settled")),
+                    promotion=_meta_int_or_zero(stored, "promotion"),
                 )
                 reason = ReversalReason(stored.meta_str("reason"))
                 reference = stored.meta_str("channel_reference")
@@ -1383,7 +1397,13 @@ def _refund_plan_of(stored: StoredMovement) -> RefundPlan:
         reason=RefundReason(stored.meta_str("reason")),
         destination=destination,
         moves_money=True,
+        promotion=_meta_int_or_zero(stored, "promotion"),
     )
+
+
+def _meta_int_or_zero(stored: StoredMovement, key: str) -> int:
+    """A meta figure movements stored before it existed do not carry."""
+    return stored.meta_int(key) if key in stored.movement.meta else 0
 
 
 def _count_refund(plan: RefundPlan) -> None:

@@ -31,7 +31,7 @@ REFUNDED_FEN = Counter(
 )
 SETTLED_FEN = Counter(
     "kami_payment_settled_fen_total",
-    "Fen settled out of escrow, split into seller net and platform fee",
+    "Fen settled to sellers: seller net, platform fee, and platform-funded discounts paid",
     ["part"],
 )
 PAYMENTS = Counter(

@@ -31,6 +31,7 @@ from kami_events.catalogue.common import (
     RefundSource,
     UtcDatetime,
 )
+from kami_events.catalogue.ordering import DiscountFunder
 from kami_events.money import CNY, Currency, Fen, PositiveFen
 
 ChannelReference = Annotated[str, Field(min_length=1, max_length=128)]
@@ -99,6 +100,13 @@ class PaymentInitiated(PaymentEvent):
     currency: Currency = CNY
     channel: PaymentChannel
     expires_at: UtcDatetime
+    discount: Fen = Field(
+        default=0, description="The order's coupon discount, already off `amount` (OrderReserved)."
+    )
+    discount_funded_by: DiscountFunder | None = Field(
+        default=None,
+        description="Who funds the discount: the platform adds it to the seller's settlement.",
+    )
 
 
 class PaymentConfirmed(PaymentEvent):
@@ -139,6 +147,11 @@ class PaymentReversed(PaymentEvent):
     reason: ReversalReason
     channel_reference: ChannelReference
     settled: bool
+    promotion: Fen = Field(
+        default=0,
+        description="Settled: the share of a platform-funded discount the seller owes back "
+        "with `amount` (recovered with it).",
+    )
 
 
 class PaymentRefunded(PaymentEvent):
@@ -159,20 +172,26 @@ class PaymentRefunded(PaymentEvent):
 
 class FundsSettled(PaymentEvent):
     """The order's money left escrow: `net` to the seller's balance and
-    `platform_fee` to the platform. From now on refunds are drawn from the
+    `platform_fee` to the platform. A platform-funded discount adds
+    `promotion` (paid by the platform) to what the seller receives, and the fee
+    is on the price before the discount. From now on refunds are drawn from the
     seller's deposit. Consumed by ordering (refund source), aftersales."""
 
     seller_id: Id
-    gross: PositiveFen
+    gross: PositiveFen = Field(description="What left escrow: what the buyer paid.")
     platform_fee: Fen
     net: Fen
     currency: Currency = CNY
+    promotion: Fen = Field(
+        default=0, description="A platform-funded discount the platform paid to the seller."
+    )
 
     @model_validator(mode="after")
-    def _gross_is_fee_plus_net(self) -> Self:
-        if self.gross != self.platform_fee + self.net:
+    def _gross_and_promotion_are_fee_plus_net(self) -> Self:
+        if self.gross + self.promotion != self.platform_fee + self.net:
             raise ValueError(
-                f"gross {self.gross} != platform_fee {self.platform_fee} + net {self.net}"
+                f"gross {self.gross} + promotion {self.promotion} != "
+                f"platform_fee {self.platform_fee} + net {self.net}"
             )
         return self
 

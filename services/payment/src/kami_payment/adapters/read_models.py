@@ -41,6 +41,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from kami_events.catalogue.identity import KycTier
+from kami_events.catalogue.ordering import DiscountFunder
 from kami_events.mongo import Document
 from kami_payment.domain.parties import BuyerStanding, OrderStatus, OrderView, SellerAccount
 from kami_payment.domain.wallet import PasswordFree
@@ -218,6 +219,8 @@ class MongoOrderBook:
             payment_deadline=doc["payment_deadline"],
             reservation_expires_at=doc.get("reservation_expires_at"),
             traceparent=doc.get("traceparent"),
+            discount=int(doc.get("discount") or 0),
+            discount_funded_by=_funder(doc.get("discount_funded_by")),
         )
 
 
@@ -539,3 +542,7 @@ def _credential(buyer_id: str, revision: int, doc: Document) -> WalletCredential
         locked_until=doc.get("locked_until"),
         revision=revision,
     )
+
+
+def _funder(value: object) -> DiscountFunder | None:
+    return DiscountFunder(value) if isinstance(value, str) else None

@@ -9,7 +9,8 @@ all balances is always zero. Accounts on the credit side of the platform's
 books (what Kami owes: wallets, escrow, seller balances and deposits, its own
 fee income) are *credit-normal*: their natural balance, the one people read,
 is the negated signed balance. Asset accounts (money a channel holds for
-Kami, money a seller owes it) are debit-normal.
+Kami, money a seller owes it) and the platform's expenses (the discounts it
+funds) are debit-normal.
 
 | account | id | normal | may go below zero |
 |---|---|---|---|
@@ -20,7 +21,13 @@ Kami, money a seller owes it) are debit-normal.
 | seller deposit | `seller_deposit:<seller_id>` | credit | never (guarded) |
 | seller receivable | `seller_receivable:<seller_id>` | debit | yes: what the seller owes |
 | platform fees | `platform_fees:platform` | credit | yes (income) |
+| platform promotions | `platform_promotions:platform` | debit | yes (an expense) |
 | reseller margin | `reseller_margin:<reseller_id>` | credit | never debited (its earnings) |
+
+The platform promotions account is what the platform paid sellers for the
+discounts it funds: debited at settlement by a platform-funded discount (the
+seller receives the price before the discount), credited back when a refund
+after settlement takes that discount back from the seller.
 
 A reseller's prepaid balance is the buyer wallet of the reseller's identity
 user (topped up like any wallet); a reseller order captures the reseller's
@@ -54,11 +61,16 @@ class AccountType(StrEnum):
     SELLER_DEPOSIT = "seller_deposit"
     SELLER_RECEIVABLE = "seller_receivable"
     PLATFORM_FEES = "platform_fees"
+    PLATFORM_PROMOTIONS = "platform_promotions"
     RESELLER_MARGIN = "reseller_margin"
 
     @property
     def credit_normal(self) -> bool:
-        return self not in (AccountType.CHANNEL_CLEARING, AccountType.SELLER_RECEIVABLE)
+        return self not in (
+            AccountType.CHANNEL_CLEARING,
+            AccountType.SELLER_RECEIVABLE,
+            AccountType.PLATFORM_PROMOTIONS,
+        )
 
     @property
     def never_negative(self) -> bool:
@@ -130,6 +142,10 @@ def reseller_margin(reseller_id: str) -> Account:
 
 def platform_fees() -> Account:
     return Account(AccountType.PLATFORM_FEES, PLATFORM)
+
+
+def platform_promotions() -> Account:
+    return Account(AccountType.PLATFORM_PROMOTIONS, PLATFORM)
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,12 @@
 | wallet payment | buyer wallet (guarded) | escrow |
 | gateway payment | channel clearing | escrow |
 | settlement | escrow (guarded) | seller balance (net), platform fees (fee) |
+| ... with a platform-funded discount | escrow (guarded), platform promotions | the same |
 | refund before settlement | escrow (guarded) | buyer wallet or channel clearing |
 | refund after settlement | seller deposit (guarded) + receivable (the rest) | wallet or clearing |
+| ... of a platform-funded discount | the same, also for its share | the same, promotions |
 | chargeback before settlement | escrow (guarded) | channel clearing |
-| chargeback after settlement | seller receivable | channel clearing |
+| chargeback after settlement | seller receivable | channel clearing, promotions (its share) |
 | chargeback recovery | seller deposit (guarded) | seller receivable |
 | wallet / deposit top-up | channel clearing | buyer wallet / seller deposit |
 | top-up while the seller owes | channel clearing | receivable (the debt), deposit (rest) |
@@ -33,6 +35,7 @@ from kami_payment.domain.ledger import (
     channel_clearing,
     escrow,
     platform_fees,
+    platform_promotions,
     postings_of,
     reseller_margin,
     seller_balance,
@@ -146,15 +149,24 @@ def gateway_capture(
 
 
 def settlement(movement_id: str, payment: Payment, plan: SettlementPlan) -> Movement:
+    """Escrow to the seller, less the fee. A platform-funded discount is paid
+    in the same entry, from the promotions expense, so the seller receives the
+    price before the discount and the entry still balances."""
     return Movement(
         id=movement_id,
         purpose=MovementPurpose.SETTLEMENT,
         postings=postings_of(
             (escrow(payment.id), plan.gross),
+            (platform_promotions(), plan.promotion),
             (seller_balance(payment.seller_id), -plan.net),
             (platform_fees(), -plan.fee),
         ),
-        meta={**_payment_meta(payment), "gross": plan.gross, "fee": plan.fee},
+        meta={
+            **_payment_meta(payment),
+            "gross": plan.gross,
+            "fee": plan.fee,
+            "promotion": plan.promotion,
+        },
     )
 
 
@@ -163,7 +175,9 @@ def refund(
 ) -> Movement:
     """A refund (or chargeback recovery). From the deposit, whatever it cannot
     cover becomes a receivable from the seller: the platform advances it, and
-    the deposit never goes below zero."""
+    the deposit never goes below zero. After settlement the seller also gives
+    back its share of a platform-funded discount (`plan.promotion`), which
+    reverses the platform's promotion expense; the buyer gets `plan.amount`."""
     if not plan.moves_money:
         raise ValueError(f"refund {plan.refund_id} moves no money")
     meta = {
@@ -173,11 +187,13 @@ def refund(
         "source": plan.source.value,
         "reason": plan.reason.value,
         "destination": plan.destination,
+        "promotion": plan.promotion,
     }
     if plan.destination == "none":
         # A chargeback recovery: the buyer already has the money back from the
-        # channel; the seller's deposit pays off what the seller owes.
-        drawn = min(plan.amount, deposit_available)
+        # channel; the seller's deposit pays off what the seller owes (with
+        # the promotion the chargeback took back, if any).
+        drawn = min(plan.amount + plan.promotion, deposit_available)
         if drawn == 0:
             raise NothingToDraw(payment.seller_id)
         return Movement(
@@ -195,18 +211,23 @@ def refund(
         else channel_clearing(payment.channel)
     )
     if plan.source.value == "escrow":
+        if plan.promotion:
+            raise ValueError(f"refund {plan.refund_id}: no promotion was paid before settlement")
         debits = [(escrow(payment.id), plan.amount)]
         drawn = 0
     else:
-        drawn = min(plan.amount, deposit_available)
+        owed = plan.amount + plan.promotion
+        drawn = min(owed, deposit_available)
         debits = [
             (seller_deposit(payment.seller_id), drawn),
-            (seller_receivable(payment.seller_id), plan.amount - drawn),
+            (seller_receivable(payment.seller_id), owed - drawn),
         ]
     return Movement(
         id=movement_id,
         purpose=MovementPurpose.REFUND,
-        postings=postings_of(*debits, (destination, -plan.amount)),
+        postings=postings_of(
+            *debits, (destination, -plan.amount), (platform_promotions(), -plan.promotion)
+        ),
         meta={**meta, "drawn_from_deposit": drawn},
     )
 
@@ -223,18 +244,25 @@ def reversal(
     channel_reference: str,
 ) -> Movement:
     """The channel took `amount` back from Kami. Unsettled, escrow pays it;
-    settled, the seller owes it until recovered from the deposit."""
+    settled, the seller owes it until recovered from the deposit, with its
+    share of a platform-funded discount (the promotion expense is reversed,
+    as by a refund after settlement)."""
+    if plan.promotion and not plan.settled:
+        raise ValueError(f"{movement_id}: no promotion was paid before settlement")
     debited = seller_receivable(payment.seller_id) if plan.settled else escrow(payment.id)
     return Movement(
         id=movement_id,
         purpose=MovementPurpose.REVERSAL,
         postings=postings_of(
-            (debited, plan.amount), (channel_clearing(payment.channel), -plan.amount)
+            (debited, plan.amount + plan.promotion),
+            (channel_clearing(payment.channel), -plan.amount),
+            (platform_promotions(), -plan.promotion),
         ),
         meta={
             **_payment_meta(payment),
             "amount": plan.amount,
             "settled": int(plan.settled),
+            "promotion": plan.promotion,
             "reason": reason.value,
             "channel_reference": channel_reference,
         },

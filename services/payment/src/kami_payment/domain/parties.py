@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 
 from kami_events.catalogue.identity import KycTier
+from kami_events.catalogue.ordering import DiscountFunder
 from kami_payment.domain.refusals import RefusalKind, Refused
 
 # China has kept UTC+8 without daylight saving since 1991; a fixed offset
@@ -61,6 +62,9 @@ class OrderView:
     reservation_expires_at: datetime | None = None
     # The trace of the order's saga: paying it joins that trace.
     traceparent: str | None = None
+    # A coupon's discount, already off `total`, and who funds it.
+    discount: int = 0
+    discount_funded_by: DiscountFunder | None = None
 
     def check_payable_by(self, buyer_id: str, now: datetime) -> None:
         """Payment's own pre-check before any money moves: the buyer's order,

@@ -12,6 +12,14 @@ or taken back by the channel (`PaymentReversed`). A capture that arrives after
 the intent failed (a late gateway payment) still confirms it: the money is
 real, and ordering, which knows the order was cancelled, requests its refund.
 
+A coupon's discount (from `OrderReserved`) is already off `amount`. A seller
+funds its own discount by simply receiving less. A platform-funded discount
+is the platform's promotion: settlement adds it to the seller's money (from
+`platform_promotions`), with the fee on the price before the discount, and a
+refund after settlement takes it back from the seller along with the buyer's
+money. Before settlement nothing of it has moved, so a refund returns only
+what the buyer paid.
+
 The aggregate decides (`plan_*`) and records (`record_*`); the ledger
 movement in between is the handler's job. Recording is idempotent: a
 settlement, a refund id, a capture or a reversal is recorded once.
@@ -27,6 +35,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 from kami_events.aggregate import Aggregate
 from kami_events.catalogue.common import RefundReason, RefundSource
+from kami_events.catalogue.ordering import DiscountFunder
 from kami_events.catalogue.payment import (
     FundsSettled,
     PaymentChannel,
@@ -61,12 +70,16 @@ class PaymentStatus(StrEnum):
 
 @dataclass(frozen=True)
 class SettlementPlan:
+    """`gross` leaves escrow; `promotion` (a platform-funded discount) comes
+    from the platform; the seller gets both less the fee."""
+
     gross: int
     fee: int
+    promotion: int = 0
 
     @property
     def net(self) -> int:
-        return self.gross - self.fee
+        return self.gross + self.promotion - self.fee
 
 
 @dataclass(frozen=True)
@@ -80,12 +93,17 @@ class RefundPlan:
     reason: RefundReason
     destination: Destination
     moves_money: bool
+    # After settlement: the share of a platform-funded discount the seller
+    # gives back (to `platform_promotions`) on top of what the buyer gets.
+    promotion: int = 0
 
 
 @dataclass(frozen=True)
 class ReversalPlan:
     amount: int
     settled: bool
+    # Settled: the share of a platform-funded discount the seller owes back.
+    promotion: int = 0
 
 
 class Payment(Aggregate):
@@ -97,6 +115,8 @@ class Payment(Aggregate):
         self.buyer_id = ""
         self.seller_id = ""
         self.amount = 0
+        self.discount = 0
+        self.discount_funded_by: DiscountFunder | None = None
         self.channel = PaymentChannel.WALLET
         self.expires_at: datetime | None = None
         self.status: PaymentStatus | None = None
@@ -120,6 +140,8 @@ class Payment(Aggregate):
         amount: int,
         channel: PaymentChannel,
         expires_at: datetime,
+        discount: int = 0,
+        discount_funded_by: DiscountFunder | None = None,
     ) -> Payment:
         payment = cls(payment_id_for(order_id))
         payment._trigger(
@@ -131,6 +153,8 @@ class Payment(Aggregate):
                 amount=amount,
                 channel=channel,
                 expires_at=expires_at,
+                discount=discount,
+                discount_funded_by=discount_funded_by if discount else None,
             )
         )
         return payment
@@ -187,15 +211,20 @@ class Payment(Aggregate):
         return True
 
     def plan_settlement(self, fee_bps: int) -> SettlementPlan | None:
-        """What settling now would move: everything still in escrow, less the
-        platform's fee. None when there is nothing to settle (not confirmed,
-        already settled, or refunded / reversed in full)."""
+        """What settling now would move: everything still in escrow, plus a
+        platform-funded discount, less the platform's fee on both. None when
+        there is nothing to settle (not confirmed, already settled, or refunded
+        / reversed in full). After a partial refund from escrow the platform
+        funds the same share of the discount as is left of the payment."""
         if self.status is not PaymentStatus.CONFIRMED or self.settlement is not None:
             return None
         gross = self.in_escrow
         if gross == 0:
             return None
-        return SettlementPlan(gross=gross, fee=platform_fee(gross, fee_bps))
+        promotion = _share(self.platform_discount, gross, self.captured)
+        return SettlementPlan(
+            gross=gross, fee=platform_fee(gross + promotion, fee_bps), promotion=promotion
+        )
 
     def record_settlement(self, plan: SettlementPlan) -> bool:
         if self.settlement is not None:
@@ -209,6 +238,7 @@ class Payment(Aggregate):
                 gross=plan.gross,
                 platform_fee=plan.fee,
                 net=plan.net,
+                promotion=plan.promotion,
             )
         )
         return True
@@ -231,7 +261,13 @@ class Payment(Aggregate):
                 )
             if self.reversal.settled:
                 return RefundPlan(
-                    refund_id, amount, RefundSource.SELLER_DEPOSIT, reason, "none", True
+                    refund_id,
+                    amount,
+                    RefundSource.SELLER_DEPOSIT,
+                    reason,
+                    "none",
+                    True,
+                    self._promotion_recovered(amount),
                 )
             # The reversal was paid out of escrow: the seller never had the money.
             return RefundPlan(refund_id, amount, RefundSource.ESCROW, reason, "none", False)
@@ -245,7 +281,36 @@ class Payment(Aggregate):
         destination: Destination = (
             "wallet" if self.channel is PaymentChannel.WALLET else "original_channel"
         )
-        return RefundPlan(refund_id, amount, source, reason, destination, True)
+        return RefundPlan(
+            refund_id, amount, source, reason, destination, True, self._promotion_back(amount)
+        )
+
+    def _promotion_back(self, amount: int) -> int:
+        """Of the promotion settled to the seller, the share a refund of `amount`
+        after settlement takes back. Counted on all such refunds together, so
+        refunding everything settled takes back exactly all of it."""
+        if self.settlement is None or not self.settlement.promotion:
+            return 0
+        promotion, gross = self.settlement.promotion, self.settlement.gross
+        before = sum(
+            r.amount
+            for r in self.refunds.values()
+            if r.source is RefundSource.SELLER_DEPOSIT and r.reason is not RefundReason.CHARGEBACK
+        )
+        if self.reversal is not None and self.reversal.settled:
+            before += self.reversal.amount
+        return _share(promotion, before + amount, gross) - _share(promotion, before, gross)
+
+    def _promotion_recovered(self, amount: int) -> int:
+        """Of the promotion a settled chargeback left the seller owing, the
+        share a recovery of `amount` draws with it (all of it with the last)."""
+        if self.reversal is None or not self.reversal.promotion:
+            return 0
+        promotion, reversed_amount = self.reversal.promotion, self.reversal.amount
+        before = self.reversal.amount - self.recoverable
+        return _share(promotion, before + amount, reversed_amount) - _share(
+            promotion, before, reversed_amount
+        )
 
     def record_refund(self, plan: RefundPlan) -> bool:
         if plan.refund_id in self.refunds:
@@ -277,7 +342,9 @@ class Payment(Aggregate):
                 "reversal_exceeds_captured",
                 f"reversal of {amount} fen; {self.refundable} fen is captured and not refunded",
             )
-        return ReversalPlan(amount=amount, settled=self.settlement is not None)
+        settled = self.settlement is not None
+        promotion = self._promotion_back(amount) if settled else 0
+        return ReversalPlan(amount=amount, settled=settled, promotion=promotion)
 
     def record_reversal(
         self, plan: ReversalPlan, reason: ReversalReason, channel_reference: str
@@ -294,6 +361,7 @@ class Payment(Aggregate):
                 reason=reason,
                 channel_reference=channel_reference,
                 settled=plan.settled,
+                promotion=plan.promotion,
             )
         )
         return True
@@ -338,6 +406,11 @@ class Payment(Aggregate):
     def refunded(self) -> int:
         return sum(r.amount for r in self.refunds.values())
 
+    @property
+    def platform_discount(self) -> int:
+        """The discount the platform funds (0 if none, or the seller's own)."""
+        return self.discount if self.discount_funded_by is DiscountFunder.PLATFORM else 0
+
     # -- state from events -------------------------------------------------
 
     def apply(self, event: Event) -> None:
@@ -347,6 +420,8 @@ class Payment(Aggregate):
                 self.buyer_id = event.buyer_id
                 self.seller_id = event.seller_id
                 self.amount = event.amount
+                self.discount = event.discount
+                self.discount_funded_by = event.discount_funded_by
                 self.channel = event.channel
                 self.expires_at = event.expires_at
                 self.status = PaymentStatus.INITIATED
@@ -368,3 +443,11 @@ class Payment(Aggregate):
                 self.reversal = event
             case _:
                 super().apply(event)
+
+
+def _share(whole: int, part: int, of: int) -> int:
+    """`whole` × `part` / `of`, rounded down: the same share of a discount as
+    `part` is of `of` (all of it when `part` is all of `of`)."""
+    if whole == 0 or of <= 0:
+        return 0
+    return whole * min(part, of) // of
