@@ -6,6 +6,7 @@ The DESIGN §9 audit runs after each test (the `operator` fixture)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -258,38 +259,51 @@ async def test_a_flash_sale_raced_by_many_buyers_sells_its_keys_once(
     sale_id = scheduled.json()["flash_sale_id"]
     buyers = await _buyers(platform, buyers_count, 1000)
 
-    async def race(http: httpx.AsyncClient, buyer: Person) -> tuple[Person, httpx.Response, float]:
+    port = platform.port_of("ordering")
+
+    async def race(buyer: Person) -> tuple[Person, int, dict[str, Any], float]:
+        # A bare HTTP/1.1 request on its own connection: httpx's CPU per request
+        # on these two cores would otherwise be part of what is measured.
+        body = json.dumps({"offer_id": offer.offer_id, "quantity": 1}).encode()
+        head = (
+            f"POST /orders HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {buyer.access_token}\r\n"
+            f"Idempotency-Key: {uuid4()}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
         started = time.perf_counter()
-        answer = await http.post(
-            "/orders",
-            json={"offer_id": offer.offer_id, "quantity": 1},
-            headers=buyer.headers | {"Idempotency-Key": str(uuid4())},
-        )
-        return buyer, answer, time.perf_counter() - started
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(head + body)
+            await writer.drain()
+            answer = await reader.read()
+        finally:
+            writer.close()
+        seconds = time.perf_counter() - started
+        status_line, _, rest = answer.partition(b"\r\n")
+        _, _, payload = rest.partition(b"\r\n\r\n")
+        return buyer, int(status_line.split()[1]), json.loads(payload), seconds
 
-    limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
-    async with httpx.AsyncClient(
-        base_url=platform.url("ordering"), timeout=30, limits=limits
-    ) as http:
-        # Warm the pool, so a request's latency is the service's, not a TCP handshake's.
-        await asyncio.gather(*(http.get("/healthz") for _ in range(50)))
-        results = await asyncio.gather(
-            *(race(http, buyer) for buyer in buyers for _ in range(orders_per_buyer))
-        )
-
-    won = [(buyer, answer) for buyer, answer, _ in results if answer.status_code == 201]
-    lost = [(answer, seconds) for _, answer, seconds in results if answer.status_code != 201]
-    assert len(won) == keys, [r.text for _, r, _ in results if r.status_code != 409][:5]
+    results = await asyncio.gather(
+        *(race(buyer) for buyer in buyers for _ in range(orders_per_buyer))
+    )
+    latencies = sorted(seconds for *_, seconds in results)
+    spread = (
+        f"latency p50 {latencies[len(latencies) // 2]:.2f}s, "
+        f"p90 {latencies[len(latencies) * 9 // 10]:.2f}s, max {latencies[-1]:.2f}s"
+    )
+    won = [(buyer, body) for buyer, status, body, _ in results if status == 201]
+    lost = [(status, body, seconds) for _, status, body, seconds in results if status != 201]
+    assert len(won) == keys, [body for _, status, body, _ in results if status != 409][:5]
     assert len({buyer.user_id for buyer, _ in won}) == keys, "a buyer won twice"
     assert len(lost) == buyers_count * orders_per_buyer - keys
-    for answer, seconds in lost:
-        assert _refusal(answer)[0] == 409, answer.text
-        assert _refusal(answer)[1] in ("flash_sale_sold_out", "flash_sale_buyer_limit")
-        assert answer.json()["error"]["message"]
-        assert seconds < 1.0, f"a refusal took {seconds:.2f}s: {answer.text}"
-    for _, answer in won:
-        assert answer.json()["unit_price"] == 500
-        assert answer.json()["flash_sale_id"] == sale_id
+    for status, body, _ in lost:
+        assert status == 409, body
+        assert body["error"]["code"] in ("flash_sale_sold_out", "flash_sale_buyer_limit"), body
+        assert body["error"]["message"]
+    for _, body in won:
+        assert body["unit_price"] == 500
+        assert body["flash_sale_id"] == sale_id
 
     async def pay(buyer: Person, order_id: str) -> None:
         await order_state(buyer, order_id, "RESERVED")
@@ -313,10 +327,13 @@ async def test_a_flash_sale_raced_by_many_buyers_sells_its_keys_once(
         assert paid.status_code in (200, 201), paid.text
         await order_state(buyer, order_id, "DELIVERED", timeout=120)
 
-    await asyncio.gather(*(pay(buyer, answer.json()["order_id"]) for buyer, answer in won))
+    await asyncio.gather(*(pay(buyer, body["order_id"]) for buyer, body in won))
     stock = await offer.seller.call("inventory", "GET", f"/offers/{offer.offer_id}/stock")
     assert stock.json()["available"] == 0
     assert stock.json()["sold"] == keys
     # No buyer may place another order at the sale's price.
     late = await _order(buyers[0], offer)
     assert late.status_code == 409, late.text
+    # Every losing order was answered within a second (the issue asks it).
+    slow = [seconds for _, _, seconds in lost if seconds >= 1.0]
+    assert not slow, f"{len(slow)} of {len(lost)} refusals took 1 s or more ({spread})"
