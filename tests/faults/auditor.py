@@ -31,7 +31,9 @@ key states — and checks the promises from those records alone:
 - coupons (docs/commerce.md): an order's use of a coupon is held once, then at
   most released or redeemed once; the uses left standing (held minus
   released, so held or redeemed) never exceed the coupon's total limit, nor
-  any buyer's its per-buyer limit (as `CouponIssued` set them);
+  any buyer's its per-buyer limit (as `CouponIssued` set them); a flash
+  sale's keys held or sold (orders at its price that did not end cancelled or
+  refunded undelivered) within its stock cap and per-buyer limit;
 - resellers: each approved reseller's prepaid balance (the wallet of its
   identity user) is not below zero and is what its journal lines sum to, and
   its `reseller_margin` account is only ever credited.
@@ -304,6 +306,7 @@ def audit(snapshot: Snapshot, *, ignore_event_ids: Iterable[str] = ()) -> AuditR
     check_order_money(snapshot, events, report)
     check_sagas(snapshot, events, report)
     check_coupons(events, report)
+    check_flash_sales(events, report)
     check_resellers(snapshot, events, report)
     return report
 
@@ -839,6 +842,40 @@ def check_coupons(events: Events, report: AuditReport) -> None:
         if limit is not None and count > int(limit):
             report.problem(
                 f"coupon {code}: buyer {buyer} holds or used {count}, its limit is {limit}"
+            )
+
+
+def check_flash_sales(events: Events, report: AuditReport) -> None:
+    """No flash sale sold beyond its stock cap or a buyer's limit: the keys of
+    orders placed at its price, less those of orders that gave them back
+    (cancelled, or refunded without a delivery)."""
+    sales = {e["payload"]["flash_sale_id"]: e["payload"] for e in events.of("FlashSaleScheduled")}
+    report.counts["flash sales"] = len(sales)
+    standing: Counter[str] = Counter()
+    by_buyer: Counter[tuple[str, str]] = Counter()
+    for history in order_histories(events).values():
+        placed = next((e for e in history if e["event_type"] == "OrderPlaced"), None)
+        if placed is None or not placed["payload"].get("flash_sale_id"):
+            continue
+        types = [e["event_type"] for e in history]
+        states = [ORDER_STATE_OF[t] for t in types if t in ORDER_STATE_OF]
+        if states[-1] in ("CANCELLED", "REFUNDED") and "OrderDelivered" not in types:
+            continue
+        sale_id = str(placed["payload"]["flash_sale_id"])
+        quantity = int(placed["payload"].get("quantity", 1))
+        standing[sale_id] += quantity
+        by_buyer[(sale_id, str(placed["payload"].get("buyer_id")))] += quantity
+    for sale_id, count in standing.items():
+        cap = sales.get(sale_id, {}).get("stock_cap")
+        if cap is None:
+            report.problem(f"orders at the price of flash sale {sale_id}, never scheduled")
+        elif count > int(cap):
+            report.problem(f"flash sale {sale_id}: {count} keys held or sold, its cap is {cap}")
+    for (sale_id, buyer), count in by_buyer.items():
+        limit = sales.get(sale_id, {}).get("max_per_buyer")
+        if limit is not None and count > int(limit):
+            report.problem(
+                f"flash sale {sale_id}: buyer {buyer} holds or bought {count}, its limit is {limit}"
             )
 
 

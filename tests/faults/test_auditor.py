@@ -644,3 +644,63 @@ def test_a_reseller_margin_debited_and_a_prepaid_balance_below_zero() -> None:
     world.move("back:r", ("reseller_margin:reseller-1", 100), ("platform_fees:platform", -100))
     one_problem_about(world, "reseller reseller-1", "prepaid balance is -300")
     one_problem_about(world, "reseller_margin:reseller-1 debited 100")
+
+
+def flash_order(world: World, order_id: str, buyer: str, *ended: str, quantity: int = 1) -> None:
+    world.emit(
+        "ordering",
+        "ordering.order",
+        order_id,
+        (
+            "OrderPlaced",
+            ids(
+                order_id=order_id,
+                buyer_id=buyer,
+                flash_sale_id="sale-1",
+                quantity=quantity,
+                payment_deadline=at(15),
+            ),
+        ),
+        *(
+            (event, ids(order_id=order_id, buyer_id=buyer, guarantee_ends_at=at(15)))
+            for event in ended
+        ),
+    )
+
+
+def with_flash_sale(world: World, cap: int, per_buyer: int) -> None:
+    world.emit(
+        "ordering",
+        "ordering.offer_pricing",
+        OFFER,
+        (
+            "FlashSaleScheduled",
+            {
+                "offer_id": OFFER,
+                "flash_sale_id": "sale-1",
+                "stock_cap": cap,
+                "max_per_buyer": per_buyer,
+            },
+        ),
+    )
+
+
+def test_a_flash_sale_within_its_cap_passes_and_is_counted() -> None:
+    world = purchased()
+    with_flash_sale(world, cap=1, per_buyer=1)
+    flash_order(world, "order-f1", "buyer-a", "OrderCancelled")
+    flash_order(world, "order-f2", "buyer-a")
+    report = audit(world.snapshot())
+    assert not [p for p in report.problems if "flash sale" in p], report.problems
+    assert report.counts["flash sales"] == 1
+    assert audit(purchased().snapshot()).counts["flash sales"] == 0
+
+
+def test_a_flash_sale_sold_beyond_its_cap_and_a_buyers_limit() -> None:
+    world = purchased()
+    with_flash_sale(world, cap=2, per_buyer=1)
+    flash_order(world, "order-f1", "buyer-a", "OrderDelivered")
+    flash_order(world, "order-f2", "buyer-a")
+    flash_order(world, "order-f3", "buyer-b")
+    one_problem_about(world, "flash sale sale-1", "3 keys held or sold", "cap is 2")
+    one_problem_about(world, "flash sale sale-1", "buyer buyer-a", "limit is 1")
