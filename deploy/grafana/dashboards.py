@@ -293,7 +293,49 @@ def ordering_rows() -> list[Row]:
                     red_from=1,
                 ),
             ],
-        )
+        ),
+        Row(
+            "Commerce (coupons, flash sales)",
+            [
+                Panel(
+                    "Coupon redemptions (1h) by funder",
+                    (
+                        q(
+                            "sum by (funded_by) (increase(kami_coupon_redemptions_total[1h]))",
+                            "{{funded_by}}",
+                        ),
+                    ),
+                    description="Coupon uses made final by a delivery (docs/commerce.md); "
+                    "seller: the seller funds the discount, platform: the operator's coupon.",
+                ),
+                Panel(
+                    "Coupon discount redeemed (yuan / h) by funder",
+                    (
+                        q(
+                            "sum by (funded_by) "
+                            "(increase(kami_coupon_discount_fen_total[1h])) / 100",
+                            "{{funded_by}}",
+                        ),
+                    ),
+                ),
+                Panel(
+                    "Quota claims / min by kind and result",
+                    (
+                        q(
+                            "sum by (kind, result) "
+                            f"(rate(kami_quota_claims_total[{RATE_WINDOW}])) * 60",
+                            "{{kind}} {{result}}",
+                        ),
+                        q(
+                            f"sum by (kind) (rate(kami_quota_releases_total[{RATE_WINDOW}])) * 60",
+                            "{{kind}} released",
+                        ),
+                    ),
+                    description="Coupon uses and flash-sale keys claimed at placement "
+                    "(claimed, buyer_limit, exhausted: refused with 409) and given back.",
+                ),
+            ],
+        ),
     ]
 
 
@@ -401,7 +443,6 @@ def payment_rows() -> list[Row]:
                             "settled {{part}}",
                         ),
                     ),
-                    unit="currencyCNY",
                 ),
             ],
         ),
@@ -420,7 +461,6 @@ def payment_rows() -> list[Row]:
                             "sum (must be 0)",
                         ),
                     ),
-                    unit="currencyCNY",
                 ),
                 Panel(
                     "Ledger movements / min",

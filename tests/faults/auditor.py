@@ -27,7 +27,16 @@ key states — and checks the promises from those records alone:
   confirmed twice, a refunded order keeps no working key, a finished order's
   escrow is empty;
 - sagas (§9.3): every order is terminal, or in a state whose deadline has
-  not passed yet, and every refund ordering requested was carried out.
+  not passed yet, and every refund ordering requested was carried out;
+- coupons (docs/commerce.md): an order's use of a coupon is held once, then at
+  most released or redeemed once; the uses left standing (held minus
+  released, so held or redeemed) never exceed the coupon's total limit, nor
+  any buyer's its per-buyer limit (as `CouponIssued` set them); a flash
+  sale's keys held or sold (orders at its price that did not end cancelled or
+  refunded undelivered) within its stock cap and per-buyer limit;
+- resellers: each approved reseller's prepaid balance (the wallet of its
+  identity user) is not below zero and is what its journal lines sum to, and
+  its `reseller_margin` account is only ever credited.
 
 `read_snapshot` does the I/O; `audit` is pure, so its checks are unit tested
 on forged records (`tests/faults/test_auditor.py`).
@@ -296,6 +305,9 @@ def audit(snapshot: Snapshot, *, ignore_event_ids: Iterable[str] = ()) -> AuditR
     check_ledger(snapshot, events, report)
     check_order_money(snapshot, events, report)
     check_sagas(snapshot, events, report)
+    check_coupons(events, report)
+    check_flash_sales(events, report)
+    check_resellers(snapshot, events, report)
     return report
 
 
@@ -790,6 +802,115 @@ def check_sagas(snapshot: Snapshot, events: Events, report: AuditReport) -> None
             report.problem(f"order {order_id} still {state} past its deadline {deadline}")
     for name, count in by_state.items():
         report.counts[f"orders {name}"] = count
+
+
+def check_coupons(events: Events, report: AuditReport) -> None:
+    """No coupon used beyond its limits: per order, `CouponHeld` once, then at
+    most one `CouponReleased` or `CouponRedeemed`; the uses still standing
+    (held, not released) within `max_uses` and, per buyer, `uses_per_buyer`."""
+    terms = {e["aggregate_id"]: e["payload"] for e in events.of("CouponIssued")}
+    report.counts["coupons"] = len(terms)
+    buyer_of = {e["aggregate_id"]: e["payload"].get("buyer_id") for e in events.of("OrderPlaced")}
+    standing: Counter[str] = Counter()
+    by_buyer: Counter[tuple[str, str]] = Counter()
+    uses = 0
+    for order_id, history in order_histories(events).items():
+        trail = [
+            e
+            for e in history
+            if e["event_type"] in ("CouponHeld", "CouponReleased", "CouponRedeemed")
+        ]
+        if not trail:
+            continue
+        kinds = [e["event_type"] for e in trail]
+        code = str(trail[0]["payload"]["coupon_id"])
+        uses += 1
+        if kinds[0] != "CouponHeld" or len(kinds) > 2 or kinds.count("CouponHeld") != 1:
+            report.problem(f"order {order_id}: its coupon use went {kinds}")
+            continue
+        if any(e["payload"]["coupon_id"] != code for e in trail):
+            report.problem(f"order {order_id}: its coupon events name different coupons")
+        if code not in terms:
+            report.problem(f"order {order_id} used coupon {code}, which was never issued")
+        if kinds[-1] != "CouponReleased":
+            standing[code] += 1
+            by_buyer[(code, str(buyer_of.get(order_id)))] += 1
+    report.counts["coupon uses"] = uses
+    for code, count in standing.items():
+        limit = terms.get(code, {}).get("max_uses")
+        if limit is not None and count > int(limit):
+            report.problem(f"coupon {code}: {count} uses stand, its total limit is {limit}")
+    for (code, buyer), count in by_buyer.items():
+        limit = terms.get(code, {}).get("uses_per_buyer")
+        if limit is not None and count > int(limit):
+            report.problem(
+                f"coupon {code}: buyer {buyer} holds or used {count}, its limit is {limit}"
+            )
+
+
+def check_flash_sales(events: Events, report: AuditReport) -> None:
+    """No flash sale sold beyond its stock cap or a buyer's limit: the keys of
+    orders placed at its price, less those of orders that gave them back
+    (cancelled, or refunded without a delivery)."""
+    sales = {e["payload"]["flash_sale_id"]: e["payload"] for e in events.of("FlashSaleScheduled")}
+    report.counts["flash sales"] = len(sales)
+    standing: Counter[str] = Counter()
+    by_buyer: Counter[tuple[str, str]] = Counter()
+    for history in order_histories(events).values():
+        placed = next((e for e in history if e["event_type"] == "OrderPlaced"), None)
+        if placed is None or not placed["payload"].get("flash_sale_id"):
+            continue
+        types = [e["event_type"] for e in history]
+        states = [ORDER_STATE_OF[t] for t in types if t in ORDER_STATE_OF]
+        if states[-1] in ("CANCELLED", "REFUNDED") and "OrderDelivered" not in types:
+            continue
+        sale_id = str(placed["payload"]["flash_sale_id"])
+        quantity = int(placed["payload"].get("quantity", 1))
+        standing[sale_id] += quantity
+        by_buyer[(sale_id, str(placed["payload"].get("buyer_id")))] += quantity
+    for sale_id, count in standing.items():
+        cap = sales.get(sale_id, {}).get("stock_cap")
+        if cap is None:
+            report.problem(f"orders at the price of flash sale {sale_id}, never scheduled")
+        elif count > int(cap):
+            report.problem(f"flash sale {sale_id}: {count} keys held or sold, its cap is {cap}")
+    for (sale_id, buyer), count in by_buyer.items():
+        limit = sales.get(sale_id, {}).get("max_per_buyer")
+        if limit is not None and count > int(limit):
+            report.problem(
+                f"flash sale {sale_id}: buyer {buyer} holds or bought {count}, its limit is {limit}"
+            )
+
+
+def check_resellers(snapshot: Snapshot, events: Events, report: AuditReport) -> None:
+    """Each reseller's prepaid balance (`buyer_wallet:<its user>`) is the sum
+    of its journal lines and not below zero; `reseller_margin:<id>` is only
+    ever credited (a credit is a negative signed amount)."""
+    approved = {
+        e["payload"]["reseller_id"]: e["payload"]["user_id"] for e in events.of("ResellerApproved")
+    }
+    report.counts["resellers"] = len(approved)
+    lines_of: dict[str, list[Doc]] = defaultdict(list)
+    for line in snapshot.ledger_lines:
+        if line.get("kind") == "posting":
+            lines_of[line["account"]].append(line)
+    for reseller_id, user_id in approved.items():
+        wallet = f"buyer_wallet:{user_id}"
+        lines = sorted(lines_of.get(wallet, []), key=lambda x: int(x["seq"]))
+        summed = natural(wallet, sum(int(line["amount"]) for line in lines))
+        if summed < 0:
+            report.problem(f"reseller {reseller_id}: its prepaid balance is {summed}")
+        if lines and natural(wallet, int(lines[-1]["balance_after"])) != summed:
+            report.problem(
+                f"reseller {reseller_id}: its prepaid balance says "
+                f"{natural(wallet, int(lines[-1]['balance_after']))}, its lines sum to {summed}"
+            )
+        for line in lines_of.get(f"reseller_margin:{reseller_id}", []):
+            if int(line["amount"]) > 0:
+                report.problem(
+                    f"reseller_margin:{reseller_id} debited {line['amount']} "
+                    f"(movement {line['movement_id']})"
+                )
 
 
 def _instant(value: str | datetime) -> datetime:

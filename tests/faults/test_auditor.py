@@ -556,3 +556,151 @@ def test_a_saga_left_placed_and_a_refund_never_carried_out() -> None:
     found = problems(world)
     assert any("order-2 still PLACED" in p for p in found), found
     assert any("refunds ['r-9'] never done" in p for p in found), found
+
+
+def with_coupon(
+    world: World, code: str = "SAVE1", *, max_uses: int = 1, per_buyer: int = 1
+) -> None:
+    world.emit(
+        "ordering",
+        "ordering.coupon",
+        code,
+        ("CouponIssued", {"coupon_id": code, "max_uses": max_uses, "uses_per_buyer": per_buyer}),
+    )
+
+
+def coupon_order(
+    world: World, order_id: str, buyer: str, *events: str, code: str = "SAVE1"
+) -> None:
+    world.emit(
+        "ordering",
+        "ordering.order",
+        order_id,
+        ("OrderPlaced", ids(order_id=order_id, buyer_id=buyer, payment_deadline=at(15))),
+        *((event, ids(order_id=order_id, buyer_id=buyer, coupon_id=code)) for event in events),
+    )
+
+
+def test_coupon_uses_within_their_limits_pass_and_are_counted() -> None:
+    world = purchased()
+    with_coupon(world, max_uses=2)
+    coupon_order(world, "order-c1", "buyer-a", "CouponHeld", "CouponReleased")
+    coupon_order(world, "order-c2", "buyer-a", "CouponHeld", "CouponRedeemed")
+    coupon_order(world, "order-c3", "buyer-b", "CouponHeld")
+    report = audit(world.snapshot())
+    assert not [p for p in report.problems if "coupon" in p], report.problems
+    assert report.counts["coupons"] == 1
+    assert report.counts["coupon uses"] == 3
+    assert audit(purchased().snapshot()).counts["coupons"] == 0
+
+
+def test_a_coupon_used_beyond_its_total_limit() -> None:
+    world = purchased()
+    with_coupon(world, max_uses=1, per_buyer=1)
+    coupon_order(world, "order-c1", "buyer-a", "CouponHeld", "CouponRedeemed")
+    coupon_order(world, "order-c2", "buyer-b", "CouponHeld")
+    one_problem_about(world, "coupon SAVE1", "2 uses stand", "total limit is 1")
+
+
+def test_a_coupon_used_beyond_a_buyers_limit() -> None:
+    world = purchased()
+    with_coupon(world, max_uses=5, per_buyer=1)
+    coupon_order(world, "order-c1", "buyer-a", "CouponHeld")
+    coupon_order(world, "order-c2", "buyer-a", "CouponHeld", "CouponRedeemed")
+    one_problem_about(world, "coupon SAVE1", "buyer buyer-a", "its limit is 1")
+
+
+def test_a_coupon_use_released_after_its_redemption() -> None:
+    world = purchased()
+    with_coupon(world)
+    coupon_order(world, "order-c1", "buyer-a", "CouponHeld", "CouponRedeemed", "CouponReleased")
+    one_problem_about(world, "order-c1", "coupon use went")
+
+
+def approved_reseller(world: World, reseller: str = "reseller-1", user: str = "user-r") -> None:
+    world.emit(
+        "payment",
+        "payment.payment",
+        f"approve-{reseller}",
+        ("ResellerApproved", {"reseller_id": reseller, "user_id": user}),
+    )
+
+
+def test_a_reseller_prepaid_balance_and_margin_that_add_up_pass() -> None:
+    world = purchased()
+    approved_reseller(world)
+    world.move("top-up:r", ("channel_clearing:alipay", 500), ("buyer_wallet:user-r", -500))
+    world.move("pay:r", ("buyer_wallet:user-r", 300), ("reseller_margin:reseller-1", -300))
+    report = audit(world.snapshot())
+    assert not [p for p in report.problems if "reseller" in p], report.problems
+    assert report.counts["resellers"] == 1
+    assert audit(purchased().snapshot()).counts["resellers"] == 0
+
+
+def test_a_reseller_margin_debited_and_a_prepaid_balance_below_zero() -> None:
+    world = purchased()
+    approved_reseller(world)
+    world.move("pay:r", ("buyer_wallet:user-r", 300), ("reseller_margin:reseller-1", -300))
+    world.move("back:r", ("reseller_margin:reseller-1", 100), ("platform_fees:platform", -100))
+    one_problem_about(world, "reseller reseller-1", "prepaid balance is -300")
+    one_problem_about(world, "reseller_margin:reseller-1 debited 100")
+
+
+def flash_order(world: World, order_id: str, buyer: str, *ended: str, quantity: int = 1) -> None:
+    world.emit(
+        "ordering",
+        "ordering.order",
+        order_id,
+        (
+            "OrderPlaced",
+            ids(
+                order_id=order_id,
+                buyer_id=buyer,
+                flash_sale_id="sale-1",
+                quantity=quantity,
+                payment_deadline=at(15),
+            ),
+        ),
+        *(
+            (event, ids(order_id=order_id, buyer_id=buyer, guarantee_ends_at=at(15)))
+            for event in ended
+        ),
+    )
+
+
+def with_flash_sale(world: World, cap: int, per_buyer: int) -> None:
+    world.emit(
+        "ordering",
+        "ordering.offer_pricing",
+        OFFER,
+        (
+            "FlashSaleScheduled",
+            {
+                "offer_id": OFFER,
+                "flash_sale_id": "sale-1",
+                "stock_cap": cap,
+                "max_per_buyer": per_buyer,
+            },
+        ),
+    )
+
+
+def test_a_flash_sale_within_its_cap_passes_and_is_counted() -> None:
+    world = purchased()
+    with_flash_sale(world, cap=1, per_buyer=1)
+    flash_order(world, "order-f1", "buyer-a", "OrderCancelled")
+    flash_order(world, "order-f2", "buyer-a")
+    report = audit(world.snapshot())
+    assert not [p for p in report.problems if "flash sale" in p], report.problems
+    assert report.counts["flash sales"] == 1
+    assert audit(purchased().snapshot()).counts["flash sales"] == 0
+
+
+def test_a_flash_sale_sold_beyond_its_cap_and_a_buyers_limit() -> None:
+    world = purchased()
+    with_flash_sale(world, cap=2, per_buyer=1)
+    flash_order(world, "order-f1", "buyer-a", "OrderDelivered")
+    flash_order(world, "order-f2", "buyer-a")
+    flash_order(world, "order-f3", "buyer-b")
+    one_problem_about(world, "flash sale sale-1", "3 keys held or sold", "cap is 2")
+    one_problem_about(world, "flash sale sale-1", "buyer buyer-a", "limit is 1")
