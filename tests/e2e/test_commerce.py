@@ -17,7 +17,6 @@ import httpx
 from kami_actors import Person, sign_up
 from kami_local import Platform
 from kami_market import (
-    PAYMENT_PASSWORD,
     Offer,
     funded_buyer,
     list_offer_with_keys,
@@ -307,23 +306,7 @@ async def test_a_flash_sale_raced_by_many_buyers_sells_its_keys_once(
 
     async def pay(buyer: Person, order_id: str) -> None:
         await order_state(buyer, order_id, "RESERVED")
-        paid = await until(
-            lambda: buyer.call(
-                "payment",
-                "POST",
-                "/payments",
-                json={
-                    "order_id": order_id,
-                    "channel": "wallet",
-                    "payment_password": PAYMENT_PASSWORD,
-                },
-            ),
-            lambda r: (
-                r.status_code not in (404, 409)
-                or r.json()["error"]["code"] not in ("order_not_reserved", "order_not_found")
-            ),
-            what="payment to learn the order is payable",
-        )
+        paid = await pay_by_wallet(buyer, order_id)
         assert paid.status_code in (200, 201), paid.text
         await order_state(buyer, order_id, "DELIVERED", timeout=120)
 

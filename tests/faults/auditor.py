@@ -840,12 +840,7 @@ def check_coupons(events: Events, report: AuditReport) -> None:
         limit = terms.get(code, {}).get("max_uses")
         if limit is not None and count > int(limit):
             report.problem(f"coupon {code}: {count} uses stand, its total limit is {limit}")
-    for (code, buyer), count in by_buyer.items():
-        limit = terms.get(code, {}).get("uses_per_buyer")
-        if limit is not None and count > int(limit):
-            report.problem(
-                f"coupon {code}: buyer {buyer} holds or used {count}, its limit is {limit}"
-            )
+    _check_per_buyer(by_buyer, terms, "uses_per_buyer", "coupon", "holds or used", report)
 
 
 def check_flash_sales(events: Events, report: AuditReport) -> None:
@@ -874,12 +869,22 @@ def check_flash_sales(events: Events, report: AuditReport) -> None:
             report.problem(f"orders at the price of flash sale {sale_id}, never scheduled")
         elif count > int(cap):
             report.problem(f"flash sale {sale_id}: {count} keys held or sold, its cap is {cap}")
-    for (sale_id, buyer), count in by_buyer.items():
-        limit = sales.get(sale_id, {}).get("max_per_buyer")
+    _check_per_buyer(by_buyer, sales, "max_per_buyer", "flash sale", "holds or bought", report)
+
+
+def _check_per_buyer(
+    by_buyer: Counter[tuple[str, str]],
+    terms: dict[str, Any],
+    limit_field: str,
+    what: str,
+    verb: str,
+    report: AuditReport,
+) -> None:
+    """Each buyer's standing count of a coupon or flash sale within its per-buyer limit."""
+    for (item, buyer), count in by_buyer.items():
+        limit = terms.get(item, {}).get(limit_field)
         if limit is not None and count > int(limit):
-            report.problem(
-                f"flash sale {sale_id}: buyer {buyer} holds or bought {count}, its limit is {limit}"
-            )
+            report.problem(f"{what} {item}: buyer {buyer} {verb} {count}, its limit is {limit}")
 
 
 def check_resellers(snapshot: Snapshot, events: Events, report: AuditReport) -> None:
