@@ -202,6 +202,60 @@ async def test_loads_follow_the_stream_without_the_cache(
         await store.append(AGG, "c1", 2, [CounterIncremented(by=9)], CommitContext("c"))
 
 
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_trusted_stream_loads_from_memory_and_a_lost_race_reads_it_again(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    monotonic = Monotonic()
+    hot = MongoEventStore(mongo_db, producer="tests", trust_cached_seconds=2.0, monotonic=monotonic)
+    await hot.ensure_indexes()
+    await hot.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
+    other = MongoEventStore(mongo_db, producer="tests")
+    await other.append(AGG, "c1", 1, [CounterIncremented(by=2)], CommitContext("c"))
+
+    # Within the window `hot` trusts what it wrote: the other process's
+    # commit is not seen, and no command is made.
+    finds = _count_finds(hot)
+    assert [e.aggregate_version for e in await hot.load(AGG, "c1")] == [1]
+    assert await hot.last_version(AGG, "c1") == 1
+    assert finds() == 0
+    # A decision on that older state cannot be saved, and the next load asks again.
+    with pytest.raises(ConcurrencyError):
+        await hot.append(AGG, "c1", 1, [CounterIncremented(by=9)], CommitContext("c"))
+    assert [e.aggregate_version for e in await hot.load(AGG, "c1")] == [1, 2]
+    # The window lapses: a trusted stream is asked for its next commit again.
+    await other.append(AGG, "c1", 2, [CounterIncremented(by=3)], CommitContext("c"))
+    monotonic.now += 2.0
+    assert await hot.last_version(AGG, "c1") == 3
+    assert [e.aggregate_version for e in await hot.load(AGG, "c1")] == [1, 2, 3]
+    # Its own appends keep it trusted.
+    await hot.append(AGG, "c1", 3, [CounterIncremented(by=4)], CommitContext("c"))
+    finds = _count_finds(hot)
+    assert [e.aggregate_version for e in await hot.load(AGG, "c1")] == [1, 2, 3, 4]
+    assert finds() == 0
+
+
+def _count_finds(store: MongoEventStore) -> Callable[[], int]:
+    """How many `find_one`s the store's commits collection gets from now on."""
+    calls = 0
+    original = store.commits.find_one
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await original(*args, **kwargs)
+
+    store.commits.find_one = counting  # type: ignore[method-assign]
+    return lambda: calls
+
+
 async def test_rejects_events_of_another_aggregate_type(store: MongoEventStore) -> None:
     with pytest.raises(TypeError):
         await store.append("test.other", "c1", 0, [CounterOpened(name="n")], CommitContext("c"))

@@ -59,12 +59,15 @@ class FakeOrderViews:
     deadlines: dict[str, DeadlineRow] = field(default_factory=dict)
 
     async def sync(self, loaded: LoadedOrder, deadline: Deadline | None) -> None:
-        # What it is given, as MongoOrderViews: the handlers make the newest win.
+        # As MongoOrderViews: never over a later version of the order.
         order = loaded.order
-        self.orders[order.id] = loaded
+        shown = self.orders.get(order.id)
+        if shown is None or shown.order.version < order.version:
+            self.orders[order.id] = loaded
         row = self.deadlines.setdefault(order.id, DeadlineRow(0, None))
-        row.version = order.version
-        row.deadline = deadline
+        if row.version < order.version:
+            row.version = order.version
+            row.deadline = deadline
 
     async def due(self, now: datetime, limit: int) -> list[str]:
         due = [

@@ -49,7 +49,7 @@ class InMemoryJournal:
             return existing
         stored = StoredMovement(movement, MovementState.PENDING, False, now)
         self.movements[movement.id] = stored
-        return stored
+        return replace(stored, fresh=True)
 
     async def get_movement(self, movement_id: str) -> StoredMovement | None:
         await _yield()
@@ -89,7 +89,9 @@ class InMemoryJournal:
         entry = self.lines_by_id.get(line_id)
         return entry[0] if entry else None
 
-    async def last_line(self, account: Account) -> JournalLine | None:
+    async def last_line(
+        self, account: Account, *, trust_remembered: bool = False
+    ) -> JournalLine | None:
         await _yield()
         lines = self.by_account.get(account, [])
         return lines[-1] if lines else None

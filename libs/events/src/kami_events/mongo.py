@@ -54,6 +54,37 @@ async def upsert_one(
         await collection.update_one(query, update, upsert=True)
 
 
+async def write_newer(
+    collection: AsyncCollection[Document],
+    doc_id: str,
+    version: int,
+    fields: Mapping[str, Any],
+    on_insert: Mapping[str, Any] | None = None,
+    *,
+    guard: str = "version",
+) -> bool:
+    """Set `fields` and `version` (under the name `guard`) on the document
+    unless it already holds `version` or a later one (a read model's newest
+    state wins, whatever order its writers land in). False: a newer one
+    stands. One command, by `_id`.
+
+    Upserting a document that holds a newer version collides on `_id`. So
+    does an upsert that lost a race to insert a missing document; the
+    document exists then, so one more try decides which of the two it was."""
+    update: Document = {"$set": {**fields, guard: version}}
+    if on_insert:
+        update["$setOnInsert"] = dict(on_insert)
+    for _attempt in range(2):
+        try:
+            await collection.update_one(
+                {"_id": doc_id, guard: {"$lt": version}}, update, upsert=True
+            )
+            return True
+        except DuplicateKeyError:
+            continue
+    return False
+
+
 # Where each command keeps its filter.
 _FILTER_KEYS = {"find": "filter", "count": "query", "findAndModify": "query"}
 

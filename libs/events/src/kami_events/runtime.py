@@ -122,7 +122,10 @@ class ServiceRuntime:
         )
         self.db: AsyncDatabase[Document] = self.mongo[settings.database_name]
         self.store: MongoEventStore = TracedEventStore(
-            self.db, producer=settings.service_name, clock=clock
+            self.db,
+            producer=settings.service_name,
+            clock=clock,
+            trust_cached_seconds=settings.event_cache_trust_seconds,
         )
         middlewares = broker_middlewares(settings.service_name)
         self.broker = make_broker(

@@ -30,6 +30,12 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1, le=10_000)
 
+    # The event store trusts a stream it wrote or read to its end this many
+    # seconds ago without asking the database again (kami_events.store): only
+    # another process's commit can be missed meanwhile, and a decision on the
+    # older state loses its append race. 0: always ask.
+    event_cache_trust_seconds: float = Field(default=2.0, ge=0, le=60)
+
     # Consumer: bounded retries with exponential backoff, then dead-letter.
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     # Messages of different keys handled at once within a fetched batch (1:

@@ -35,6 +35,15 @@ and on FerretDB 1.24 alike.
   dozens of commits, and a lone append costs what it did.
 - The relay is handed the commits written in its own process, so it reads
   back only what other processes wrote.
+- Hot streams are trusted in memory for a moment (`trust_cached_seconds`):
+  a stream this process wrote, or read to its end, within that window is
+  loaded from the cache without asking the database for a next commit. Only
+  another process (a replica, a CLI tool) can have appended meanwhile, and a
+  decision taken on that older state cannot be saved: its append races for
+  the `_id` the other commit took and gets `ConcurrencyError`, after which
+  the stream is read from the database again. What such a load may miss
+  for that long is another process's latest commit, never one of this
+  process's own. 0 (the default) asks the database every time.
 
 Why this shape: on FerretDB 1.24 every query is a full table scan, decoded in
 Go unless its filter is exactly `{_id: <string>}` (then SQLite scans it, some
@@ -47,8 +56,9 @@ reads are index lookups.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -241,7 +251,11 @@ class MongoEventStore:
         producer: str,
         clock: Clock = utc_now,
         collection: str = "events",
+        trust_cached_seconds: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if trust_cached_seconds < 0:
+            raise ValueError(f"trust_cached_seconds must be >= 0, got {trust_cached_seconds}")
         self.producer = producer
         self.commits: AsyncCollection[Document] = database[collection]
         self.outbox: AsyncCollection[Document] = database[f"{collection}_outbox"]
@@ -250,6 +264,11 @@ class MongoEventStore:
         self._cache: OrderedDict[str, list[Envelope[Event]]] = OrderedDict()
         self._cached_events = 0
         self._versions: OrderedDict[str, int] = OrderedDict()
+        self._trust_seconds = trust_cached_seconds
+        self._monotonic = monotonic
+        # stream id -> when what this process holds of it was last known to
+        # be all of it (its own append, or a read that found no next commit)
+        self._complete_at: OrderedDict[str, float] = OrderedDict()
         self._pending: list[_PendingCommit] = []
         self._swept_through = 0
         self._group_lock = asyncio.Lock()
@@ -320,6 +339,9 @@ class MongoEventStore:
         """Every event of the stream after `after_version`, in version order."""
         stream_id = stream_id_of(aggregate_type, aggregate_id)
         known = list(self._cache.get(stream_id, ()))
+        if known and len(known) >= self._versions.get(stream_id, 0) and self._trusted(stream_id):
+            return known[after_version:]
+        asked_at = self._monotonic()
         while True:
             commit = await self.commits.find_one(
                 {"_id": commit_id_of(stream_id, len(known) + 1)}, {"events": 1}
@@ -336,6 +358,7 @@ class MongoEventStore:
                 known.append(envelope)
         if known:
             self._cache_stream(stream_id, known)
+            self._mark_complete(stream_id, asked_at)
         return known[after_version:]
 
     async def last_version(self, aggregate_type: str, aggregate_id: str) -> int:
@@ -343,6 +366,9 @@ class MongoEventStore:
         the expected version for appending to a long stream."""
         stream_id = stream_id_of(aggregate_type, aggregate_id)
         version = max(len(self._cache.get(stream_id, ())), self._versions.get(stream_id, 0))
+        if version and self._trusted(stream_id):
+            return version
+        asked_at = self._monotonic()
         while True:
             commit = await self.commits.find_one(
                 {"_id": commit_id_of(stream_id, version + 1)}, {"last_version": 1}
@@ -351,6 +377,8 @@ class MongoEventStore:
                 break
             version = int(commit["last_version"])
         self._remember_version(stream_id, version)
+        if version:
+            self._mark_complete(stream_id, asked_at)
         return version
 
     async def read_commits(self, after_position: int = 0, limit: int = 500) -> list[StoredCommit]:
@@ -586,6 +614,8 @@ class MongoEventStore:
         if existing is not None and existing["tracking"] != tracking_key:
             CONCURRENCY_CONFLICTS.labels(self.producer).inc()
             stream_id, _, version = commit_id.rpartition("@")
+            # Another process moved the stream on: read it from the database next time.
+            self._complete_at.pop(stream_id, None)
             raise ConcurrencyError(f"{stream_id} already has version {int(version)}")
         if tracking is not None:
             raise AlreadyProcessed(tracking_key)
@@ -595,11 +625,32 @@ class MongoEventStore:
         self, stream_id: str, expected_version: int, envelopes: Sequence[Envelope[Event]]
     ) -> None:
         cached = self._cache.get(stream_id)
+        known = max(len(cached or ()), self._versions.get(stream_id, 0))
         if cached is not None and len(cached) == expected_version:
             self._cache_stream(stream_id, [*cached, *envelopes])
         elif expected_version == 0:
             self._cache_stream(stream_id, list(envelopes))
         self._remember_version(stream_id, envelopes[-1].aggregate_version)
+        if known == expected_version:
+            # Nothing of the stream was unknown here, and this commit took the
+            # next version: what is held is all of it, as of now.
+            self._mark_complete(stream_id, self._monotonic())
+        else:
+            self._complete_at.pop(stream_id, None)
+
+    def _trusted(self, stream_id: str) -> bool:
+        if not self._trust_seconds:
+            return False
+        complete_at = self._complete_at.get(stream_id)
+        return complete_at is not None and self._monotonic() - complete_at < self._trust_seconds
+
+    def _mark_complete(self, stream_id: str, at: float) -> None:
+        if not self._trust_seconds:
+            return
+        self._complete_at.pop(stream_id, None)
+        self._complete_at[stream_id] = at
+        while len(self._complete_at) > self.CACHED_EVENTS:
+            self._complete_at.popitem(last=False)
 
     def _cache_stream(self, stream_id: str, envelopes: list[Envelope[Event]]) -> None:
         previous = self._cache.pop(stream_id, None)

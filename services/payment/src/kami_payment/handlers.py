@@ -343,8 +343,10 @@ class PaymentService:
         if self.reseller_orders is None:
             return
         terms = await self.reseller_orders.get(order_id)
+        if terms is None:
+            return  # not a reseller's order (or not known yet: its event pays it)
         order = await self.orders.get(order_id)
-        if terms is None or order is None or order.status is not OrderStatus.RESERVED:
+        if order is None or order.status is not OrderStatus.RESERVED:
             return
         if order.buyer_id != terms.user_id:
             return  # ordering placed it for someone else: never charge the reseller

@@ -55,7 +55,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from kami_events.clock import Clock, utc_now
@@ -125,18 +125,18 @@ class Ledger:
         if stored.state is not MovementState.PENDING:
             return stored
         movement = stored.movement
+        outcome = MovementState.APPLIED
         for written, posting in enumerate(movement.in_application_order()):
             if self._crash_after_lines is not None and written >= self._crash_after_lines:
                 raise SimulatedCrash(movement.id)
-            if not await self._apply(movement, posting):
-                await self._finish(movement, MovementState.REJECTED)
-                return await self._reload(movement.id)
-        await self._finish(movement, MovementState.APPLIED)
+            if not await self._apply(movement, posting, fresh=stored.fresh):
+                outcome = MovementState.REJECTED
+                break
+        if await self._journal.finish_movement(movement.id, outcome):
+            MOVEMENTS.labels(movement.purpose.value, outcome.value).inc()
+            # This call finished it: nothing else of it changed meanwhile.
+            return replace(stored, state=outcome, fresh=False)
         return await self._reload(movement.id)
-
-    async def _finish(self, movement: Movement, state: MovementState) -> None:
-        if await self._journal.finish_movement(movement.id, state):
-            MOVEMENTS.labels(movement.purpose.value, state.value).inc()
 
     async def execute_attempts(
         self, base_id: str, plan: PlanAttempt, *, replan_on_rejection: bool
@@ -203,17 +203,27 @@ class Ledger:
         LEDGER_IN_FLIGHT.set(trial.movements_in_flight)
         return trial
 
-    async def _apply(self, movement: Movement, posting: Posting) -> bool:
-        """Write the posting's journal line; False if its guard refused it."""
+    async def _apply(self, movement: Movement, posting: Posting, *, fresh: bool) -> bool:
+        """Write the posting's journal line; False if its guard refused it.
+
+        The first try of a movement stored just now does not look for the
+        posting's line, and every first try takes the account's last line
+        this process knows without asking: the unique line id and
+        `<account>#<seq>` refuse the insert if either guess was wrong, and the
+        next try asks. Only a balance asked for can refuse a guarded debit."""
         lid = line_id(movement.id, posting.account)
         for attempt in range(self._max_line_attempts):
-            kind = await self._journal.line_kind(lid)
-            if kind is not None:
-                return kind is LineKind.POSTING
-            last = await self._journal.last_line(posting.account)
+            if not (fresh and attempt == 0):
+                kind = await self._journal.line_kind(lid)
+                if kind is not None:
+                    return kind is LineKind.POSTING
+            guessed = attempt == 0
+            last = await self._journal.last_line(posting.account, trust_remembered=guessed)
             before = last.balance_after if last else 0
             after = before + posting.amount
             if posting.guarded and posting.account.natural(after) < 0:
+                if guessed:
+                    continue  # a refusal is never decided on a remembered balance
                 if await self._journal.insert_rejection(
                     lid, movement.id, posting.account, self._clock()
                 ):

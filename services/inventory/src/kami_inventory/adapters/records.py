@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 from kami_events.catalogue.common import DeliveryMode
 from kami_events.catalogue.inventory import ReplacementFailure, ReservationFailure
 from kami_events.clock import Clock
-from kami_events.mongo import Document
+from kami_events.mongo import Document, write_newer
 from kami_inventory.domain.imports import FileFormat, ImportReport, RejectedLine, Rejection
 from kami_inventory.domain.offers import Offer, Product
 from kami_inventory.domain.replacements import Replacement
@@ -77,7 +77,7 @@ class MongoOfferDirectory:
             on_insert["listed"] = False
         else:
             fields["listed"] = listed
-        await _newer_wins(self.offers, offer_id, version, fields, on_insert)
+        await write_newer(self.offers, offer_id, version, fields, on_insert)
 
     async def product(self, product_id: str) -> Product | None:
         doc = await self.products.find_one({"_id": product_id})
@@ -88,24 +88,9 @@ class MongoOfferDirectory:
 
     async def record_product(self, product: Product, version: int) -> None:
         days = product.validity.days if product.validity else None
-        await _newer_wins(
+        await write_newer(
             self.products, product.product_id, version, {"validity_days": days, "version": version}
         )
-
-
-async def _newer_wins(
-    collection: AsyncCollection[Document],
-    _id: str,
-    version: int,
-    fields: Document,
-    on_insert: Document | None = None,
-) -> None:
-    update: Document = {"$set": fields}
-    if on_insert:
-        update["$setOnInsert"] = on_insert
-    # A document holding a newer (or the same) version makes the upsert collide.
-    with contextlib.suppress(DuplicateKeyError):
-        await collection.update_one({"_id": _id, "version": {"$lt": version}}, update, upsert=True)
 
 
 def _offer(doc: Document) -> Offer:
@@ -419,7 +404,7 @@ class MongoStockBook:
 
     async def record(self, offer_id: str, version: int, stock: StockLevels) -> None:
         counts = {state: getattr(stock, state) for state in STOCK_STATES}
-        await _newer_wins(self.pools, offer_id, version, {**counts, "version": version})
+        await write_newer(self.pools, offer_id, version, {**counts, "version": version})
 
     async def all(self) -> dict[str, StockLevels]:
         return {

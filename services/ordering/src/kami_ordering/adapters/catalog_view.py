@@ -8,13 +8,11 @@ so a redelivered or replayed event never rolls a price back.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from kami_events.catalogue.catalog import (
     OfferDelisted,
@@ -25,7 +23,7 @@ from kami_events.catalogue.catalog import (
 from kami_events.catalogue.common import DeliveryMode
 from kami_events.catalogue.identity import UserSuspended
 from kami_events.money import Money
-from kami_events.mongo import Document
+from kami_events.mongo import Document, write_newer
 from kami_ordering.domain.terms import BuyerFieldRule, OfferTerms, ProductTerms
 
 
@@ -49,7 +47,7 @@ class MongoOfferCatalog:
                     "choices": list(spec.choices) if spec else [],
                 }
             )
-        await _write_newer(
+        await write_newer(
             self._products,
             event.product_id,
             version,
@@ -64,7 +62,7 @@ class MongoOfferCatalog:
         )
 
     async def offer_listed(self, event: OfferListed, version: int) -> None:
-        await _write_newer(
+        await write_newer(
             self._offers,
             event.offer_id,
             version,
@@ -94,7 +92,7 @@ class MongoOfferCatalog:
         await _update_newer(self._offers, event.offer_id, version, {"listed": False})
 
     async def user_suspended(self, event: UserSuspended, version: int) -> None:
-        await _write_newer(
+        await write_newer(
             self._suspensions,
             event.user_id,
             version,
@@ -147,19 +145,6 @@ class MongoOfferCatalog:
             return False
         until = doc.get("until")
         return until is None or until > now
-
-
-async def _write_newer(
-    collection: AsyncCollection[Document], doc_id: str, version: int, fields: dict[str, Any]
-) -> None:
-    """Upsert the document unless it already holds `version` or a later one."""
-    # A DuplicateKeyError means the upsert found a newer version in place: it stays.
-    with contextlib.suppress(DuplicateKeyError):
-        await collection.update_one(
-            {"_id": doc_id, "version": {"$lt": version}},
-            {"$set": {**fields, "version": version}},
-            upsert=True,
-        )
 
 
 async def _update_newer(

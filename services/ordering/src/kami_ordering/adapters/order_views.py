@@ -31,7 +31,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from kami_events.mongo import Document
+from kami_events.mongo import Document, write_newer
 from kami_ordering.adapters.repository import LoadedOrder
 from kami_ordering.domain.order import Deadline
 
@@ -85,13 +85,16 @@ class MongoOrderViews:
         await self._claims.create_index("order_id", name="order_id")
 
     async def sync(self, loaded: LoadedOrder, deadline: Deadline | None) -> None:
+        """Write the order's summary and deadline, unless they already show
+        this version of the order or a later one."""
         order = loaded.order
         assert order.state is not None
-        await self._orders.replace_one(
-            {"_id": order.id},
+        await write_newer(
+            self._orders,
+            order.id,
+            order.version,
             {
                 "order_id": order.id,
-                "version": order.version,
                 "buyer_id": order.buyer_id,
                 "seller_id": order.seller_id,
                 "offer_id": order.offer_id,
@@ -104,21 +107,20 @@ class MongoOrderViews:
                 "placed_at": loaded.placed_at,
                 "updated_at": loaded.updated_at,
             },
-            upsert=True,
         )
         if deadline is None:
-            await self._deadlines.delete_one({"_id": order.id})
+            await self._deadlines.delete_one({"_id": order.id, "version": {"$lt": order.version}})
             return
-        await self._deadlines.replace_one(
-            {"_id": order.id},
+        await write_newer(
+            self._deadlines,
+            order.id,
+            order.version,
             {
                 "order_id": order.id,
-                "version": order.version,
                 "state": order.state.value,
                 "kind": deadline.kind.value,
                 "due_at": deadline.due_at,
             },
-            upsert=True,
         )
 
     async def due(self, now: datetime, limit: int) -> list[str]:

@@ -13,11 +13,21 @@ ever hold the quota, however many race (FerretDB decides neither `$inc` nor a
 conditional update). The order that inserted a slot is its only writer:
 it marks it `redeemed` once delivered, and deletes it when it ends without
 the sale (cancelled, expired, refunded), so the slot can be taken again.
+
+A quota found with every total slot taken is remembered as exhausted for a
+moment (`EXHAUSTED_MEMO_SECONDS`): at a flash sale's start most orders lose,
+and each loser is then answered without touching the database, instead of
+inserting a buyer slot, scanning the total slots and deleting its slot
+again while the winners' saga waits behind them. A slot given back in this
+process forgets the memo at once; one given back by another process is seen
+when the memo lapses, so the memo refuses nothing for longer than that.
 """
 
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -53,9 +63,20 @@ def flash_sale_quota(flash_sale_id: str, stock_cap: int, per_buyer_limit: int) -
 
 
 class MongoQuotaClaims:
-    def __init__(self, db: AsyncDatabase[Document], clock: Clock) -> None:
+    EXHAUSTED_MEMO_SECONDS = 1.0
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        clock: Clock,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._claims = db["quota_claims"]
         self._clock = clock
+        self._monotonic = monotonic
+        # quota id -> the monotonic instant its "exhausted" memo lapses
+        self._exhausted_until: dict[str, float] = {}
 
     async def ensure_indexes(self) -> None:
         await self._claims.create_index("quota")
@@ -63,6 +84,9 @@ class MongoQuotaClaims:
 
     async def claim(self, quota: Quota, buyer_id: str, order_id: str, units: int) -> ClaimResult:
         """Take `units` buyer slots and `units` total slots for the order, or none."""
+        if self._known_exhausted(quota.quota_id):
+            metrics.QUOTA_CLAIMS.labels(_kind(quota), ClaimResult.EXHAUSTED.value).inc()
+            return ClaimResult.EXHAUSTED
         taken: list[str] = []
         try:
             for m in range(quota.per_buyer_limit):
@@ -90,6 +114,9 @@ class MongoQuotaClaims:
                     if f"{quota.quota_id}#{n}" not in used
                 ]
                 if not free:
+                    self._exhausted_until[quota.quota_id] = (
+                        self._monotonic() + self.EXHAUSTED_MEMO_SECONDS
+                    )
                     await self._delete(taken, order_id)
                     metrics.QUOTA_CLAIMS.labels(_kind(quota), ClaimResult.EXHAUSTED.value).inc()
                     return ClaimResult.EXHAUSTED
@@ -103,6 +130,7 @@ class MongoQuotaClaims:
                             break
         except BaseException:
             await self._delete(taken, order_id)
+            self._exhausted_until.pop(quota.quota_id, None)  # its total slots are free again
             raise
         metrics.QUOTA_CLAIMS.labels(_kind(quota), ClaimResult.CLAIMED.value).inc()
         return ClaimResult.CLAIMED
@@ -111,6 +139,7 @@ class MongoQuotaClaims:
         """Give the order's slots back (idempotent; only the order's own slots)."""
         result = await self._claims.delete_many({"quota": quota_id, "order_id": order_id})
         if result.deleted_count:
+            self._exhausted_until.pop(quota_id, None)
             metrics.QUOTA_RELEASES.labels(quota_id.partition(":")[0]).inc()
         return result.deleted_count
 
@@ -124,6 +153,15 @@ class MongoQuotaClaims:
 
     async def slots(self, quota_id: str) -> list[Document]:
         return await self._claims.find({"quota": quota_id}).to_list(None)
+
+    def _known_exhausted(self, quota_id: str) -> bool:
+        until = self._exhausted_until.get(quota_id)
+        if until is None:
+            return False
+        if self._monotonic() < until:
+            return True
+        del self._exhausted_until[quota_id]
+        return False
 
     async def _insert(
         self, slot: str, quota: Quota, order_id: str, buyer_id: str, *, total: bool = False

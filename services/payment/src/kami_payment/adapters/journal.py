@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -65,6 +65,9 @@ class StoredMovement:
     state: MovementState
     recorded: bool
     created_at: datetime
+    # Stored by the call that returned it: none of its postings can have a
+    # line unless another worker took it up since (the line ids decide then).
+    fresh: bool = False
 
     @property
     def id(self) -> str:
@@ -142,7 +145,13 @@ class Journal(Protocol):
 
     async def line_kind(self, line_id: str) -> LineKind | None: ...
 
-    async def last_line(self, account: Account) -> JournalLine | None: ...
+    async def last_line(
+        self, account: Account, *, trust_remembered: bool = False
+    ) -> JournalLine | None:
+        """The account's last line. `trust_remembered`: the last line this
+        process wrote or read will do, without asking (for a posting's first
+        try: if another writer added a line since, the insert at the next seq
+        collides and the posting asks again)."""
 
     async def insert_line(self, line: JournalLine) -> LineInsert: ...
 
@@ -204,7 +213,7 @@ class MongoJournal:
             if existing is None:  # pragma: no cover - a duplicate key implies a document
                 raise
             return existing
-        return _movement_from(document)
+        return replace(_movement_from(document), fresh=True)
 
     async def get_movement(self, movement_id: str) -> StoredMovement | None:
         document = await self._movements.find_one({"_id": movement_id})
@@ -245,11 +254,15 @@ class MongoJournal:
             return LineKind.REJECTION
         return None
 
-    async def last_line(self, account: Account) -> JournalLine | None:
+    async def last_line(
+        self, account: Account, *, trust_remembered: bool = False
+    ) -> JournalLine | None:
         """Walk the account's `_id`s on from the last line this process saw:
         doubling the step, then halving back (seqs are dense), so a process
         that saw nothing of an account finds its end in about 2·log2(n) reads."""
         known = self._last.get(account.id)
+        if known is not None and trust_remembered:
+            return known
         low, low_line = (known.seq, known) if known else (0, None)
         step = 1
         while True:

@@ -29,7 +29,6 @@ an event).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -42,7 +41,7 @@ from pymongo.errors import DuplicateKeyError
 
 from kami_events.catalogue.identity import KycTier
 from kami_events.catalogue.ordering import DiscountFunder
-from kami_events.mongo import Document
+from kami_events.mongo import Document, write_newer
 from kami_payment.domain.parties import BuyerStanding, OrderStatus, OrderView, SellerAccount
 from kami_payment.domain.wallet import PasswordFree
 
@@ -193,17 +192,10 @@ class MongoOrderBook:
         self._orders: AsyncCollection[Document] = database["orders"]
 
     async def advance(self, order_id: str, status: OrderStatus, fields: dict[str, Any]) -> None:
-        # Only payment's consumer writes here, and one order's events arrive in
-        # order on one partition, so reading then writing by `_id` cannot race;
-        # a replayed older event finds the order already as far or further.
-        # (A filter on `rank` too would make FerretDB 1.24 scan the collection.)
-        current = await self._orders.find_one({"_id": order_id}, {"rank": 1})
-        if current is not None and int(current["rank"]) >= status.rank:
-            return
-        await self._orders.update_one(
-            {"_id": order_id},
-            {"$set": {**fields, "status": status.value, "rank": status.rank}},
-            upsert=True,
+        # A replayed or late older event finds the order already as far or
+        # further, and changes nothing.
+        await write_newer(
+            self._orders, order_id, status.rank, {**fields, "status": status.value}, guard="rank"
         )
 
     async def get(self, order_id: str) -> OrderView | None:
@@ -233,20 +225,12 @@ class MongoDepositStandings:
         self._standings: AsyncCollection[Document] = database["deposit_standings"]
 
     async def record(self, seller_id: str, version: int, balance: int, minimum: int) -> None:
-        # A newer (or the same) version already kept makes the upsert collide.
-        with contextlib.suppress(DuplicateKeyError):
-            await self._standings.update_one(
-                {"_id": seller_id, "version": {"$lt": version}},
-                {
-                    "$set": {
-                        "version": version,
-                        "balance": balance,
-                        "minimum": minimum,
-                        "below_minimum": balance < minimum,
-                    }
-                },
-                upsert=True,
-            )
+        await write_newer(
+            self._standings,
+            seller_id,
+            version,
+            {"balance": balance, "minimum": minimum, "below_minimum": balance < minimum},
+        )
 
     async def count_below_minimum(self) -> int:
         return await self._standings.count_documents({"below_minimum": True})
