@@ -64,9 +64,14 @@ async def write_newer(
     guard: str = "version",
 ) -> bool:
     """Set `fields` and `version` (under the name `guard`) on the document
-    unless it already holds `version` or a later one (a read model's newest
-    state wins, whatever order its writers land in). False: a newer one
-    stands. One command, by `_id`.
+    unless it already holds `version` or a later one: a late or replayed
+    older write changes nothing. False: a newer one stands. One command, by
+    `_id`.
+
+    FerretDB decides no update race (docs/storage.md): of two writes that
+    overlap in time, the older may still land last. Callers whose writers can
+    overlap check afterwards (ordering's `sync_views`); the others have one
+    writer per document at a time (one partition's events, in order).
 
     Upserting a document that holds a newer version collides on `_id`. So
     does an upsert that lost a race to insert a missing document; the
@@ -77,7 +82,11 @@ async def write_newer(
     for _attempt in range(2):
         try:
             await collection.update_one(
-                {"_id": doc_id, guard: {"$lt": version}}, update, upsert=True
+                # `$not $gte` rather than `$lt`: a document without the
+                # guard yet (written by another of its writers) is older too.
+                {"_id": doc_id, guard: {"$not": {"$gte": version}}},
+                update,
+                upsert=True,
             )
             return True
         except DuplicateKeyError:

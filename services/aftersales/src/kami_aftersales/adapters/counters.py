@@ -13,6 +13,11 @@ orphan revision there (the ABA race, seen on FerretDB in the integration
 test). A `<bucket>` document points at the newest revision (a hint: readers
 probe past it).
 
+A writer remembers the last revision it wrote or read of each bucket and
+tries the next one without reading first: if another writer got there, the
+insert collides and it reads. The `<bucket>` pointer is moved every
+`POINT_EVERY` revisions, so a reader probes at most that many past it.
+
 Everything is read by `_id`: a window of N days (or hours) is N bucket
 reads, which is why rates are kept per day (a 7-day window is 7 reads) and
 only the platform-wide report also per hour (its last 24 hours).
@@ -20,6 +25,7 @@ only the platform-wide report also per hour (its last 24 hours).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +38,10 @@ MAX_ATTEMPTS = 100
 # Revisions deleted by a writer are skipped over while probing; a bucket never
 # has this many deleted ones in a row unless something is badly wrong.
 MAX_PROBE = 1000
+# How often (in revisions) a bucket's pointer is moved on.
+POINT_EVERY = 8
+# Buckets whose last revision a process remembers.
+REMEMBERED_BUCKETS = 10_000
 
 
 HOUR = timedelta(hours=1)
@@ -50,6 +60,8 @@ def bucket_id(scope: str, at: datetime, unit: timedelta) -> str:
 class IssueCounters:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._docs = collection
+        # bucket -> (its last revision known here, that revision's document)
+        self._known: OrderedDict[str, tuple[int, Document]] = OrderedDict()
 
     async def add(
         self,
@@ -62,25 +74,27 @@ class IssueCounters:
         """Count `event_id` once in `scope`'s bucket for the day (or hour) of
         `at`. Returns False when it was counted before."""
         bucket = bucket_id(scope, at, unit)
-        for _ in range(MAX_ATTEMPTS):
-            rev, doc = await self._latest(bucket)
+        for attempt in range(MAX_ATTEMPTS):
+            known = self._known.get(bucket) if attempt == 0 else None
+            rev, doc = known if known is not None else await self._latest(bucket)
             events: list[str] = list(doc["events"]) if doc else []
             if event_id in events:
                 return False
             merged = dict(doc["counts"]) if doc else {}
             for name, n in counts.items():
                 merged[name] = int(merged.get(name, 0)) + n
+            written: Document = {
+                "_id": _revision(bucket, rev + 1),
+                "counts": merged,
+                "events": [*events, event_id],
+            }
             try:
-                await self._docs.insert_one(
-                    {
-                        "_id": _revision(bucket, rev + 1),
-                        "counts": merged,
-                        "events": [*events, event_id],
-                    }
-                )
+                await self._docs.insert_one(written)
             except DuplicateKeyError:
                 continue  # another writer took this revision: re-read, retry
-            await upsert_one(self._docs, {"_id": bucket}, {"$max": {"rev": rev + 1}})
+            self._remember(bucket, rev + 1, written)
+            if rev + 1 == 1 or (rev + 1) % POINT_EVERY == 0:
+                await upsert_one(self._docs, {"_id": bucket}, {"$max": {"rev": rev + 1}})
             if rev:
                 await self._docs.update_one(
                     {"_id": _revision(bucket, rev)},
@@ -117,8 +131,16 @@ class IssueCounters:
                 doc = await self._docs.find_one({"_id": _revision(bucket, rev)})
                 continue
             else:
+                if doc is not None:
+                    self._remember(bucket, rev, doc)
                 return rev, doc
         raise RuntimeError(f"{bucket}: revisions do not end")
+
+    def _remember(self, bucket: str, rev: int, doc: Document) -> None:
+        self._known.pop(bucket, None)
+        self._known[bucket] = (rev, doc)
+        while len(self._known) > REMEMBERED_BUCKETS:
+            self._known.popitem(last=False)
 
 
 def _revision(bucket: str, rev: int) -> str:

@@ -34,7 +34,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from kami_aftersales.domain.claims import OrderFacts, OrderStage
-from kami_events.mongo import Document
+from kami_events.mongo import Document, write_newer
 
 MAX_MESSAGES = 200
 
@@ -81,16 +81,13 @@ class Stores:
         """Ordering's events of one order arrive in order; a redelivered older one
         (an operator's replay) must not set the stage back."""
         stage = fields.pop("stage", None)
+        if stage is not None and await write_newer(
+            self.orders, order_id, version, {**fields, "stage": stage}, guard="stage_version"
+        ):
+            return
+        # An older event again: its facts still count, its stage does not.
         if fields:
             await self.orders.update_one({"_id": order_id}, {"$set": fields}, upsert=True)
-        if stage is not None:
-            doc = await self.orders.find_one({"_id": order_id}, {"stage_version": 1})
-            if doc is None or int(doc.get("stage_version", 0)) < version:
-                await self.orders.update_one(
-                    {"_id": order_id},
-                    {"$set": {"stage": stage, "stage_version": version}},
-                    upsert=True,
-                )
 
     async def record_refund_requested(
         self, order_id: str, refund_id: str, amount: int, ticket_id: str | None, source: str
