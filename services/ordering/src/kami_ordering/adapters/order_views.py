@@ -10,9 +10,13 @@
 
 Every write is by `_id` (on FerretDB 1.24 any other filter reads the whole
 collection), and the deadlines hold only open deadlines, so what the poller
-reads each second stays small. A sync writes what it is given: two writers
-of one order may land out of order, and `kami_ordering.handlers` makes the
-newest state win by checking the order's stream after each sync.
+reads each second stays small. A sync does not overwrite a later version of
+the order that has landed; two syncs that overlap may still land out of
+order (FerretDB decides no update race), so `kami_ordering.handlers` checks
+the order's stream after each sync and writes again when it moved on. A
+deadline deleted by a newer state may come back from an older sync landing
+after it; the poller then fires it, the order finds nothing due, and its
+sync deletes it again.
 Everything here can be rebuilt from the event store.
 """
 
