@@ -750,12 +750,15 @@ class Run:
             f"phase {name}: {done} of {len(run.purchases)} purchases delivered "
             f"in {run.ended - run.started:.1f}s"
         )
+        commands = metrics.merge_commands(deltas)
+        listed = self._write_commands(name, commands, done)
+        say(f"phase {name}: every MongoDB command by count in {listed}")
         return (
             PhaseResult(
                 run=run,
                 description=description,
                 cpu=cpu,
-                commands=metrics.merge_commands(deltas),
+                commands=commands,
                 queue_wait=deltas["delivery"].queue_wait if "delivery" in deltas else {},
                 consumers={s: (d.consumed, d.handling) for s, d in deltas.items()},
                 status_requests=sum(d.status_requests for d in deltas.values()),
@@ -766,6 +769,23 @@ class Run:
             ),
             profile,
         )
+
+    def _write_commands(
+        self, phase: str, commands: dict[metrics.CommandShape, metrics.CommandCost], delivered: int
+    ) -> Path:
+        """Every command the phase made, most frequent first (the report
+        shows only the costliest), as tab-separated lines per delivered purchase."""
+        out = self.platform.home / "logs" / f"commands-{phase}-{int(time.time())}.tsv"
+        rows = sorted(commands.items(), key=lambda item: -item[1].count)
+        lines = ["service\tcollection\tcommand\tfilter\tcalls\tper purchase\ttotal s"]
+        for (app, collection, command, shape), cost in rows:
+            per = f"{cost.count / delivered:.2f}" if delivered else "-"
+            lines.append(
+                f"{app.removeprefix('kami-')}\t{collection}\t{command}\t{shape}\t"
+                f"{cost.count:.0f}\t{per}\t{cost.seconds:.2f}"
+            )
+        out.write_text("\n".join(lines) + "\n")
+        return out
 
     async def _settle(self, phase: str) -> None:
         """Before `phase`: wait until no service has an unconsumed message or

@@ -106,6 +106,9 @@ class FakeQuotaClaims:
     """Slots in a dict: `setdefault` is the unique insert (one winner per slot)."""
 
     slots: dict[str, dict[str, str]] = field(default_factory=dict)
+    # As MongoQuotaClaims' memo (without its lapse) when `memo` is on.
+    memo: bool = False
+    exhausted: set[str] = field(default_factory=set)
 
     async def claim(self, quota: Quota, buyer_id: str, order_id: str, units: int) -> ClaimResult:
         taken: list[str] = []
@@ -127,13 +130,20 @@ class FakeQuotaClaims:
                 got += 1
         if got < units:
             self._drop(taken)
+            if self.memo:
+                self.exhausted.add(quota.quota_id)
             return ClaimResult.EXHAUSTED
         return ClaimResult.CLAIMED
+
+    def known_exhausted(self, quota_id: str) -> bool:
+        return quota_id in self.exhausted
 
     async def release(self, quota_id: str, order_id: str) -> int:
         mine = [
             k for k, v in self.slots.items() if v["quota"] == quota_id and v["order_id"] == order_id
         ]
+        if mine:
+            self.exhausted.discard(quota_id)
         self._drop(mine)
         return len(mine)
 

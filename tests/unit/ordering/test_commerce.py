@@ -308,3 +308,49 @@ async def test_a_flash_sale_order_that_expires_gives_its_key_back() -> None:
     assert script.quotas.held_by("flash:fs1") == []
     second = await script.buyer_places_order(buyer_id="b2", quantity=1)
     assert second.loaded.order.flash_sale_id == "fs1"
+
+
+async def test_a_sold_out_flash_sale_refuses_at_once_until_a_key_comes_back_or_it_ends() -> None:
+    script = SagaScript()
+    script.quotas.memo = True
+    pricing = OfferPricing(OFFER)
+    pricing.schedule_flash_sale(
+        auto_offer(),
+        SELLER,
+        flash_sale_id="fs1",
+        unit_price=1_000,
+        starts_at=T0,
+        ends_at=T0 + timedelta(hours=1),
+        stock_cap=1,
+        per_buyer_limit=1,
+        now=T0,
+    )
+    await script.pricing.save(pricing, CommitContext(OFFER))
+    won = await script.buyer_places_order(buyer_id="b1", quantity=1)
+    with pytest.raises(PlacementRefused) as first:
+        await script.buyer_places_order(buyer_id="b2", quantity=1)
+    assert first.value.code == "flash_sale_sold_out"
+
+    # Known sold out: refused before the offer is even looked up.
+    offers = dict(script.catalog.offers)
+    script.catalog.offers.clear()
+    with pytest.raises(PlacementRefused) as again:
+        await script.buyer_places_order(buyer_id="b3", quantity=1)
+    assert again.value.code == "flash_sale_sold_out"
+    assert again.value.message == first.value.message
+    script.catalog.offers.update(offers)
+
+    # The winner's order expires: its key is back, and the next buyer gets it.
+    script.order_id = won.loaded.order.id
+    await script.inventory_reserves()
+    await script.inventory_lets_the_reservation_expire()
+    third = await script.buyer_places_order(buyer_id="b3", quantity=1)
+    assert third.loaded.order.flash_sale_id == "fs1"
+
+    # Sold out again, then the sale ends: the offer sells at its own price.
+    with pytest.raises(PlacementRefused):
+        await script.buyer_places_order(buyer_id="b4", quantity=1)
+    script.clock.advance(timedelta(hours=1))
+    after = await script.buyer_places_order(buyer_id="b4", quantity=1)
+    assert after.loaded.order.flash_sale_id is None
+    assert after.loaded.order.unit_price.amount == PRICE

@@ -118,6 +118,10 @@ class OrderPlacement:
         self._views = views
         self._clock = clock
         self._timers = timers
+        # offer id -> its running flash sale found sold out: (its quota, when
+        # the sale ends, the refusal). While the quota's memo holds, orders
+        # for the offer are refused before the catalog and pricing reads.
+        self._sold_out: dict[str, tuple[str, datetime, str]] = {}
 
     async def place(self, command: PlaceOrder) -> Placed:
         """Place the order, or return the one this buyer's key already placed.
@@ -134,6 +138,7 @@ class OrderPlacement:
             raise PlacementRefused(
                 RefusalKind.FORBIDDEN, "buyer_suspended", "This account may not place orders."
             )
+        self._refuse_if_sold_out(command.offer_id, now)
         offer = await self._catalog.offer(command.offer_id)
         product = await self._catalog.product(offer.product_id) if offer else None
         offer, product = check_orderable(offer, product, command.offer_id)
@@ -161,7 +166,7 @@ class OrderPlacement:
             timers=self._timers,
             price=price,
         )
-        quotas = await self._claim_quotas(order.id, command.buyer_id, price)
+        quotas = await self._claim_quotas(order.id, command.buyer_id, price, command.offer_id)
         request = OrderRequest(
             buyer_id=command.buyer_id,
             idempotency_key=command.idempotency_key,
@@ -182,7 +187,19 @@ class OrderPlacement:
         metrics.ORDERS_PLACED.labels(order.delivery_mode.value).inc()
         return placed
 
-    async def _claim_quotas(self, order_id: str, buyer_id: str, price: OrderPrice) -> list[Quota]:
+    def _refuse_if_sold_out(self, offer_id: str, now: datetime) -> None:
+        sold_out = self._sold_out.get(offer_id)
+        if sold_out is None:
+            return
+        quota_id, ends_at, message = sold_out
+        if now < ends_at and self._quotas.known_exhausted(quota_id):
+            metrics.QUOTA_CLAIMS.labels("flash", ClaimResult.EXHAUSTED.value).inc()
+            raise PlacementRefused(RefusalKind.EXHAUSTED, "flash_sale_sold_out", message)
+        del self._sold_out[offer_id]
+
+    async def _claim_quotas(
+        self, order_id: str, buyer_id: str, price: OrderPrice, offer_id: str
+    ) -> list[Quota]:
         """Take the flash sale's keys and the coupon's use for the order, or
         refuse it at once (409) and take nothing."""
         wanted: list[tuple[Quota, int, dict[ClaimResult, tuple[str, str]]]] = []
@@ -230,6 +247,13 @@ class OrderPlacement:
             if result is not ClaimResult.CLAIMED:
                 await self._release(claimed, order_id)
                 code, message = refusals[result]
+                running = price.flash_sale
+                if (
+                    result is ClaimResult.EXHAUSTED
+                    and running is not None
+                    and quota.quota_id.startswith("flash:")
+                ):
+                    self._sold_out[offer_id] = (quota.quota_id, running.ends_at, message)
                 raise PlacementRefused(RefusalKind.EXHAUSTED, code, message)
             claimed.append(quota)
         return claimed

@@ -84,7 +84,7 @@ class MongoQuotaClaims:
 
     async def claim(self, quota: Quota, buyer_id: str, order_id: str, units: int) -> ClaimResult:
         """Take `units` buyer slots and `units` total slots for the order, or none."""
-        if self._known_exhausted(quota.quota_id):
+        if self.known_exhausted(quota.quota_id):
             metrics.QUOTA_CLAIMS.labels(_kind(quota), ClaimResult.EXHAUSTED.value).inc()
             return ClaimResult.EXHAUSTED
         taken: list[str] = []
@@ -154,7 +154,7 @@ class MongoQuotaClaims:
     async def slots(self, quota_id: str) -> list[Document]:
         return await self._claims.find({"quota": quota_id}).to_list(None)
 
-    def _known_exhausted(self, quota_id: str) -> bool:
+    def known_exhausted(self, quota_id: str) -> bool:
         until = self._exhausted_until.get(quota_id)
         if until is None:
             return False
