@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from kami_events.clock import ManualClock
 from kami_events.consumer import EventConsumer, MongoInbox, Received
 from kami_events.envelope import Envelope
 from kami_events.mongo import Document
@@ -204,3 +205,82 @@ async def test_concurrent_appends_to_different_streams_all_succeed(
     assert sorted(c.events[0].aggregate_id for c in commits) == sorted(ids)
     # Dense and unique: readers that checkpoint "after position" miss nothing.
     assert sorted(c.position for c in commits) == list(range(1, 31))
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.published: list[Envelope[Any]] = []
+
+    async def publish(self, envelopes: Sequence[Envelope[Any]]) -> None:
+        self.published.extend(envelopes)
+
+
+def _count_outbox_reads(store: MongoEventStore) -> Callable[[], int]:
+    calls = 0
+    find, find_one = store.outbox.find, store.outbox.find_one
+
+    def counting_find(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return find(*args, **kwargs)
+
+    async def counting_find_one(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await find_one(*args, **kwargs)
+
+    store.outbox.find = counting_find  # type: ignore[method-assign]
+    store.outbox.find_one = counting_find_one  # type: ignore[method-assign]
+    return lambda: calls
+
+
+async def test_the_lease_holder_publishes_its_own_commits_without_reading_the_outbox(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    clock = ManualClock(datetime(2026, 3, 1, 12, tzinfo=UTC))
+    store = MongoEventStore(mongo_db, producer="tests", clock=clock)
+    await store.ensure_indexes()
+    lease = RelayLease(mongo_db["leases"], clock=clock)
+    publisher = Recording()
+    relay = OutboxRelay(store, publisher, lease=lease, poll_interval=1.0, clock=clock)
+    assert await lease.acquire()
+    await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
+    assert await relay.publish_pending() == 1  # the first pass reads the outbox
+
+    reads = _count_outbox_reads(store)
+    for version in (1, 2):
+        await store.append(AGG, "c1", version, [CounterIncremented(by=1)], CommitContext("c"))
+    assert await relay.publish_pending() == 2
+    # Neither the claims (the checkpoint came from the relay) nor the relay read.
+    assert reads() == 0
+    assert relay.known_checkpoint() == 3
+
+    # Another process takes the next position: the relay reads, and keeps the order.
+    other = MongoEventStore(mongo_db, producer="tests", clock=clock)
+    await other.append(AGG, "c2", 0, [CounterOpened(name="o")], CommitContext("o"))
+    await store.append(AGG, "c1", 3, [CounterIncremented(by=1)], CommitContext("c"))
+    assert await relay.publish_pending() == 2
+    assert reads() >= 1
+    assert [(e.aggregate_id, e.aggregate_version) for e in publisher.published] == [
+        ("c1", 1),
+        ("c1", 2),
+        ("c1", 3),
+        ("c2", 1),
+        ("c1", 4),
+    ]
+    stored = await mongo_db["events_outbox"].find_one({"_id": "checkpoint"})
+    assert stored is not None and stored["position"] == 5
+
+    # A break in the lease: what the relay knew may be stale, so it reads again.
+    clock.advance(timedelta(seconds=11))
+    rival = RelayLease(mongo_db["leases"], clock=clock)
+    assert await rival.acquire()
+    assert not await lease.acquire()
+    assert relay.known_checkpoint() is None
+    clock.advance(timedelta(seconds=11))
+    assert await lease.acquire()
+    assert relay.known_checkpoint() is None  # a new tenure: not known until read
+    before = reads()
+    assert await relay.publish_pending() == 0
+    assert reads() > before
+    assert relay.known_checkpoint() == 5

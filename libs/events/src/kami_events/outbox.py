@@ -16,6 +16,15 @@ its own process commits, and polls for other processes' commits.
 
 Only one relay per service publishes at a time: a lease document elects it,
 so running several replicas never interleaves one stream's events.
+
+While it holds the lease without a break, the relay knows the checkpoint
+(only the holder moves it), and its own process's commits are handed to it.
+So when the positions after the checkpoint are all this process's, it
+publishes them without reading the outbox; it reads the outbox when they
+are not (another process claimed the next one), at least every
+`poll_interval` (for other processes' commits and the lag gauges), and
+after any break in its tenure. The store asks it for the checkpoint too
+(`MongoEventStore.known_checkpoint`), instead of reading it after each claim.
 """
 
 from __future__ import annotations
@@ -37,7 +46,13 @@ from kami_events.envelope import Envelope
 from kami_events.metrics import EVENTS_PUBLISHED, OUTBOX_LAG, OUTBOX_UNPUBLISHED
 from kami_events.mongo import Document
 from kami_events.serialization import encode
-from kami_events.store import MongoEventStore, OutboxState, StoredCommit
+from kami_events.store import (
+    MongoEventStore,
+    OutboxClaim,
+    OutboxState,
+    StoredCommit,
+    commit_id_of,
+)
 from kami_events.topics import topic_for
 
 log = logging.getLogger(__name__)
@@ -109,6 +124,9 @@ class RelayLease:
         self._clock = clock
         self.holder = f"relay-{uuid4()}"
         self._held_until: datetime | None = None
+        # Counts the times this relay took the lease after someone else (or
+        # no one) held it: what it knew while holding it before may be stale.
+        self.tenure = 0
 
     async def acquire(self) -> bool:
         """Hold (taking or renewing) the lease; False while another live relay holds it."""
@@ -137,11 +155,17 @@ class RelayLease:
             )
         except DuplicateKeyError:
             return False  # another relay took this term first
+        if current is None or current["holder"] != self.holder:
+            self.tenure += 1
         self._held_until = now + self._ttl
         await self._collection.delete_many(
             {"name": self._name, "term": {"$lt": term - self.KEEP_TERMS}}
         )
         return True
+
+    def holds(self) -> bool:
+        """Whether the lease is this relay's for a while yet, by the clock alone."""
+        return self._held_until is not None and self._held_until - self._clock() > self._ttl / 2
 
     async def release(self) -> None:
         """Give up the lease at once (on shutdown) instead of letting it expire."""
@@ -171,12 +195,32 @@ class OutboxRelay:
         self._void_after = void_after
         self._clock = clock
         self._service = store.producer
+        # The checkpoint as this relay last read or moved it, and the lease
+        # tenure it was true in; when it last read the whole outbox.
+        self._known: tuple[int, int] | None = None
+        self._read_at: datetime | None = None
+        store.known_checkpoint = self.known_checkpoint
+
+    def known_checkpoint(self) -> int | None:
+        """The checkpoint, if this relay holds the lease and has held it since
+        it last read or moved the checkpoint (then no one else moved it);
+        else None. Never below the stored one."""
+        if self._known is None:
+            return None
+        checkpoint, tenure = self._known
+        if self._lease is not None and (self._lease.tenure != tenure or not self._lease.holds()):
+            return None
+        return checkpoint
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending commits; returns how many positions it
         moved past (published commits and voided claims)."""
-        state = await self._store.outbox_state()
-        self._observe(state)
+        state = self._own_pending()
+        if state is None:
+            state = await self._store.outbox_state()
+            self._observe(state)
+            self._read_at = self._clock()
+            self._known = (state.checkpoint, self._tenure())
         commits: list[StoredCommit] = []
         through = state.checkpoint
         for claim in state.claims[: self._batch_size]:
@@ -212,12 +256,45 @@ class OutboxRelay:
         if commits:
             await self._publisher.publish([e for commit in commits for e in commit.events])
         # A crash here re-publishes the batch on restart; consumers dedupe.
+        # Known before it is stored (and the claims behind it swept): a claim
+        # checked against it meanwhile is then at worst taken again, never
+        # left behind the checkpoint.
+        self._known = (through, self._tenure())
         await self._store.advance_checkpoint(through)
         self._store.forget_written_through(through)
         for commit in commits:
             for envelope in commit.events:
                 EVENTS_PUBLISHED.labels(self._service, envelope.event_type).inc()
         return through - state.checkpoint
+
+    def _own_pending(self) -> OutboxState | None:
+        """The outbox as this relay knows it without reading it: the commits
+        its own process wrote right after the checkpoint. None when a read
+        is due (see the module docstring)."""
+        checkpoint = self.known_checkpoint()
+        if checkpoint is None or self._read_at is None:
+            return None
+        if self._clock() - self._read_at >= timedelta(seconds=self._poll_interval):
+            return None
+        claims: list[OutboxClaim] = []
+        while len(claims) < self._batch_size:
+            commit = self._store.written_here(checkpoint + len(claims) + 1)
+            if commit is None:
+                break
+            claims.append(
+                OutboxClaim(
+                    position=commit.position,
+                    commit_id=commit_id_of(commit.stream_id, commit.version),
+                    claimed_at=commit.committed_at,
+                    void=False,
+                )
+            )
+        if not claims:
+            return None  # the next position is not this process's: read
+        return OutboxState(checkpoint, tuple(claims))
+
+    def _tenure(self) -> int:
+        return self._lease.tenure if self._lease is not None else 0
 
     async def lag(self) -> OutboxLag:
         state = await self._store.outbox_state()

@@ -28,8 +28,9 @@ and on FerretDB 1.24 alike.
   sees the tombstone and claims again.
 - Group commit: appends made while a write is in flight (concurrent
   handlers, HTTP requests) wait for it and then go together: one
-  `insert_many` claims their positions, one reads the checkpoint, one
-  `insert_many` writes their commits. Each commit is still its own
+  `insert_many` claims their positions, one reads the checkpoint (unless
+  this process's relay holds the lease and knows it), one `insert_many`
+  writes their commits. Each commit is still its own
   single-document insert, decided by the unique indexes alone, so a batch is
   no transaction and needs none; under load a handful of commands carry
   dozens of commits, and a lone append costs what it did.
@@ -275,6 +276,9 @@ class MongoEventStore:
         self._written_here: OrderedDict[int, StoredCommit] = OrderedDict()
         # Set on every commit, so an in-process relay publishes at once.
         self.committed = asyncio.Event()
+        # The relay of this process tells the checkpoint when it knows it
+        # (it holds the lease), so a claim need not read it.
+        self.known_checkpoint: Callable[[], int | None] = lambda: None
 
     async def ensure_indexes(self) -> None:
         await self.commits.create_index("tracking", unique=True, name="tracking_unique")
@@ -565,8 +569,7 @@ class MongoEventStore:
                 self._last_claimed = None  # another process took the next one: look again
                 continue
             self._last_claimed = first + taken - 1
-            checkpoint = await self.outbox.find_one({"_id": CHECKPOINT_ID})
-            if checkpoint is not None and positions[0] <= int(checkpoint["position"]):
+            if positions[0] <= await self._checkpoint():
                 # A stale hint took slots the relay had already passed and
                 # freed: give them all back and claim afresh (rare).
                 for position in positions:
@@ -576,6 +579,13 @@ class MongoEventStore:
         if len(positions) != len(group):
             raise RuntimeError(f"could not claim positions for {len(group)} commits")
         return positions
+
+    async def _checkpoint(self) -> int:
+        known = self.known_checkpoint()
+        if known is not None:
+            return known
+        checkpoint = await self.outbox.find_one({"_id": CHECKPOINT_ID})
+        return int(checkpoint["position"]) if checkpoint is not None else 0
 
     def _hand_to_relay(self, pending: _PendingCommit, position: int) -> None:
         document = pending.document
