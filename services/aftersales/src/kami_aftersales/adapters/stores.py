@@ -204,14 +204,7 @@ class Stores:
     async def record_stock(self, offer_id: str, version: int, available: int) -> None:
         """Inventory's latest count of an offer's sellable keys (a pool's events
         come in order on one partition; a replayed older one changes nothing)."""
-        doc = await self.stock.find_one({"_id": offer_id}, {"version": 1})
-        if doc is not None and int(doc.get("version", 0)) >= version:
-            return
-        await self.stock.update_one(
-            {"_id": offer_id},
-            {"$set": {"version": version, "available": available}},
-            upsert=True,
-        )
+        await write_newer(self.stock, offer_id, version, {"available": available})
 
     async def stock_of(self, offer_id: str) -> int:
         doc = await self.stock.find_one({"_id": offer_id}, {"available": 1})
@@ -220,25 +213,17 @@ class Stores:
     # -- buyers ------------------------------------------------------------------------
 
     async def record_priority(self, user_id: str, version: int, tier: str, priority: int) -> None:
-        doc = await self.buyers.find_one({"_id": user_id}, {"version": 1})
-        if doc is not None and int(doc.get("version", 0)) >= version:
-            return
-        await self.buyers.update_one(
-            {"_id": user_id},
-            {"$set": {"version": version, "tier": tier, "priority": priority}},
-            upsert=True,
-        )
+        await write_newer(self.buyers, user_id, version, {"tier": tier, "priority": priority})
 
     async def record_suspension(self, user_id: str, version: int, until: datetime | None) -> None:
         """Identity's `UserSuspended`; its version is kept apart from the
         priority's (both come from the user's one stream, in order)."""
-        doc = await self.buyers.find_one({"_id": user_id}, {"suspension_version": 1})
-        if doc is not None and int(doc.get("suspension_version", 0)) >= version:
-            return
-        await self.buyers.update_one(
-            {"_id": user_id},
-            {"$set": {"suspension_version": version, "suspended": True, "suspended_until": until}},
-            upsert=True,
+        await write_newer(
+            self.buyers,
+            user_id,
+            version,
+            {"suspended": True, "suspended_until": until},
+            guard="suspension_version",
         )
 
     async def is_suspended(self, user_id: str, now: datetime) -> bool:

@@ -1,6 +1,6 @@
 """Where the ledger lives: movement records and the journal lines of every account.
 
-Three collections, single-document writes only (see `kami_payment.ledger` for
+Two collections, single-document writes only (see `kami_payment.ledger` for
 the protocol built on them):
 
 - `ledger_movements`: one document per movement (`_id` = movement id) with
@@ -14,22 +14,19 @@ the protocol built on them):
   ever. A refused guarded debit leaves a *rejection* document with the same
   `line_id` (`_id` = `rejected:<line id>`), so a posting is either applied or
   refused, never both. Rejections carry a private `account` value so
-  statements never list them.
-- `ledger_line_ids`: `_id` = line id → the account and seq of its posting,
-  written after the line: how a retry finds, by `_id`, that its posting was
-  applied. A crash between the two leaves the line without it; the next
-  attempt's insert collides on `line_id`, finds the line once (a scan, after
-  a crash only) and writes it.
+  statements never list them. A retry finds what became of a posting by its
+  `line_id` (an index lookup on MongoDB and on FerretDB over PostgreSQL).
 
-Why so: on FerretDB 1.24 only a filter that is exactly `_id` avoids decoding
-the whole collection (docs/storage.md), and the journal grows with every
-posting. An account's last line is found by walking `_id`s on from the last
-one this process saw.
+Why so: only an insert under a unique index decides a race on FerretDB
+(docs/storage.md), and the journal grows with every posting. An account's
+last line is found by walking `_id`s on from the last one this process saw.
+(Until 2026-12 a `ledger_line_ids` collection mapped line ids to lines by
+`_id`, for FerretDB on SQLite, which scans any other filter; it is no longer
+written or read.)
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -179,7 +176,6 @@ class MongoJournal:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._movements: AsyncCollection[Document] = database["ledger_movements"]
         self._lines: AsyncCollection[Document] = database["ledger_lines"]
-        self._line_ids: AsyncCollection[Document] = database["ledger_line_ids"]
         self._last: OrderedDict[str, JournalLine] = OrderedDict()
 
     async def ensure_indexes(self) -> None:
@@ -248,11 +244,8 @@ class MongoJournal:
         return await self._movements.count_documents({"state": MovementState.PENDING.value})
 
     async def line_kind(self, line_id: str) -> LineKind | None:
-        if await self._line_ids.find_one({"_id": line_id}, {"_id": 1}) is not None:
-            return LineKind.POSTING
-        if await self._lines.find_one({"_id": _rejection_id(line_id)}, {"_id": 1}) is not None:
-            return LineKind.REJECTION
-        return None
+        found = await self._lines.find_one({"line_id": line_id}, {"kind": 1})
+        return LineKind(found["kind"]) if found is not None else None
 
     async def last_line(
         self, account: Account, *, trust_remembered: bool = False
@@ -307,12 +300,8 @@ class MongoJournal:
             if at_seq is not None and at_seq.line_id != line.line_id:
                 return LineInsert.SEQ_TAKEN
             # The line was decided before: applied (at this seq or another) or refused.
-            if at_seq is None and await self.line_kind(line.line_id) is None:
-                at_seq = await self._find_posting(line.line_id)
-            await self._index_line(at_seq)
             return LineInsert.LINE_EXISTS
         self._remember(line)
-        await self._index_line(line)
         return LineInsert.INSERTED
 
     async def insert_rejection(
@@ -333,28 +322,12 @@ class MongoJournal:
                 }
             )
         except DuplicateKeyError:
-            if await self.line_kind(line_id) is None:
-                # A posting whose index entry a crash left unwritten.
-                await self._index_line(await self._find_posting(line_id))
             return False
         return True
 
     async def _line_at(self, account: Account, seq: int) -> JournalLine | None:
         document = await self._lines.find_one({"_id": _line_doc_id(account, seq)})
         return _line_from(document) if document else None
-
-    async def _find_posting(self, line_id: str) -> JournalLine | None:
-        # Only after a crash between a line and its index entry: a scan.
-        document = await self._lines.find_one({"line_id": line_id, "kind": "posting"})
-        return _line_from(document) if document else None
-
-    async def _index_line(self, line: JournalLine | None) -> None:
-        if line is None:
-            return
-        with contextlib.suppress(DuplicateKeyError):
-            await self._line_ids.insert_one(
-                {"_id": line.line_id, "account": line.account.id, "seq": line.seq}
-            )
 
     def _remember(self, line: JournalLine) -> None:
         known = self._last.pop(line.account.id, None)

@@ -27,7 +27,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from kami_events.mongo import Document
+from kami_events.mongo import Document, write_newer
 
 
 class Stores:
@@ -135,12 +135,7 @@ class Stores:
 
     async def record_offer(self, offer_id: str, version: int, fields: Document) -> None:
         """Newest version wins, so a redelivered older event changes nothing."""
-        existing = await self.offers.find_one({"_id": offer_id}, {"version": 1})
-        if existing is not None and int(existing.get("version", 0)) >= version:
-            return
-        await self.offers.update_one(
-            {"_id": offer_id}, {"$set": {**fields, "version": version}}, upsert=True
-        )
+        await write_newer(self.offers, offer_id, version, fields)
 
     async def offer(self, offer_id: str) -> Document | None:
         return await self.offers.find_one({"_id": offer_id})
