@@ -27,9 +27,11 @@ class CountingRepository(OrderRepository):
         self._inner = inner
         self.loads = 0
 
-    async def load(self, order_id: str) -> LoadedOrder | None:
+    async def load(
+        self, order_id: str, *, trust_seconds: float | None = None
+    ) -> LoadedOrder | None:
         self.loads += 1
-        return await self._inner.load(order_id)
+        return await self._inner.load(order_id, trust_seconds=trust_seconds)
 
 
 def buyers_own(order: Order) -> bool:

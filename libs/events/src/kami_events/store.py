@@ -179,10 +179,17 @@ class EventStore(Protocol):
     ) -> list[Envelope[Event]]: ...
 
     async def load(
-        self, aggregate_type: str, aggregate_id: str, after_version: int = 0
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        trust_seconds: float | None = None,
     ) -> list[Envelope[Event]]: ...
 
-    async def last_version(self, aggregate_type: str, aggregate_id: str) -> int: ...
+    async def last_version(
+        self, aggregate_type: str, aggregate_id: str, *, trust_seconds: float | None = None
+    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -338,12 +345,19 @@ class MongoEventStore:
         return envelopes
 
     async def load(
-        self, aggregate_type: str, aggregate_id: str, after_version: int = 0
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        trust_seconds: float | None = None,
     ) -> list[Envelope[Event]]:
-        """Every event of the stream after `after_version`, in version order."""
+        """Every event of the stream after `after_version`, in version order.
+        `trust_seconds` overrides the store's window for this load (0: ask)."""
         stream_id = stream_id_of(aggregate_type, aggregate_id)
         known = list(self._cache.get(stream_id, ()))
-        if known and len(known) >= self._versions.get(stream_id, 0) and self._trusted(stream_id):
+        trusted = self._trusted(stream_id, trust_seconds)
+        if known and len(known) >= self._versions.get(stream_id, 0) and trusted:
             return known[after_version:]
         asked_at = self._monotonic()
         while True:
@@ -365,12 +379,14 @@ class MongoEventStore:
             self._mark_complete(stream_id, asked_at)
         return known[after_version:]
 
-    async def last_version(self, aggregate_type: str, aggregate_id: str) -> int:
+    async def last_version(
+        self, aggregate_type: str, aggregate_id: str, *, trust_seconds: float | None = None
+    ) -> int:
         """The stream's current version (0 if empty), without decoding its events:
         the expected version for appending to a long stream."""
         stream_id = stream_id_of(aggregate_type, aggregate_id)
         version = max(len(self._cache.get(stream_id, ())), self._versions.get(stream_id, 0))
-        if version and self._trusted(stream_id):
+        if version and self._trusted(stream_id, trust_seconds):
             return version
         asked_at = self._monotonic()
         while True:
@@ -648,15 +664,14 @@ class MongoEventStore:
         else:
             self._complete_at.pop(stream_id, None)
 
-    def _trusted(self, stream_id: str) -> bool:
-        if not self._trust_seconds:
+    def _trusted(self, stream_id: str, trust_seconds: float | None) -> bool:
+        window = self._trust_seconds if trust_seconds is None else trust_seconds
+        if not window:
             return False
         complete_at = self._complete_at.get(stream_id)
-        return complete_at is not None and self._monotonic() - complete_at < self._trust_seconds
+        return complete_at is not None and self._monotonic() - complete_at < window
 
     def _mark_complete(self, stream_id: str, at: float) -> None:
-        if not self._trust_seconds:
-            return
         self._complete_at.pop(stream_id, None)
         self._complete_at[stream_id] = at
         while len(self._complete_at) > self.CACHED_EVENTS:

@@ -71,12 +71,19 @@ class InMemoryEventStore:
         return envelopes
 
     async def load(
-        self, aggregate_type: str, aggregate_id: str, after_version: int = 0
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        after_version: int = 0,
+        *,
+        trust_seconds: float | None = None,
     ) -> list[Envelope[Event]]:
         stream = self._streams.get(stream_id_of(aggregate_type, aggregate_id), [])
         return stream[after_version:]
 
-    async def last_version(self, aggregate_type: str, aggregate_id: str) -> int:
+    async def last_version(
+        self, aggregate_type: str, aggregate_id: str, *, trust_seconds: float | None = None
+    ) -> int:
         return len(self._streams.get(stream_id_of(aggregate_type, aggregate_id), []))
 
 

@@ -56,6 +56,10 @@ from kami_ordering.domain.terms import (
 
 log = logging.getLogger(__name__)
 
+# How long the saga decides on an order as this process last wrote or read
+# it, without asking the database (see `PurchaseSaga._advance`).
+DECISION_TRUST_SECONDS = 60.0
+
 
 # -- placing orders ------------------------------------------------------------------
 
@@ -452,14 +456,25 @@ class PurchaseSaga:
     async def _advance(
         self, order_id: str, decide: Callable[[Order], Decision], msg: Message
     ) -> Decision:
-        loaded = await self._repository.load(order_id)
+        # Decided on what this process holds of the order (DECISION_TRUST_SECONDS):
+        # if another process moved it on meanwhile, saving what was decided
+        # loses the append race and the consumer decides again on the stream.
+        # A decision to do nothing saves nothing, so it is checked against
+        # the stream first.
+        loaded = await self._repository.load(order_id, trust_seconds=DECISION_TRUST_SECONDS)
         if loaded is None:
             decision = Decision(Outcome.IGNORED, "not an order of this service")
             metrics.SAGA_DECISIONS.labels(msg.trigger, decision.outcome.value).inc()
             return decision
+        was_terminal = loaded.order.terminal
+        decision = decide(loaded.order)
+        if not loaded.order.pending_events:
+            checked = await self._repository.load(order_id, trust_seconds=0)
+            if checked is not None and checked.order.version != loaded.order.version:
+                loaded = checked
+                was_terminal = loaded.order.terminal
+                decision = decide(loaded.order)
         order = loaded.order
-        was_terminal = order.terminal
-        decision = decide(order)
         metrics.SAGA_DECISIONS.labels(msg.trigger, decision.outcome.value).inc()
         if decision.outcome is Outcome.REJECTED:
             log.warning(

@@ -29,8 +29,14 @@ class OrderRepository:
         # Told the order's id after each append (the buyers' long poll waits on it).
         self._on_change = on_change
 
-    async def load(self, order_id: str) -> LoadedOrder | None:
-        envelopes = await self._store.load(Order.aggregate_type, order_id)
+    async def load(
+        self, order_id: str, *, trust_seconds: float | None = None
+    ) -> LoadedOrder | None:
+        """The order; `trust_seconds` overrides how long the store trusts what
+        it holds of the stream (0: ask the database)."""
+        envelopes = await self._store.load(
+            Order.aggregate_type, order_id, trust_seconds=trust_seconds
+        )
         if not envelopes:
             return None
         order = Order.rehydrate(order_id, (e.payload for e in envelopes))
