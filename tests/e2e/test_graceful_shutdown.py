@@ -103,14 +103,15 @@ async def handled_beyond_committed(platform: Platform, service: str) -> list[str
     its inbox says were handled already: work done but not committed, which
     a restart would meet again. Read while the service is down."""
     prefix = f"{platform.topic_prefix}."
+    group = f"{platform.topic_prefix}-{service}"  # the namespace names its groups
     admin = AIOKafkaAdminClient(bootstrap_servers=platform.kafka_bootstrap)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(f"kami-{service}")
+        offsets = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
     committed = {tp: meta.offset for tp, meta in offsets.items() if tp.topic.startswith(prefix)}
-    assert committed, f"kami-{service} committed nothing"
+    assert committed, f"{group} committed nothing"
     reader = AIOKafkaConsumer(bootstrap_servers=platform.kafka_bootstrap, enable_auto_commit=False)
     await reader.start()
     client = connect(platform.mongodb_uri, app_name="kami-e2e-shutdown")

@@ -57,8 +57,9 @@ class FaultsPlatform(Platform):
         return super().env_for(service) | self.service_env.get(service, {})
 
     def group_of(self, service: str) -> str:
+        # The platform's topic prefix names its groups (kami_events.topics).
         return self.service_env.get(service, {}).get(
-            "KAMI_CONSUMER_GROUP_OVERRIDE", f"kami-{service}"
+            "KAMI_CONSUMER_GROUP_OVERRIDE", f"{self.topic_prefix or 'kami'}-{service}"
         )
 
     @property

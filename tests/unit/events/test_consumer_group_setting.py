@@ -10,9 +10,23 @@ from kami_events.runtime import ServiceRuntime
 from kami_events.settings import ServiceSettings
 
 
-def test_the_default_group_is_the_services() -> None:
+def test_the_default_group_is_the_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAMI_TOPIC_PREFIX", raising=False)
     settings = ServiceSettings(service_name="ordering")
     assert settings.consumer_group == "kami-ordering"
+
+
+async def test_a_namespace_of_topics_has_its_own_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two namespaces on one cluster must not share groups: a member of a
+    group subscribed to other topics still rebalances it."""
+    monkeypatch.setenv("KAMI_TOPIC_PREFIX", "kami-e2e-7")
+    settings = ServiceSettings(service_name="ordering")
+    assert settings.consumer_group == "kami-e2e-7-ordering"
+    runtime = ServiceRuntime(settings)
+    try:
+        assert runtime.consumer.group_id == "kami-e2e-7-ordering"
+    finally:
+        await runtime.mongo.close()
 
 
 async def test_the_override_from_the_environment_reaches_the_consumer(

@@ -62,7 +62,7 @@ from kami_events.metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_FAILURES
 from kami_events.mongo import Document
 from kami_events.serialization import EventDecodeError, decode
 from kami_events.store import AlreadyProcessed, ConcurrencyError, Tracking, duplicate_indexes
-from kami_events.topics import dead_letter_topic
+from kami_events.topics import consumer_group_of, dead_letter_topic
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class EventConsumer:
 
     @property
     def group_id(self) -> str:
-        return self.group_override or f"kami-{self.service}"
+        return self.group_override or consumer_group_of(self.service)
 
     @property
     def topics(self) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kami_events.topics import consumer_group_of
+
 
 class ServiceSettings(BaseSettings):
     """A service's connection settings. Each service subclasses this with its own.
@@ -72,4 +74,4 @@ class ServiceSettings(BaseSettings):
 
     @property
     def consumer_group(self) -> str:
-        return self.consumer_group_override or f"kami-{self.service_name}"
+        return self.consumer_group_override or consumer_group_of(self.service_name)

@@ -5,8 +5,11 @@ The Kafka key is always the aggregate id, so one aggregate's events stay in
 order on one partition.
 
 `KAMI_TOPIC_PREFIX` replaces the leading `kami` for a whole deployment: an
-isolated namespace on a shared cluster (end-to-end test runs use one each).
-The published docs always describe the default.
+isolated namespace on a shared cluster (end-to-end test runs and benchmark
+runs use one each). It names the consumer groups too (`<prefix>-<service>`):
+two namespaces sharing a group would rebalance each other's consumers every
+time one of them starts or stops. The published docs always describe the
+default.
 """
 
 from __future__ import annotations
@@ -34,3 +37,8 @@ def topic_for(aggregate_type: str) -> str:
 def dead_letter_topic(service: str) -> str:
     """Where `service`'s consumer parks messages it could not handle."""
     return f"{topic_prefix()}.{service}.dead-letter.v{TOPIC_MAJOR_VERSION}"
+
+
+def consumer_group_of(service: str) -> str:
+    """`service`'s consumer group (`kami-<service>` by default)."""
+    return f"{topic_prefix()}-{service}"
