@@ -203,16 +203,30 @@ class PartitionAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self) -> None:
         self.partitions: frozenset[TopicPartition] = frozenset()
         self.joined = False
+        # The offsets this member committed since it was given its
+        # partitions: the lag gauge need not ask the coordinator for those.
+        self.committed: dict[TopicPartition, int] = {}
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.partitions = self.partitions - set(revoked)
+        for partition in revoked:
+            self.committed.pop(partition, None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.partitions = frozenset(assigned)
+        self.committed = {}
         self.joined = True
+
+    def record_committed(self, messages: Sequence[IncomingMessage]) -> None:
+        for message in messages:
+            partition = TopicPartition(message.topic, message.partition)
+            if partition in self.partitions:
+                next_offset = message.offset + 1
+                self.committed[partition] = max(self.committed.get(partition, 0), next_offset)
 
     def left(self) -> None:
         self.partitions = frozenset()
+        self.committed = {}
         self.joined = False
 
 
@@ -481,6 +495,7 @@ class EventConsumer:
                 await msg.nack()
                 return
             await msg.ack()
+            self.assignment.record_committed(batch)
 
         subscriber = broker.subscriber(
             *self.topics,
@@ -524,11 +539,15 @@ def _describe_current_span(service: str, envelope: Envelope[Any]) -> None:
 
 
 async def measure_lag(
-    client: AIOKafkaConsumer, partitions: Collection[TopicPartition]
+    client: AIOKafkaConsumer,
+    partitions: Collection[TopicPartition],
+    known_committed: Mapping[TopicPartition, int] | None = None,
 ) -> dict[TopicPartition, int]:
     """Per partition, the messages after the group's committed offset (from
     the start of the partition when the group has committed nothing yet,
-    as `auto_offset_reset=earliest` reads it)."""
+    as `auto_offset_reset=earliest` reads it). `known_committed`: offsets
+    this member committed itself, so the coordinator is asked only for the
+    others (one request per partition)."""
     if not partitions:
         return {}
     wanted = list(partitions)
@@ -536,7 +555,8 @@ async def measure_lag(
     lag: dict[TopicPartition, int] = {}
     uncommitted: list[TopicPartition] = []
     for partition in wanted:
-        committed = await client.committed(partition)
+        known = (known_committed or {}).get(partition)
+        committed = known if known is not None else await client.committed(partition)
         if committed is None:
             uncommitted.append(partition)
         else:

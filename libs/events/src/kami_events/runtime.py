@@ -254,7 +254,8 @@ class ServiceRuntime:
         client = getattr(self._subscriber, "consumer", None)
         if client is None:
             return {}
-        measured = await measure_lag(client, self.consumer.assignment.partitions)
+        assignment = self.consumer.assignment
+        measured = await measure_lag(client, assignment.partitions, assignment.committed)
         lag = {(tp.topic, tp.partition): count for tp, count in measured.items()}
         service = self.settings.service_name
         for topic, partition in self._lag_reported - lag.keys():
