@@ -7,12 +7,18 @@ import asyncio
 from collections import Counter
 from datetime import timedelta
 
-from kami_events.catalogue.inventory import KeyReservationFailed, KeyReserved, StockChanged
+from kami_events.catalogue.inventory import (
+    BlockReason,
+    KeyReservationFailed,
+    KeyReserved,
+    StockChanged,
+)
 from kami_events.clock import utc_now
 from kami_inventory.domain import keys as t
 from kami_inventory.domain.imports import FileFormat
 from kami_inventory.domain.keys import KeyStatus
 from kami_inventory.domain.reservations import Reservation
+from kami_inventory.domain.stock import StockLevels
 from kami_inventory.handlers import (
     ImportKeys,
     import_keys,
@@ -162,3 +168,22 @@ async def test_a_move_decided_but_not_written_is_seen_and_finished(pool: PoolOnM
         1,
     )
     assert await keys.finish_stale_moves(timedelta(seconds=30)) == 0
+
+
+async def test_keys_are_counted_by_state_and_expired_keys_by_offer(pool: PoolOnMongo) -> None:
+    await stock(pool, 4)
+    keys = pool.adapters.keys
+    first, second, third, _ = await keys.available(OFFER, utc_now(), (), 4)
+    until = utc_now() + timedelta(minutes=17)
+    assert await keys.move(first, t.reserve("order-1", until), "reserve:order-1")
+    assert await keys.move(second, t.block(BlockReason.NEAR_EXPIRY), "block:1")
+    assert await keys.move(third, t.void_by_seller(), "void:1")
+
+    assert await keys.counts(OFFER) == StockLevels(available=1, reserved=1, blocked=1, voided=1)
+    # Nothing has expired yet; once all have, only the unsold (available, blocked) count.
+    assert await keys.expired(utc_now()) == {}
+    later = first.expires_at + timedelta(seconds=1)  # every key of the file expires then
+    assert (await keys.expired(later)).get(OFFER) == 2
+    assert await keys.stock(OFFER, later) == StockLevels(
+        available=1, reserved=1, blocked=1, voided=1, expired=2
+    )

@@ -158,6 +158,10 @@ class FakeKeyStore:
         ]
 
     async def stock(self, offer_id: str, now: datetime) -> StockLevels:
+        expired = (await self.expired(now)).get(offer_id, 0)
+        return replace(await self.counts(offer_id), expired=expired)
+
+    async def counts(self, offer_id: str) -> StockLevels:
         pool = [k for k in self.keys.values() if k.offer_id == offer_id]
 
         def count(status: KeyStatus) -> int:
@@ -169,12 +173,14 @@ class FakeKeyStore:
             sold=count(KeyStatus.SOLD),
             blocked=count(KeyStatus.BLOCKED),
             voided=count(KeyStatus.VOIDED),
-            expired=sum(
-                1
-                for k in pool
-                if k.status in (KeyStatus.AVAILABLE, KeyStatus.BLOCKED) and k.expires_at <= now
-            ),
         )
+
+    async def expired(self, now: datetime) -> dict[str, int]:
+        expired: dict[str, int] = {}
+        for k in self.keys.values():
+            if k.status in (KeyStatus.AVAILABLE, KeyStatus.BLOCKED) and k.expires_at <= now:
+                expired[k.offer_id] = expired.get(k.offer_id, 0) + 1
+        return expired
 
     async def page(
         self, offer_id: str, status: KeyStatus | None, after: str | None, limit: int

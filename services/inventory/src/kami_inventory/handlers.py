@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -178,7 +179,9 @@ async def _commit(
     for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
         version = await inv.store.last_version(POOL, offer_id)
         batch: list[Event] = list(events)
-        stock = await inv.keys.stock(offer_id, inv.clock()) if with_stock else None
+        # By state only: `expired` changes with time, not with commits (the
+        # keys gauge counts it for all pools at once).
+        stock = await inv.keys.counts(offer_id) if with_stock else None
         if stock is not None:
             batch.append(stock.changed(offer_id))
         try:
@@ -455,7 +458,7 @@ async def _reserve(order: OrderPlaced, inv: Inventory, *, first_attempt: bool) -
     offer = await inv.offers.get(order.offer_id)
     failure = refusal(offer, order)
     if failure is not None:
-        stock = await inv.keys.stock(order.offer_id, inv.clock())
+        stock = await inv.keys.counts(order.offer_id)
         return await inv.reservations.decide(
             Reservation.failed(
                 order.order_id, order.offer_id, order.quantity, failure, stock.available
@@ -499,7 +502,7 @@ async def _reserve(order: OrderPlaced, inv: Inventory, *, first_attempt: bool) -
             ),
             inv,
         )
-        stock = await inv.keys.stock(order.offer_id, inv.clock())
+        stock = await inv.keys.counts(order.offer_id)
         decision = Reservation.failed(
             order.order_id,
             order.offer_id,
@@ -679,7 +682,7 @@ async def _allocate(request: ReplacementApproved, inv: Inventory) -> Replacement
     faulty = await inv.keys.get(request.key_ids)
     failure = replacement_refusal(offer, request, faulty)
     if failure is not None:
-        stock = await inv.keys.stock(request.offer_id, inv.clock())
+        stock = await inv.keys.counts(request.offer_id)
         return await inv.replacements.decide(Replacement.failed(request, failure, stock.available))
 
     now = inv.clock()
@@ -713,7 +716,7 @@ async def _allocate(request: ReplacementApproved, inv: Inventory) -> Replacement
     if len(held) >= wanted:
         decision = Replacement.allocated(request, tuple(held[:wanted]))
     else:
-        stock = await inv.keys.stock(request.offer_id, now)
+        stock = await inv.keys.counts(request.offer_id)
         decision = Replacement.failed(
             request,
             ReplacementFailure.OUT_OF_STOCK,
@@ -850,6 +853,19 @@ async def offers_of(seller_id: str, inv: Inventory) -> list[tuple[Offer, StockLe
     now = inv.clock()
     offers = await inv.offers.of_seller(seller_id)
     return [(offer, await inv.keys.stock(offer.offer_id, now)) for offer in offers]
+
+
+async def keys_by_state(inv: Inventory) -> dict[str, StockLevels]:
+    """Every pool's keys for the gauge: the counts of its last commit, and the
+    keys past their expiry now (one command for all pools, per refresh)."""
+    pools = await inv.stock_book.all()
+    expired = await inv.keys.expired(inv.clock())
+    return {
+        offer_id: dataclasses.replace(
+            pools.get(offer_id, StockLevels()), expired=expired.get(offer_id, 0)
+        )
+        for offer_id in sorted(pools.keys() | expired.keys())
+    }
 
 
 async def stock_of(seller_id: str, offer_id: str, inv: Inventory) -> StockLevels:

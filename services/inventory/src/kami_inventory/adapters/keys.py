@@ -22,6 +22,7 @@ maintenance job, and the claims together are each key's full history.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -201,6 +202,13 @@ class MongoKeyStore:
         return [SealedKey(doc["_id"], doc["offer_id"], bytes(doc["sealed"])) for doc in docs]
 
     async def stock(self, offer_id: str, now: datetime) -> StockLevels:
+        counts = await self.counts(offer_id)
+        expired = await self.keys.count_documents(
+            {"offer_id": offer_id, "status": {"$in": _UNSOLD}, "expires_at": {"$lte": now}}
+        )
+        return dataclasses.replace(counts, expired=expired)
+
+    async def counts(self, offer_id: str) -> StockLevels:
         counts: dict[str, int] = {}
         pipeline: list[Document] = [
             {"$match": {"offer_id": offer_id}},
@@ -208,21 +216,20 @@ class MongoKeyStore:
         ]
         async for row in await self.keys.aggregate(pipeline):
             counts[row["_id"]] = int(row["n"])
-        expired = await self.keys.count_documents(
-            {
-                "offer_id": offer_id,
-                "status": {"$in": [KeyStatus.AVAILABLE.value, KeyStatus.BLOCKED.value]},
-                "expires_at": {"$lte": now},
-            }
-        )
         return StockLevels(
             available=counts.get(KeyStatus.AVAILABLE.value, 0),
             reserved=counts.get(KeyStatus.RESERVED.value, 0),
             sold=counts.get(KeyStatus.SOLD.value, 0),
             blocked=counts.get(KeyStatus.BLOCKED.value, 0),
             voided=counts.get(KeyStatus.VOIDED.value, 0),
-            expired=expired,
         )
+
+    async def expired(self, now: datetime) -> dict[str, int]:
+        pipeline: list[Document] = [
+            {"$match": {"status": {"$in": _UNSOLD}, "expires_at": {"$lte": now}}},
+            {"$group": {"_id": "$offer_id", "n": {"$sum": 1}}},
+        ]
+        return {row["_id"]: int(row["n"]) async for row in await self.keys.aggregate(pipeline)}
 
     async def page(
         self, offer_id: str, status: KeyStatus | None, after: str | None, limit: int
@@ -272,6 +279,9 @@ async def _by_ids(
     found = [await collection.find_one({"_id": one}, projection) for one in ids]
     return [doc for doc in found if doc is not None]
 
+
+# The states a key past its expiry counts as `expired` in.
+_UNSOLD = [KeyStatus.AVAILABLE.value, KeyStatus.BLOCKED.value]
 
 _STATE: Document = {
     "offer_id": 1,
