@@ -170,6 +170,49 @@ async def test_a_move_decided_but_not_written_is_seen_and_finished(pool: PoolOnM
     assert await keys.finish_stale_moves(timedelta(seconds=30)) == 0
 
 
+async def test_reading_keys_for_an_operation_writes_its_own_unwritten_moves(
+    pool: PoolOnMongo,
+) -> None:
+    await stock(pool, 2)
+    keys = pool.adapters.keys
+    mine, theirs = await keys.available(OFFER, utc_now(), (), 2)
+    until = utc_now() + timedelta(minutes=17)
+    # Two operations each claim a key and die before writing it.
+    for key, order_id in [(mine, "order-1"), (theirs, "order-2")]:
+        target = t.reserve(order_id, until).apply(key)
+        await pool.db["key_claims"].insert_one(
+            {
+                "_id": f"{key.key_id}@0",
+                "key_id": key.key_id,
+                "offer_id": OFFER,
+                "gen": 0,
+                "op": f"reserve:{order_id}",
+                "transition": "reserve",
+                "to": {
+                    "status": target.status.value,
+                    "order_id": target.order_id,
+                    "reserved_until": target.reserved_until,
+                    "reason": None,
+                },
+                "at": utc_now(),
+                "applied": False,
+            }
+        )
+
+    seen = await keys.get([mine.key_id, theirs.key_id], settle="reserve:order-1")
+
+    assert [(k.status, k.order_id, k.gen) for k in seen] == [
+        (KeyStatus.RESERVED, "order-1", 1),
+        (KeyStatus.RESERVED, "order-2", 1),
+    ]
+    docs = {d["_id"]: d async for d in pool.db["keys"].find({"offer_id": OFFER})}
+    assert (docs[mine.key_id]["status"], docs[mine.key_id]["gen"]) == ("reserved", 1)
+    # Another operation's move is left to its owner (or to the maintenance job).
+    assert (docs[theirs.key_id]["status"], docs[theirs.key_id]["gen"]) == ("available", 0)
+    unapplied = [c["op"] async for c in pool.db["key_claims"].find({"applied": False})]
+    assert unapplied == ["reserve:order-2"]
+
+
 async def test_keys_are_counted_by_state_and_expired_keys_by_offer(pool: PoolOnMongo) -> None:
     await stock(pool, 4)
     keys = pool.adapters.keys

@@ -101,13 +101,15 @@ class FakeKeyStore:
     async def of_order(self, order_id: str, status: KeyStatus) -> list[PoolKey]:
         return [k for k in self.keys.values() if k.order_id == order_id and k.status is status]
 
-    async def get(self, key_ids: Collection[str]) -> list[PoolKey]:
+    async def get(self, key_ids: Collection[str], *, settle: str | None = None) -> list[PoolKey]:
         current = []
         for key_id in key_ids:
             key = self.keys.get(key_id)
             if key is None:
                 continue
             while (claim := self.claims.get(f"{key_id}@{key.gen}")) is not None:
+                if claim.op == settle and not claim.applied:
+                    self._apply(claim)
                 key = claim.target
             current.append(key)
         return current

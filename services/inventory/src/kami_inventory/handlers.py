@@ -204,11 +204,20 @@ async def _move_all(
     inv: Inventory, offer_id: str, key_ids: Collection[str], transition: Transition, op: str
 ) -> list[str]:
     """Move every key of `key_ids` in `offer_id`'s pool that `transition` allows;
-    returns the ids `op` has moved, in this attempt or an earlier one."""
-    await inv.keys.resume(op)
-    for key in await inv.keys.get(key_ids):
-        if key.offer_id == offer_id and transition.allows(key):
-            await inv.keys.move(key, transition, op)
+    returns the ids `op` has moved, in this attempt or an earlier one.
+
+    An operation only ever moves the keys its message names, so a crashed
+    earlier attempt left its unwritten moves on these keys (written while
+    reading them, `settle`), and when this attempt moves every one of them
+    there is nothing else `op` can have moved: only then is `moved_by` skipped."""
+    wanted = list(dict.fromkeys(key_ids))
+    moved: list[str] = []
+    for key in await inv.keys.get(wanted, settle=op):
+        allowed = key.offer_id == offer_id and transition.allows(key)
+        if allowed and await inv.keys.move(key, transition, op):
+            moved.append(key.key_id)
+    if len(moved) == len(wanted):
+        return sorted(moved)
     return await inv.keys.moved_by(op)
 
 
@@ -430,10 +439,12 @@ async def reserve_for_order(
     announce `KeyReserved` or `KeyReservationFailed`. Manual offers hold no keys."""
     if order.delivery_mode is DeliveryMode.MANUAL:
         return None
-    reservation = await inv.reservations.find(order.order_id)
     # The first attempt for an order finds nothing of an earlier one to pick up
     # or put back, and skips those reads (each one reads the whole pool on FerretDB).
-    first = reservation is None and await inv.reservations.begin_attempt(order.order_id)
+    # Every decision follows an attempt's insert, so the attempt that inserts
+    # first cannot find one either: only a later attempt looks.
+    first = await inv.reservations.begin_attempt(order.order_id)
+    reservation = None if first else await inv.reservations.find(order.order_id)
     if reservation is None:
         reservation = await _reserve(order, inv, first_attempt=first)
         RESERVATIONS.labels(reservation.failure.value if reservation.failure else "reserved").inc()

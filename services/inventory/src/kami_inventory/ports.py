@@ -72,8 +72,10 @@ class KeyStore(Protocol):
 
     async def of_order(self, order_id: str, status: KeyStatus) -> list[PoolKey]: ...
 
-    async def get(self, key_ids: Collection[str]) -> list[PoolKey]:
-        """The keys' current states (unknown ids are left out)."""
+    async def get(self, key_ids: Collection[str], *, settle: str | None = None) -> list[PoolKey]:
+        """The keys' current states (unknown ids are left out). With `settle`,
+        the moves of operation `settle` on these keys that a crashed attempt
+        decided but did not write are written first (`resume`, for these keys)."""
         ...
 
     async def move(self, key: PoolKey, transition: Transition, op: str) -> bool: ...

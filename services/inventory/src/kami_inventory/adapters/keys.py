@@ -139,18 +139,24 @@ class MongoKeyStore:
         cursor = self.keys.find({"order_id": order_id, "status": status.value}, _STATE)
         return [_key(doc) async for doc in cursor.sort("expires_at", ASCENDING)]
 
-    async def get(self, key_ids: Collection[str]) -> list[PoolKey]:
+    async def get(self, key_ids: Collection[str], *, settle: str | None = None) -> list[PoolKey]:
         """Current states: a key document may trail its claims (a move decided
-        but not yet written), so the claims after its generation are followed."""
+        but not yet written), so the claims after its generation are followed;
+        those of operation `settle` are written on the way, as `resume` would."""
         if not key_ids:
             return []
         current = {doc["_id"]: _key(doc) for doc in await _by_ids(self.keys, key_ids, _STATE)}
+        unwritten: list[Document] = []
         for _ in range(MAX_CLAIM_CHAIN):
             ahead = await _by_ids(self.claims, [_claim_id(k) for k in current.values()])
             if not ahead:
                 break
             for claim in ahead:
                 current[claim["key_id"]] = _after(current[claim["key_id"]], claim)
+                if settle is not None and claim["op"] == settle and not claim["applied"]:
+                    unwritten.append(claim)
+        for claim in unwritten:  # in generation order, key by key
+            await self._apply(claim)
         return [current[key_id] for key_id in key_ids if key_id in current]
 
     async def move(self, key: PoolKey, transition: Transition, op: str) -> bool:
