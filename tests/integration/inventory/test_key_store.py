@@ -230,3 +230,21 @@ async def test_keys_are_counted_by_state_and_expired_keys_by_offer(pool: PoolOnM
     assert await keys.stock(OFFER, later) == StockLevels(
         available=1, reserved=1, blocked=1, voided=1, expired=2
     )
+
+
+async def test_keys_are_read_with_their_sealed_secrets_in_their_current_state(
+    pool: PoolOnMongo,
+) -> None:
+    await stock(pool, 2)
+    keys = pool.adapters.keys
+    first, second = await keys.available(OFFER, utc_now(), (), 2)
+    until = utc_now() + timedelta(minutes=17)
+    assert await keys.move(first, t.reserve("order-1", until), "reserve:order-1")
+
+    found = await keys.get_sealed([second.key_id, first.key_id, "no-such-key"])
+
+    assert [(k.key_id, k.status, k.gen) for k, _ in found] == [
+        (second.key_id, KeyStatus.AVAILABLE, 0),
+        (first.key_id, KeyStatus.RESERVED, 1),
+    ]
+    assert [s for _, s in found] == await keys.sealed([second.key_id, first.key_id])

@@ -114,6 +114,10 @@ class FakeKeyStore:
             current.append(key)
         return current
 
+    async def get_sealed(self, key_ids: Collection[str]) -> list[tuple[PoolKey, SealedKey]]:
+        sealed = {s.key_id: s for s in await self.sealed(key_ids)}
+        return [(key, sealed[key.key_id]) for key in await self.get(key_ids)]
+
     async def move(self, key: PoolKey, transition: Transition, op: str) -> bool:
         if not transition.allows(key):
             return False

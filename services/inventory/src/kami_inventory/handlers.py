@@ -797,7 +797,9 @@ async def reveal_keys(
         raise ServiceNotAllowed(service)
     now = inv.clock()
     wanted = list(dict.fromkeys(key_ids))
-    states = {key.key_id: key for key in await inv.keys.get(wanted)}
+    found = await inv.keys.get_sealed(wanted)
+    states = {key.key_id: key for key, _ in found}
+    sealed = {key.key_id: secret for key, secret in found}
     withheld: list[WithheldKey] = []
     candidates: list[PoolKey] = []
     for key_id in wanted:
@@ -811,7 +813,6 @@ async def reveal_keys(
         else:
             candidates.append(key)
 
-    sealed = {s.key_id: s for s in await inv.keys.sealed([k.key_id for k in candidates])}
     revealed: list[RevealedKey] = []
     for key in candidates:
         secret = await _open(key, sealed.get(key.key_id), inv)

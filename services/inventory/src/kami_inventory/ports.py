@@ -78,6 +78,10 @@ class KeyStore(Protocol):
         decided but did not write are written first (`resume`, for these keys)."""
         ...
 
+    async def get_sealed(self, key_ids: Collection[str]) -> list[tuple[PoolKey, SealedKey]]:
+        """`get`, each key with its sealed secret, from one read of the key."""
+        ...
+
     async def move(self, key: PoolKey, transition: Transition, op: str) -> bool: ...
 
     async def moved_by(self, op: str) -> list[str]:

@@ -145,7 +145,20 @@ class MongoKeyStore:
         those of operation `settle` are written on the way, as `resume` would."""
         if not key_ids:
             return []
-        current = {doc["_id"]: _key(doc) for doc in await _by_ids(self.keys, key_ids, _STATE)}
+        docs = await _by_ids(self.keys, key_ids, _STATE)
+        return await self._current(key_ids, docs, settle)
+
+    async def get_sealed(self, key_ids: Collection[str]) -> list[tuple[PoolKey, SealedKey]]:
+        if not key_ids:
+            return []
+        docs = await _by_ids(self.keys, key_ids, {**_STATE, "sealed": 1})
+        sealed = {doc["_id"]: _sealed(doc) for doc in docs}
+        return [(key, sealed[key.key_id]) for key in await self._current(key_ids, docs, None)]
+
+    async def _current(
+        self, key_ids: Collection[str], docs: list[Document], settle: str | None
+    ) -> list[PoolKey]:
+        current = {doc["_id"]: _key(doc) for doc in docs}
         unwritten: list[Document] = []
         for _ in range(MAX_CLAIM_CHAIN):
             ahead = await _by_ids(self.claims, [_claim_id(k) for k in current.values()])
@@ -205,7 +218,7 @@ class MongoKeyStore:
         if not key_ids:
             return []
         docs = await _by_ids(self.keys, key_ids, {"offer_id": 1, "sealed": 1})
-        return [SealedKey(doc["_id"], doc["offer_id"], bytes(doc["sealed"])) for doc in docs]
+        return [_sealed(doc) for doc in docs]
 
     async def stock(self, offer_id: str, now: datetime) -> StockLevels:
         counts = await self.counts(offer_id)
@@ -324,6 +337,10 @@ def _key(doc: Document) -> PoolKey:
         reserved_until=doc.get("reserved_until"),
         reason=doc.get("reason"),
     )
+
+
+def _sealed(doc: Document) -> SealedKey:
+    return SealedKey(doc["_id"], doc["offer_id"], bytes(doc["sealed"]))
 
 
 def _after(key: PoolKey, claim: dict[str, Any]) -> PoolKey:
