@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from kami_events.catalogue.inventory import (
     BlockReason,
     KeyReservationFailed,
     KeyReserved,
+    KeysImported,
+    KeysReleased,
+    KeysSold,
     StockChanged,
 )
 from kami_events.clock import utc_now
+from kami_events.locks import KeyedLocks
 from kami_inventory.domain import keys as t
 from kami_inventory.domain.imports import FileFormat
 from kami_inventory.domain.keys import KeyStatus
@@ -23,10 +28,19 @@ from kami_inventory.handlers import (
     ImportKeys,
     import_keys,
     record_offer_listed,
+    release_for_cancelled_order,
     reserve_for_order,
+    sell_for_paid_order,
 )
 from tests.integration.inventory.conftest import PoolOnMongo
-from tests.unit.inventory.samples import SELLER, message, offer_listed, order_placed
+from tests.unit.inventory.samples import (
+    SELLER,
+    message,
+    offer_listed,
+    order_cancelled,
+    order_paid,
+    order_placed,
+)
 
 OFFER = "offer-race"
 
@@ -248,3 +262,69 @@ async def test_keys_are_read_with_their_sealed_secrets_in_their_current_state(
         (first.key_id, KeyStatus.RESERVED, 1),
     ]
     assert [s for _, s in found] == await keys.sealed([second.key_id, first.key_id])
+
+
+async def test_the_last_stock_announced_counts_every_key_after_a_storm(pool: PoolOnMongo) -> None:
+    """Reservations, releases and sales of one pool taking turns, as the
+    consumer runs them, and an import at the same time, as the API runs it:
+    every move is announced once, the pool's stream agrees with its keys, and
+    its last StockChanged with both."""
+    await stock(pool, 10)
+    inv = pool.inventory
+    first = [r for r in await race(pool, orders=8, quantity=1) if r.succeeded]
+    assert len(first) == 8
+    cancelled, paid = first[:4], first[4:]
+    deadline = utc_now() + timedelta(minutes=15)
+    later = [order_placed(f"late-{n}", OFFER, quantity=2, deadline=deadline) for n in range(4)]
+    content = "".join(f"MORE-KEY-{n:04d}-{'y' * 8}\n" for n in range(5))
+    pools = KeyedLocks()
+
+    async def in_turn(step: Awaitable[object]) -> None:
+        async with pools.hold(OFFER):
+            await step
+
+    await asyncio.gather(
+        *(
+            in_turn(
+                release_for_cancelled_order(
+                    order_cancelled(r.order_id, OFFER, list(r.key_ids)), inv, *message(r.order_id)
+                )
+            )
+            for r in cancelled
+        ),
+        *(
+            in_turn(
+                sell_for_paid_order(
+                    order_paid(r.order_id, OFFER, list(r.key_ids)), inv, *message(r.order_id)
+                )
+            )
+            for r in paid
+        ),
+        *(in_turn(reserve_for_order(o, inv, *message(o.order_id))) for o in later),
+        import_keys(ImportKeys(SELLER, OFFER, "import-2", FileFormat.TXT, content), inv),
+    )
+
+    counts = await pool.adapters.keys.counts(OFFER)
+    assert counts.sold == 4 and counts.available + counts.reserved == 11
+    assert await last_stock(pool) == StockChanged(
+        offer_id=OFFER, available=counts.available, reserved=counts.reserved
+    )
+    # The stream tells each key's moves: replayed, it gives the same counts.
+    state: dict[str, str] = {}
+    imported = 0
+    for event in [e.payload for e in await pool.store.load("inventory.pool", OFFER)]:
+        if isinstance(event, KeysImported):
+            imported += event.imported
+        if isinstance(event, KeyReserved | KeysReleased | KeysSold):
+            moved = {KeyReserved: "reserved", KeysReleased: "available", KeysSold: "sold"}
+            for key_id in event.key_ids:
+                state[key_id] = moved[type(event)]
+    replayed = Counter(state.values())
+    assert imported == 15
+    assert (imported - replayed["reserved"] - replayed["sold"], replayed["reserved"]) == (
+        counts.available,
+        counts.reserved,
+    )
+    assert replayed["sold"] == counts.sold
+    # Nothing decided is left unwritten.
+    assert await pool.db["key_claims"].count_documents({"applied": False}) == 0
