@@ -5,22 +5,42 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable
 from datetime import timedelta
 
-from kami_events.catalogue.inventory import KeyReservationFailed, KeyReserved, StockChanged
+from kami_events.catalogue.inventory import (
+    BlockReason,
+    KeyReservationFailed,
+    KeyReserved,
+    KeysImported,
+    KeysReleased,
+    KeysSold,
+    StockChanged,
+)
 from kami_events.clock import utc_now
+from kami_events.locks import KeyedLocks
 from kami_inventory.domain import keys as t
 from kami_inventory.domain.imports import FileFormat
 from kami_inventory.domain.keys import KeyStatus
 from kami_inventory.domain.reservations import Reservation
+from kami_inventory.domain.stock import StockLevels
 from kami_inventory.handlers import (
     ImportKeys,
     import_keys,
     record_offer_listed,
+    release_for_cancelled_order,
     reserve_for_order,
+    sell_for_paid_order,
 )
 from tests.integration.inventory.conftest import PoolOnMongo
-from tests.unit.inventory.samples import SELLER, message, offer_listed, order_placed
+from tests.unit.inventory.samples import (
+    SELLER,
+    message,
+    offer_listed,
+    order_cancelled,
+    order_paid,
+    order_placed,
+)
 
 OFFER = "offer-race"
 
@@ -162,3 +182,149 @@ async def test_a_move_decided_but_not_written_is_seen_and_finished(pool: PoolOnM
         1,
     )
     assert await keys.finish_stale_moves(timedelta(seconds=30)) == 0
+
+
+async def test_reading_keys_for_an_operation_writes_its_own_unwritten_moves(
+    pool: PoolOnMongo,
+) -> None:
+    await stock(pool, 2)
+    keys = pool.adapters.keys
+    mine, theirs = await keys.available(OFFER, utc_now(), (), 2)
+    until = utc_now() + timedelta(minutes=17)
+    # Two operations each claim a key and die before writing it.
+    for key, order_id in [(mine, "order-1"), (theirs, "order-2")]:
+        target = t.reserve(order_id, until).apply(key)
+        await pool.db["key_claims"].insert_one(
+            {
+                "_id": f"{key.key_id}@0",
+                "key_id": key.key_id,
+                "offer_id": OFFER,
+                "gen": 0,
+                "op": f"reserve:{order_id}",
+                "transition": "reserve",
+                "to": {
+                    "status": target.status.value,
+                    "order_id": target.order_id,
+                    "reserved_until": target.reserved_until,
+                    "reason": None,
+                },
+                "at": utc_now(),
+                "applied": False,
+            }
+        )
+
+    seen = await keys.get([mine.key_id, theirs.key_id], settle="reserve:order-1")
+
+    assert [(k.status, k.order_id, k.gen) for k in seen] == [
+        (KeyStatus.RESERVED, "order-1", 1),
+        (KeyStatus.RESERVED, "order-2", 1),
+    ]
+    docs = {d["_id"]: d async for d in pool.db["keys"].find({"offer_id": OFFER})}
+    assert (docs[mine.key_id]["status"], docs[mine.key_id]["gen"]) == ("reserved", 1)
+    # Another operation's move is left to its owner (or to the maintenance job).
+    assert (docs[theirs.key_id]["status"], docs[theirs.key_id]["gen"]) == ("available", 0)
+    unapplied = [c["op"] async for c in pool.db["key_claims"].find({"applied": False})]
+    assert unapplied == ["reserve:order-2"]
+
+
+async def test_keys_are_counted_by_state_and_expired_keys_by_offer(pool: PoolOnMongo) -> None:
+    await stock(pool, 4)
+    keys = pool.adapters.keys
+    first, second, third, _ = await keys.available(OFFER, utc_now(), (), 4)
+    until = utc_now() + timedelta(minutes=17)
+    assert await keys.move(first, t.reserve("order-1", until), "reserve:order-1")
+    assert await keys.move(second, t.block(BlockReason.NEAR_EXPIRY), "block:1")
+    assert await keys.move(third, t.void_by_seller(), "void:1")
+
+    assert await keys.counts(OFFER) == StockLevels(available=1, reserved=1, blocked=1, voided=1)
+    # Nothing has expired yet; once all have, only the unsold (available, blocked) count.
+    assert await keys.expired(utc_now()) == {}
+    later = first.expires_at + timedelta(seconds=1)  # every key of the file expires then
+    assert (await keys.expired(later)).get(OFFER) == 2
+    assert await keys.stock(OFFER, later) == StockLevels(
+        available=1, reserved=1, blocked=1, voided=1, expired=2
+    )
+
+
+async def test_keys_are_read_with_their_sealed_secrets_in_their_current_state(
+    pool: PoolOnMongo,
+) -> None:
+    await stock(pool, 2)
+    keys = pool.adapters.keys
+    first, second = await keys.available(OFFER, utc_now(), (), 2)
+    until = utc_now() + timedelta(minutes=17)
+    assert await keys.move(first, t.reserve("order-1", until), "reserve:order-1")
+
+    found = await keys.get_sealed([second.key_id, first.key_id, "no-such-key"])
+
+    assert [(k.key_id, k.status, k.gen) for k, _ in found] == [
+        (second.key_id, KeyStatus.AVAILABLE, 0),
+        (first.key_id, KeyStatus.RESERVED, 1),
+    ]
+    assert [s for _, s in found] == await keys.sealed([second.key_id, first.key_id])
+
+
+async def test_the_last_stock_announced_counts_every_key_after_a_storm(pool: PoolOnMongo) -> None:
+    """Reservations, releases and sales of one pool taking turns, as the
+    consumer runs them, and an import at the same time, as the API runs it:
+    every move is announced once, the pool's stream agrees with its keys, and
+    its last StockChanged with both."""
+    await stock(pool, 10)
+    inv = pool.inventory
+    first = [r for r in await race(pool, orders=8, quantity=1) if r.succeeded]
+    assert len(first) == 8
+    cancelled, paid = first[:4], first[4:]
+    deadline = utc_now() + timedelta(minutes=15)
+    later = [order_placed(f"late-{n}", OFFER, quantity=2, deadline=deadline) for n in range(4)]
+    content = "".join(f"MORE-KEY-{n:04d}-{'y' * 8}\n" for n in range(5))
+    pools = KeyedLocks()
+
+    async def in_turn(step: Awaitable[object]) -> None:
+        async with pools.hold(OFFER):
+            await step
+
+    await asyncio.gather(
+        *(
+            in_turn(
+                release_for_cancelled_order(
+                    order_cancelled(r.order_id, OFFER, list(r.key_ids)), inv, *message(r.order_id)
+                )
+            )
+            for r in cancelled
+        ),
+        *(
+            in_turn(
+                sell_for_paid_order(
+                    order_paid(r.order_id, OFFER, list(r.key_ids)), inv, *message(r.order_id)
+                )
+            )
+            for r in paid
+        ),
+        *(in_turn(reserve_for_order(o, inv, *message(o.order_id))) for o in later),
+        import_keys(ImportKeys(SELLER, OFFER, "import-2", FileFormat.TXT, content), inv),
+    )
+
+    counts = await pool.adapters.keys.counts(OFFER)
+    assert counts.sold == 4 and counts.available + counts.reserved == 11
+    assert await last_stock(pool) == StockChanged(
+        offer_id=OFFER, available=counts.available, reserved=counts.reserved
+    )
+    # The stream tells each key's moves: replayed, it gives the same counts.
+    state: dict[str, str] = {}
+    imported = 0
+    for event in [e.payload for e in await pool.store.load("inventory.pool", OFFER)]:
+        if isinstance(event, KeysImported):
+            imported += event.imported
+        if isinstance(event, KeyReserved | KeysReleased | KeysSold):
+            moved = {KeyReserved: "reserved", KeysReleased: "available", KeysSold: "sold"}
+            for key_id in event.key_ids:
+                state[key_id] = moved[type(event)]
+    replayed = Counter(state.values())
+    assert imported == 15
+    assert (imported - replayed["reserved"] - replayed["sold"], replayed["reserved"]) == (
+        counts.available,
+        counts.reserved,
+    )
+    assert replayed["sold"] == counts.sold
+    # Nothing decided is left unwritten.
+    assert await pool.db["key_claims"].count_documents({"applied": False}) == 0

@@ -136,4 +136,5 @@ async def test_the_stock_book_keeps_the_counts_of_the_newest_commit(pool: PoolOn
         "offer-2": StockLevels(available=10),
     }
     await book.record("offer-1", 4, StockLevels(available=4, reserved=2, sold=2, expired=1))
-    assert (await book.all())["offer-1"] == StockLevels(available=4, reserved=2, sold=2, expired=1)
+    # `expired` changes with time, not with commits: the gauge counts it itself.
+    assert (await book.all())["offer-1"] == StockLevels(available=4, reserved=2, sold=2)

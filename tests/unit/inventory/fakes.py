@@ -101,16 +101,22 @@ class FakeKeyStore:
     async def of_order(self, order_id: str, status: KeyStatus) -> list[PoolKey]:
         return [k for k in self.keys.values() if k.order_id == order_id and k.status is status]
 
-    async def get(self, key_ids: Collection[str]) -> list[PoolKey]:
+    async def get(self, key_ids: Collection[str], *, settle: str | None = None) -> list[PoolKey]:
         current = []
         for key_id in key_ids:
             key = self.keys.get(key_id)
             if key is None:
                 continue
             while (claim := self.claims.get(f"{key_id}@{key.gen}")) is not None:
+                if claim.op == settle and not claim.applied:
+                    self._apply(claim)
                 key = claim.target
             current.append(key)
         return current
+
+    async def get_sealed(self, key_ids: Collection[str]) -> list[tuple[PoolKey, SealedKey]]:
+        sealed = {s.key_id: s for s in await self.sealed(key_ids)}
+        return [(key, sealed[key.key_id]) for key in await self.get(key_ids)]
 
     async def move(self, key: PoolKey, transition: Transition, op: str) -> bool:
         if not transition.allows(key):
@@ -158,6 +164,10 @@ class FakeKeyStore:
         ]
 
     async def stock(self, offer_id: str, now: datetime) -> StockLevels:
+        expired = (await self.expired(now)).get(offer_id, 0)
+        return replace(await self.counts(offer_id), expired=expired)
+
+    async def counts(self, offer_id: str) -> StockLevels:
         pool = [k for k in self.keys.values() if k.offer_id == offer_id]
 
         def count(status: KeyStatus) -> int:
@@ -169,12 +179,14 @@ class FakeKeyStore:
             sold=count(KeyStatus.SOLD),
             blocked=count(KeyStatus.BLOCKED),
             voided=count(KeyStatus.VOIDED),
-            expired=sum(
-                1
-                for k in pool
-                if k.status in (KeyStatus.AVAILABLE, KeyStatus.BLOCKED) and k.expires_at <= now
-            ),
         )
+
+    async def expired(self, now: datetime) -> dict[str, int]:
+        expired: dict[str, int] = {}
+        for k in self.keys.values():
+            if k.status in (KeyStatus.AVAILABLE, KeyStatus.BLOCKED) and k.expires_at <= now:
+                expired[k.offer_id] = expired.get(k.offer_id, 0) + 1
+        return expired
 
     async def page(
         self, offer_id: str, status: KeyStatus | None, after: str | None, limit: int

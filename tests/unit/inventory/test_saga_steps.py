@@ -208,21 +208,43 @@ async def test_keys_taken_before_a_crash_count_towards_the_order() -> None:
 
 async def test_a_first_attempt_reads_no_history_of_earlier_ones() -> None:
     """The fast path: nothing of an earlier attempt can exist, so the pool's
-    per-order and per-operation reads (scans on FerretDB) are skipped."""
+    per-order and per-operation reads (scans on FerretDB) are skipped, and so
+    is the reservation a first attempt cannot find."""
     world = World()
     await world.stock_pool(OFFER, [10, 20])
     reads: list[str] = []
-    for name in ("of_order", "moved_by", "resume"):
-        real = getattr(world.keys, name)
+    for book, name in [
+        (world.keys, "of_order"),
+        (world.keys, "moved_by"),
+        (world.keys, "resume"),
+        (world.reservations, "find"),
+    ]:
+        real = getattr(book, name)
 
         async def counted(*args: object, _real: object = real, _name: str = name) -> object:
             reads.append(_name)
             return await _real(*args)  # type: ignore[operator]
 
-        setattr(world.keys, name, counted)
-    await place(world, "order-1")
+        setattr(book, name, counted)
+    order = order_placed("order-1", OFFER, quantity=1, deadline=world.clock() + DEADLINE)
+    placed = message("order-1")
+    reservation = await reserve_for_order(order, world.inventory, *placed)
+    assert reservation is not None and len(reservation.key_ids) == 1
+    paid = order_paid("order-1", OFFER, [*reservation.key_ids, *reservation.key_ids])
+    sale = message("order-1")
+    await sell_for_paid_order(paid, world.inventory, *sale)
     assert reads == []
-    assert len(world.keys.by_status(OFFER, KeyStatus.RESERVED)) == 1
+    assert world.keys.by_status(OFFER, KeyStatus.SOLD) == list(reservation.key_ids)
+    assert world.events()[-2] == KeysSold(
+        offer_id=OFFER, order_id="order-1", key_ids=list(reservation.key_ids)
+    )
+
+    # Redeliveries look: the reservation is recorded, the keys are already sold.
+    with pytest.raises(AlreadyProcessed):
+        await reserve_for_order(order, world.inventory, *placed)
+    with pytest.raises(AlreadyProcessed):
+        await sell_for_paid_order(paid, world.inventory, *sale)
+    assert reads == ["find", "of_order", "moved_by", "moved_by"]
 
 
 async def test_cancellation_releases_the_orders_keys_once() -> None:

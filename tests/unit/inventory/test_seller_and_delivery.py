@@ -18,6 +18,7 @@ from kami_inventory.handlers import (
     VoidKeys,
     block_expiring_keys,
     finish_interrupted_work,
+    keys_by_state,
     list_keys,
     reserve_for_order,
     reveal_keys,
@@ -62,6 +63,24 @@ async def test_stock_counts_every_state_and_expired_keys() -> None:
     assert stock == StockLevels(available=2, reserved=1, sold=1, blocked=0, voided=1, expired=1)
     with pytest.raises(NotYourOffer):
         await stock_of(OTHER_SELLER, OFFER, world.inventory)
+
+
+async def test_the_keys_gauge_counts_expired_keys_now_and_the_rest_as_last_committed() -> None:
+    world = World()
+    await world.stock_pool(OFFER, [5, 10, 20])
+    await reserve(world, "order-1", 1)
+    await world.stock_pool("offer-2", [40])
+    world.clock.advance(timedelta(days=11))  # two keys of OFFER expire, no commit follows
+
+    pools = await keys_by_state(world.inventory)
+
+    assert pools == {
+        OFFER: StockLevels(available=2, reserved=1, expired=1),
+        "offer-2": StockLevels(available=1),
+    }
+    # A commit counts keys by state only: its StockChanged does not change with time.
+    assert await world.keys.counts(OFFER) == StockLevels(available=2, reserved=1)
+    assert (await stock_of(SELLER, OFFER, world.inventory)).expired == 1
 
 
 async def test_a_seller_lists_its_keys_with_at_most_the_last_four_characters() -> None:

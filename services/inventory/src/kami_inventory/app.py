@@ -138,7 +138,7 @@ def create_app(
     )
 
     async def refresh_keys_gauge() -> None:
-        for offer_id, stock in (await adapters.stock_book.all()).items():
+        for offer_id, stock in (await handlers.keys_by_state(inventory)).items():
             for state in STOCK_STATES:
                 metrics.KEYS.labels(offer_id, state).set(getattr(stock, state))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -178,7 +179,9 @@ async def _commit(
     for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
         version = await inv.store.last_version(POOL, offer_id)
         batch: list[Event] = list(events)
-        stock = await inv.keys.stock(offer_id, inv.clock()) if with_stock else None
+        # By state only: `expired` changes with time, not with commits (the
+        # keys gauge counts it for all pools at once).
+        stock = await inv.keys.counts(offer_id) if with_stock else None
         if stock is not None:
             batch.append(stock.changed(offer_id))
         try:
@@ -201,11 +204,20 @@ async def _move_all(
     inv: Inventory, offer_id: str, key_ids: Collection[str], transition: Transition, op: str
 ) -> list[str]:
     """Move every key of `key_ids` in `offer_id`'s pool that `transition` allows;
-    returns the ids `op` has moved, in this attempt or an earlier one."""
-    await inv.keys.resume(op)
-    for key in await inv.keys.get(key_ids):
-        if key.offer_id == offer_id and transition.allows(key):
-            await inv.keys.move(key, transition, op)
+    returns the ids `op` has moved, in this attempt or an earlier one.
+
+    An operation only ever moves the keys its message names, so a crashed
+    earlier attempt left its unwritten moves on these keys (written while
+    reading them, `settle`), and when this attempt moves every one of them
+    there is nothing else `op` can have moved: only then is `moved_by` skipped."""
+    wanted = list(dict.fromkeys(key_ids))
+    moved: list[str] = []
+    for key in await inv.keys.get(wanted, settle=op):
+        allowed = key.offer_id == offer_id and transition.allows(key)
+        if allowed and await inv.keys.move(key, transition, op):
+            moved.append(key.key_id)
+    if len(moved) == len(wanted):
+        return sorted(moved)
     return await inv.keys.moved_by(op)
 
 
@@ -427,10 +439,12 @@ async def reserve_for_order(
     announce `KeyReserved` or `KeyReservationFailed`. Manual offers hold no keys."""
     if order.delivery_mode is DeliveryMode.MANUAL:
         return None
-    reservation = await inv.reservations.find(order.order_id)
     # The first attempt for an order finds nothing of an earlier one to pick up
     # or put back, and skips those reads (each one reads the whole pool on FerretDB).
-    first = reservation is None and await inv.reservations.begin_attempt(order.order_id)
+    # Every decision follows an attempt's insert, so the attempt that inserts
+    # first cannot find one either: only a later attempt looks.
+    first = await inv.reservations.begin_attempt(order.order_id)
+    reservation = None if first else await inv.reservations.find(order.order_id)
     if reservation is None:
         reservation = await _reserve(order, inv, first_attempt=first)
         RESERVATIONS.labels(reservation.failure.value if reservation.failure else "reserved").inc()
@@ -455,7 +469,7 @@ async def _reserve(order: OrderPlaced, inv: Inventory, *, first_attempt: bool) -
     offer = await inv.offers.get(order.offer_id)
     failure = refusal(offer, order)
     if failure is not None:
-        stock = await inv.keys.stock(order.offer_id, inv.clock())
+        stock = await inv.keys.counts(order.offer_id)
         return await inv.reservations.decide(
             Reservation.failed(
                 order.order_id, order.offer_id, order.quantity, failure, stock.available
@@ -499,7 +513,7 @@ async def _reserve(order: OrderPlaced, inv: Inventory, *, first_attempt: bool) -
             ),
             inv,
         )
-        stock = await inv.keys.stock(order.offer_id, inv.clock())
+        stock = await inv.keys.counts(order.offer_id)
         decision = Reservation.failed(
             order.order_id,
             order.offer_id,
@@ -679,7 +693,7 @@ async def _allocate(request: ReplacementApproved, inv: Inventory) -> Replacement
     faulty = await inv.keys.get(request.key_ids)
     failure = replacement_refusal(offer, request, faulty)
     if failure is not None:
-        stock = await inv.keys.stock(request.offer_id, inv.clock())
+        stock = await inv.keys.counts(request.offer_id)
         return await inv.replacements.decide(Replacement.failed(request, failure, stock.available))
 
     now = inv.clock()
@@ -713,7 +727,7 @@ async def _allocate(request: ReplacementApproved, inv: Inventory) -> Replacement
     if len(held) >= wanted:
         decision = Replacement.allocated(request, tuple(held[:wanted]))
     else:
-        stock = await inv.keys.stock(request.offer_id, now)
+        stock = await inv.keys.counts(request.offer_id)
         decision = Replacement.failed(
             request,
             ReplacementFailure.OUT_OF_STOCK,
@@ -783,7 +797,9 @@ async def reveal_keys(
         raise ServiceNotAllowed(service)
     now = inv.clock()
     wanted = list(dict.fromkeys(key_ids))
-    states = {key.key_id: key for key in await inv.keys.get(wanted)}
+    found = await inv.keys.get_sealed(wanted)
+    states = {key.key_id: key for key, _ in found}
+    sealed = {key.key_id: secret for key, secret in found}
     withheld: list[WithheldKey] = []
     candidates: list[PoolKey] = []
     for key_id in wanted:
@@ -797,7 +813,6 @@ async def reveal_keys(
         else:
             candidates.append(key)
 
-    sealed = {s.key_id: s for s in await inv.keys.sealed([k.key_id for k in candidates])}
     revealed: list[RevealedKey] = []
     for key in candidates:
         secret = await _open(key, sealed.get(key.key_id), inv)
@@ -850,6 +865,19 @@ async def offers_of(seller_id: str, inv: Inventory) -> list[tuple[Offer, StockLe
     now = inv.clock()
     offers = await inv.offers.of_seller(seller_id)
     return [(offer, await inv.keys.stock(offer.offer_id, now)) for offer in offers]
+
+
+async def keys_by_state(inv: Inventory) -> dict[str, StockLevels]:
+    """Every pool's keys for the gauge: the counts of its last commit, and the
+    keys past their expiry now (one command for all pools, per refresh)."""
+    pools = await inv.stock_book.all()
+    expired = await inv.keys.expired(inv.clock())
+    return {
+        offer_id: dataclasses.replace(
+            pools.get(offer_id, StockLevels()), expired=expired.get(offer_id, 0)
+        )
+        for offer_id in sorted(pools.keys() | expired.keys())
+    }
 
 
 async def stock_of(seller_id: str, offer_id: str, inv: Inventory) -> StockLevels:

@@ -22,7 +22,7 @@ KEY_REVEALS = Counter(
 )
 KEYS = Gauge(
     "kami_inventory_keys",
-    "Keys of an offer's pool by state, as of the pool's last commit (expired overlaps "
-    "available and blocked: keys past their expiry that were never sold)",
+    "Keys of an offer's pool by state, as of the pool's last commit; expired (as of the "
+    "last refresh) overlaps available and blocked: keys past their expiry never sold",
     ["offer_id", "state"],
 )

@@ -72,8 +72,14 @@ class KeyStore(Protocol):
 
     async def of_order(self, order_id: str, status: KeyStatus) -> list[PoolKey]: ...
 
-    async def get(self, key_ids: Collection[str]) -> list[PoolKey]:
-        """The keys' current states (unknown ids are left out)."""
+    async def get(self, key_ids: Collection[str], *, settle: str | None = None) -> list[PoolKey]:
+        """The keys' current states (unknown ids are left out). With `settle`,
+        the moves of operation `settle` on these keys that a crashed attempt
+        decided but did not write are written first (`resume`, for these keys)."""
+        ...
+
+    async def get_sealed(self, key_ids: Collection[str]) -> list[tuple[PoolKey, SealedKey]]:
+        """`get`, each key with its sealed secret, from one read of the key."""
         ...
 
     async def move(self, key: PoolKey, transition: Transition, op: str) -> bool: ...
@@ -90,7 +96,19 @@ class KeyStore(Protocol):
 
     async def sealed(self, key_ids: Collection[str]) -> list[SealedKey]: ...
 
-    async def stock(self, offer_id: str, now: datetime) -> StockLevels: ...
+    async def stock(self, offer_id: str, now: datetime) -> StockLevels:
+        """`counts` and the pool's keys past their expiry (a seller's view)."""
+        ...
+
+    async def counts(self, offer_id: str) -> StockLevels:
+        """The pool's keys by state, `expired` left at 0: what a commit
+        announces, in one command."""
+        ...
+
+    async def expired(self, now: datetime) -> dict[str, int]:
+        """Per offer, the keys past their expiry that were never sold (still
+        available, or blocked); offers without any are left out."""
+        ...
 
     async def page(
         self, offer_id: str, status: KeyStatus | None, after: str | None, limit: int
@@ -226,8 +244,9 @@ class RevealAudit(Protocol):
 
 
 class StockBook(Protocol):
-    """The latest key counts of each pool, one small document per offer: the
-    `kami_inventory_keys` gauge reads these instead of counting the keys."""
+    """The latest key counts by state of each pool (not `expired`), one small
+    document per offer: the `kami_inventory_keys` gauge reads these instead of
+    counting the keys."""
 
     async def record(self, offer_id: str, version: int, stock: StockLevels) -> None:
         """Keep the counts committed at the pool's stream `version`; counts

@@ -22,6 +22,7 @@ maintenance job, and the claims together are each key's full history.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -138,18 +139,37 @@ class MongoKeyStore:
         cursor = self.keys.find({"order_id": order_id, "status": status.value}, _STATE)
         return [_key(doc) async for doc in cursor.sort("expires_at", ASCENDING)]
 
-    async def get(self, key_ids: Collection[str]) -> list[PoolKey]:
+    async def get(self, key_ids: Collection[str], *, settle: str | None = None) -> list[PoolKey]:
         """Current states: a key document may trail its claims (a move decided
-        but not yet written), so the claims after its generation are followed."""
+        but not yet written), so the claims after its generation are followed;
+        those of operation `settle` are written on the way, as `resume` would."""
         if not key_ids:
             return []
-        current = {doc["_id"]: _key(doc) for doc in await _by_ids(self.keys, key_ids, _STATE)}
+        docs = await _by_ids(self.keys, key_ids, _STATE)
+        return await self._current(key_ids, docs, settle)
+
+    async def get_sealed(self, key_ids: Collection[str]) -> list[tuple[PoolKey, SealedKey]]:
+        if not key_ids:
+            return []
+        docs = await _by_ids(self.keys, key_ids, {**_STATE, "sealed": 1})
+        sealed = {doc["_id"]: _sealed(doc) for doc in docs}
+        return [(key, sealed[key.key_id]) for key in await self._current(key_ids, docs, None)]
+
+    async def _current(
+        self, key_ids: Collection[str], docs: list[Document], settle: str | None
+    ) -> list[PoolKey]:
+        current = {doc["_id"]: _key(doc) for doc in docs}
+        unwritten: list[Document] = []
         for _ in range(MAX_CLAIM_CHAIN):
             ahead = await _by_ids(self.claims, [_claim_id(k) for k in current.values()])
             if not ahead:
                 break
             for claim in ahead:
                 current[claim["key_id"]] = _after(current[claim["key_id"]], claim)
+                if settle is not None and claim["op"] == settle and not claim["applied"]:
+                    unwritten.append(claim)
+        for claim in unwritten:  # in generation order, key by key
+            await self._apply(claim)
         return [current[key_id] for key_id in key_ids if key_id in current]
 
     async def move(self, key: PoolKey, transition: Transition, op: str) -> bool:
@@ -198,9 +218,16 @@ class MongoKeyStore:
         if not key_ids:
             return []
         docs = await _by_ids(self.keys, key_ids, {"offer_id": 1, "sealed": 1})
-        return [SealedKey(doc["_id"], doc["offer_id"], bytes(doc["sealed"])) for doc in docs]
+        return [_sealed(doc) for doc in docs]
 
     async def stock(self, offer_id: str, now: datetime) -> StockLevels:
+        counts = await self.counts(offer_id)
+        expired = await self.keys.count_documents(
+            {"offer_id": offer_id, "status": {"$in": _UNSOLD}, "expires_at": {"$lte": now}}
+        )
+        return dataclasses.replace(counts, expired=expired)
+
+    async def counts(self, offer_id: str) -> StockLevels:
         counts: dict[str, int] = {}
         pipeline: list[Document] = [
             {"$match": {"offer_id": offer_id}},
@@ -208,21 +235,20 @@ class MongoKeyStore:
         ]
         async for row in await self.keys.aggregate(pipeline):
             counts[row["_id"]] = int(row["n"])
-        expired = await self.keys.count_documents(
-            {
-                "offer_id": offer_id,
-                "status": {"$in": [KeyStatus.AVAILABLE.value, KeyStatus.BLOCKED.value]},
-                "expires_at": {"$lte": now},
-            }
-        )
         return StockLevels(
             available=counts.get(KeyStatus.AVAILABLE.value, 0),
             reserved=counts.get(KeyStatus.RESERVED.value, 0),
             sold=counts.get(KeyStatus.SOLD.value, 0),
             blocked=counts.get(KeyStatus.BLOCKED.value, 0),
             voided=counts.get(KeyStatus.VOIDED.value, 0),
-            expired=expired,
         )
+
+    async def expired(self, now: datetime) -> dict[str, int]:
+        pipeline: list[Document] = [
+            {"$match": {"status": {"$in": _UNSOLD}, "expires_at": {"$lte": now}}},
+            {"$group": {"_id": "$offer_id", "n": {"$sum": 1}}},
+        ]
+        return {row["_id"]: int(row["n"]) async for row in await self.keys.aggregate(pipeline)}
 
     async def page(
         self, offer_id: str, status: KeyStatus | None, after: str | None, limit: int
@@ -273,6 +299,9 @@ async def _by_ids(
     return [doc for doc in found if doc is not None]
 
 
+# The states a key past its expiry counts as `expired` in.
+_UNSOLD = [KeyStatus.AVAILABLE.value, KeyStatus.BLOCKED.value]
+
 _STATE: Document = {
     "offer_id": 1,
     "status": 1,
@@ -308,6 +337,10 @@ def _key(doc: Document) -> PoolKey:
         reserved_until=doc.get("reserved_until"),
         reason=doc.get("reason"),
     )
+
+
+def _sealed(doc: Document) -> SealedKey:
+    return SealedKey(doc["_id"], doc["offer_id"], bytes(doc["sealed"]))
 
 
 def _after(key: PoolKey, claim: dict[str, Any]) -> PoolKey:

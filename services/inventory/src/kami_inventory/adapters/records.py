@@ -392,22 +392,25 @@ class MongoRevealAudit:
 
 # The states a pool's keys are counted in (`expired` overlaps available and blocked).
 STOCK_STATES = tuple(f.name for f in dataclasses.fields(StockLevels))
+# What a commit counts; `expired` changes with time, the gauge counts it itself.
+COMMITTED_STATES = tuple(state for state in STOCK_STATES if state != "expired")
 
 
 class MongoStockBook:
     """`pool_stock`: one document per offer (`_id` = offer id) with the counts
-    of its last commit. Small and bounded by the number of offers, so the
-    metrics job may read all of it; the keys collection is never scanned for it."""
+    by state of its last commit. Small and bounded by the number of offers, so
+    the metrics job may read all of it; the keys collection is never scanned
+    for it."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.pools: AsyncCollection[Document] = db["pool_stock"]
 
     async def record(self, offer_id: str, version: int, stock: StockLevels) -> None:
-        counts = {state: getattr(stock, state) for state in STOCK_STATES}
+        counts = {state: getattr(stock, state) for state in COMMITTED_STATES}
         await write_newer(self.pools, offer_id, version, {**counts, "version": version})
 
     async def all(self) -> dict[str, StockLevels]:
         return {
-            doc["_id"]: StockLevels(**{state: int(doc.get(state, 0)) for state in STOCK_STATES})
+            doc["_id"]: StockLevels(**{state: int(doc.get(state, 0)) for state in COMMITTED_STATES})
             async for doc in self.pools.find({})
         }
