@@ -43,10 +43,11 @@ async def test_a_buyer_waits_for_reserved_and_delivered_with_one_request_each(
     after = await scrape(platform, "ordering")
     waited = after.value(REQUESTS, waited="true") - before.value(REQUESTS, waited="true")
     assert waited == 2  # no polling: one request per state
-    # A handful of `_id` reads each (the first, one per change of this order), no scans.
+    # At most a handful of `_id` reads each, no scans: ordering wrote this
+    # order itself moments ago, so its event store mostly answers from memory.
     reads = after.series(COMMANDS)
-    assert {dict(labels)["command"] for labels in reads} == {"find"}
-    assert 2 <= after.value(COMMANDS) - before.value(COMMANDS) <= 20
+    assert {dict(labels)["command"] for labels in reads} <= {"find"}
+    assert 0 <= after.value(COMMANDS) - before.value(COMMANDS) <= 20
 
 
 async def test_a_bad_wait_is_refused_with_a_reason(platform: Platform, operator: Person) -> None:
