@@ -317,11 +317,10 @@ async def _conclude(
     nothing about this delivery. `loaded`: the delivery as the caller loaded
     it, decided on at first (a writer since makes the save fail and reload)."""
     for attempt in range(5):
-        delivery = (
-            loaded
-            if attempt == 0 and loaded is not None
-            else await deps.deliveries.get(order.delivery_id)
-        ) or Delivery.for_order(order)
+        if attempt == 0 and loaded is not None:
+            delivery = loaded
+        else:
+            delivery = await deps.deliveries.get(order.delivery_id) or Delivery.for_order(order)
         if delivery.concluded:
             return None
         decide(delivery)
@@ -411,7 +410,7 @@ async def _deliver_queued(deps: DeliveryDeps, job: QueuedDelivery) -> None:
         order,
         lambda d: d.deliver(order, order.key_ids, channels),
         _context(order.order_id, job.causation_id, job.traceparent),
-        loaded=delivery,
+        loaded=delivery or Delivery.for_order(order),
     )
     if concluded is None:
         await _complete(deps, job, "concluded_elsewhere")
