@@ -4,6 +4,7 @@ exclusive claims under concurrency, leases), the vault, the read models."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -193,3 +194,35 @@ async def test_read_models_only_move_forward(mongo_db: AsyncDatabase[Document]) 
     assert profile == BuyerProfile("u1", delivery_priority=2, phone_masked="138****0001")
     await buyers.record_priority("u2", 1, "real_name", 1)  # a buyer not seen before
     assert (await buyers.get("u2")) == BuyerProfile("u2", delivery_priority=1)
+
+
+async def test_a_job_keeps_what_its_worker_needs_and_completing_it_removes_its_claims(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    stores = DeliveryStores(mongo_db)
+    await stores.ensure_indexes()
+    queued = dataclasses.replace(
+        job(1, 0, 0), buyer_has_phone=True, delivery_deadline=T0 + timedelta(minutes=10)
+    )
+    await stores.queue.enqueue(queued, now=T0)
+    first = await stores.queue.claim(T0, T0)  # its lease ran out at once: claimed again
+    second = await stores.queue.claim(T0, T0 + timedelta(minutes=1))
+    assert first is not None and second is not None and second.attempts == 2
+    assert second.buyer_has_phone is True and second.delivery_deadline == queued.delivery_deadline
+    await stores.queue.complete(second.delivery_id, "delivered", T0, attempts=second.attempts)
+    assert await mongo_db["delivery_queue"].count_documents({}) == 0
+    assert await mongo_db["delivery_claims"].count_documents({}) == 0
+
+
+async def test_racing_stashes_of_one_key_leave_it_with_one_delivery(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    stores = DeliveryStores(mongo_db)
+    await stores.ensure_indexes()
+    results = await asyncio.gather(
+        *(stores.vault.stash([entry("k-race", f"d{n}", owner=f"b{n}")]) for n in range(10))
+    )
+    assert sorted(results) == [[]] + [["k-race"]] * 9
+    winner = next(n for n, taken in enumerate(results) if not taken)
+    held = await stores.vault.get("k-race")
+    assert held is not None and held.delivery_id == f"d{winner}"

@@ -162,7 +162,9 @@ class FakeQueue:
         chosen.job = dataclasses.replace(chosen.job, attempts=chosen.job.attempts + 1)
         return chosen.job
 
-    async def complete(self, delivery_id: str, outcome: str, now: datetime) -> None:
+    async def complete(
+        self, delivery_id: str, outcome: str, now: datetime, *, attempts: int | None = None
+    ) -> None:
         job = self.jobs[delivery_id]
         job.status, job.outcome, job.lease_until = "done", outcome, None
 

@@ -222,3 +222,53 @@ async def test_an_order_refunded_while_queued_is_not_delivered() -> None:
     await handlers.deliver_next(w.deps)
     assert w.events() == [] and w.inventory.calls == [] and w.vault.entries == {}
     assert w.queue.jobs[delivery_id_for("order-1")].outcome == "order_refunded"
+
+
+async def test_a_delivery_reads_the_buyer_once_and_the_order_only_past_its_deadline() -> None:
+    """What the worker needs is read when the job is queued: the buyer's
+    phone with the priority; the order's state only once its delivery
+    deadline passed (before it, ordering refunds no paid order); the
+    delivery once, decided on and saved."""
+    w = world()
+    w.inventory.stock(**SECRETS)
+    await handlers.record_phone(
+        w.deps, PhoneVerified(user_id="buyer-1", phone_masked="138****0001")
+    )
+    reads: list[str] = []
+    for name, fake in (
+        ("buyers", w.buyers),
+        ("orders", w.orders),
+        ("deliveries", w.deps.deliveries),
+    ):
+        original = fake.get
+
+        async def counted(key: str, name: str = name, original=original):  # type: ignore[no-untyped-def]
+            reads.append(name)
+            return await original(key)
+
+        fake.get = counted  # type: ignore[method-assign]
+
+    deadline = w.clock() + timedelta(minutes=10)
+    for n in (1, 2):
+        order = placed(f"order-{n}", "buyer-1", now=w.clock())
+        await handlers.record_order_placed(w.deps, order)
+        message = paid(order, [f"k-{n}"]).model_copy(update={"delivery_deadline": deadline})
+        await handlers.accept_paid_order(w.deps, envelope(message, at=w.clock()))
+    assert reads == ["orders", "buyers"] * 2
+    reads.clear()
+
+    assert await handlers.deliver_next(w.deps) is True
+    [delivered] = w.events()
+    assert isinstance(delivered, KeyDelivered)
+    assert delivered.channels == [DeliveryChannel.VAULT, DeliveryChannel.SMS]
+    assert reads == ["deliveries"]  # once, decided on and saved
+    reads.clear()
+
+    # Past its deadline ordering may have refunded the order: it is read, and
+    # a refunded one is not delivered.
+    await handlers.record_order_state(w.deps, "order-2", OrderState.REFUNDED)
+    w.clock.advance(timedelta(minutes=11))
+    assert await handlers.deliver_next(w.deps) is True
+    assert reads == ["deliveries", "orders"]
+    assert w.queue.jobs[delivery_id_for("order-2")].outcome == "order_refunded"
+    assert len(w.events()) == 1

@@ -239,6 +239,11 @@ async def accept_paid_order(deps: DeliveryDeps, envelope: Envelope[OrderPaid]) -
             enqueued_at=envelope.occurred_at,
             causation_id=str(envelope.event_id),
             traceparent=envelope.traceparent,
+            # Read here with the priority, not again by the worker: a phone
+            # verified in the seconds between gets no text for this order
+            # (the vault and the site message still tell the buyer).
+            buyer_has_phone=bool(buyer and buyer.phone_masked),
+            delivery_deadline=paid.delivery_deadline,
         )
         if await deps.queue.enqueue(job, now=deps.clock()):
             log.info(
@@ -302,14 +307,20 @@ async def _conclude(
     order: OrderFacts,
     decide: Callable[[Delivery], None],
     context: CommitContext,
+    *,
+    loaded: Delivery | None = None,
 ) -> Delivery | None:
     """Load the delivery, let `decide` give it its outcome, save. Returns None
     when another writer (a racing worker, the seller, the SLA poller) had
     concluded it first. A `ConcurrencyError` is retried on a fresh load: it
     also arises when the store's commit position collided, which says
-    nothing about this delivery."""
-    for _ in range(5):
-        delivery = await deps.deliveries.get(order.delivery_id) or Delivery.for_order(order)
+    nothing about this delivery. `loaded`: the delivery as the caller loaded
+    it, decided on at first (a writer since makes the save fail and reload)."""
+    for attempt in range(5):
+        if attempt == 0 and loaded is not None:
+            delivery = loaded
+        else:
+            delivery = await deps.deliveries.get(order.delivery_id) or Delivery.for_order(order)
         if delivery.concluded:
             return None
         decide(delivery)
@@ -323,14 +334,19 @@ async def _conclude(
 
 async def _deliver_queued(deps: DeliveryDeps, job: QueuedDelivery) -> None:
     order = job.order
+    # Loaded once: `_conclude` decides on it, and reloads only if a save fails.
     delivery = await deps.deliveries.get(job.delivery_id)
     if delivery is not None and delivery.concluded:
-        await deps.queue.complete(job.delivery_id, f"already_{delivery.status.value}", deps.clock())
+        await _complete(deps, job, f"already_{delivery.status.value}")
         return
-    record = await deps.orders.get(order.order_id)
+    # Ordering refunds a paid order it did not hear delivered only once its
+    # delivery deadline passed, so the order is read only then. (Keys it
+    # voided otherwise, as for a chargeback, inventory no longer reveals.)
+    refundable = job.delivery_deadline is None or deps.clock() >= job.delivery_deadline
+    record = await deps.orders.get(order.order_id) if refundable else None
     if record is not None and record.state is OrderState.REFUNDED:
         # Ordering gave up waiting (its delivery deadline) and refunded: too late.
-        await deps.queue.complete(job.delivery_id, "order_refunded", deps.clock())
+        await _complete(deps, job, "order_refunded")
         log.warning(
             "order %s was refunded before its delivery",
             order.order_id,
@@ -384,18 +400,23 @@ async def _deliver_queued(deps: DeliveryDeps, job: QueuedDelivery) -> None:
         )
         return
 
-    channels = await _channels_for(deps, order.buyer_id)
+    channels = (
+        _channels(job.buyer_has_phone)
+        if job.buyer_has_phone is not None
+        else await _channels_for(deps, order.buyer_id)
+    )
     concluded = await _conclude(
         deps,
         order,
         lambda d: d.deliver(order, order.key_ids, channels),
         _context(order.order_id, job.causation_id, job.traceparent),
+        loaded=delivery or Delivery.for_order(order),
     )
     if concluded is None:
-        await deps.queue.complete(job.delivery_id, "concluded_elsewhere", deps.clock())
+        await _complete(deps, job, "concluded_elsewhere")
         return
     await deps.vault.publish(job.delivery_id, order.key_ids)
-    await deps.queue.complete(job.delivery_id, "delivered", deps.clock())
+    await _complete(deps, job, "delivered")
     _observe(job, "delivered", deps.clock())
     log.info(
         "order %s: %d key(s) delivered",
@@ -420,9 +441,9 @@ async def _fail_queued(
         _context(order.order_id, job.causation_id, job.traceparent),
     )
     if concluded is None:
-        await deps.queue.complete(job.delivery_id, "concluded_elsewhere", deps.clock())
+        await _complete(deps, job, "concluded_elsewhere")
         return
-    await deps.queue.complete(job.delivery_id, "failed", deps.clock())
+    await _complete(deps, job, "failed")
     _observe(job, "failed", deps.clock())
     log.warning(
         "order %s not delivered: %s (%s)",
@@ -493,10 +514,18 @@ def _vault_entry(
     )
 
 
+async def _complete(deps: DeliveryDeps, job: QueuedDelivery, outcome: str) -> None:
+    await deps.queue.complete(job.delivery_id, outcome, deps.clock(), attempts=job.attempts)
+
+
 async def _channels_for(deps: DeliveryDeps, buyer_id: str) -> list[DeliveryChannel]:
-    """The vault with a site message always; a text too when the buyer has a verified phone."""
     buyer = await deps.buyers.get(buyer_id)
-    if buyer is not None and buyer.phone_masked:
+    return _channels(buyer is not None and bool(buyer.phone_masked))
+
+
+def _channels(has_phone: bool) -> list[DeliveryChannel]:
+    """The vault with a site message always; a text too when the buyer has a verified phone."""
+    if has_phone:
         return [DeliveryChannel.VAULT, DeliveryChannel.SMS]
     return [DeliveryChannel.VAULT]
 

@@ -9,8 +9,15 @@ streams arrive:
   than the one already applied (`*_version` fields), so a re-applied or late
   event never overwrites a newer one;
 - facts (orders, deliveries, tickets, reviews) are upserted by their own id;
-- counters and summaries (sales, ratings, reliability, a product's cheapest
-  live offer) are recomputed from those facts rather than incremented.
+- a product's summary (its cheapest live offer, stock, sales, rating) and
+  ratings are recomputed from the offers and reviews;
+- counts of facts (a seller's deliveries and completed orders, an offer's
+  sales) are incremented when the fact is first recorded: the upsert of the
+  fact says whether it inserted it, and the fact is marked `counted` once the
+  count took it. A fact found recorded but not counted (an attempt that
+  failed in between, retried) recounts that count from the facts, so a
+  retry never counts twice nor loses one. `$inc` is safe here only because
+  the `Projector` is the one writer of these documents (docs/storage.md).
 
 So applying the same events again, or in another interleaving, gives the
 same documents: the rebuild (`rebuild_projections`) compares equal to the
@@ -24,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -60,6 +67,21 @@ from kami_events.envelope import Envelope
 from kami_events.mongo import Document, upsert_one
 from kami_events.store import MongoEventStore
 
+# What `_refresh_product_summary` reads of an offer.
+_SUMMARY_FIELDS = (
+    "product_id",
+    "seller_id",
+    "status",
+    "live",
+    "flagged",
+    "unit_price",
+    "delivery_mode",
+    "stock_available",
+    "sales",
+    "rating_sum",
+    "rating_count",
+)
+
 READ_MODELS = (
     "categories",
     "products",
@@ -86,8 +108,9 @@ class CatalogReadModels:
         self.deliveries = database["deliveries"]
         self.tickets = database["tickets"]
         self.reviews = database["reviews"]
-        # Products whose document changed since the last `take_changed_products`.
-        self._changed_products: set[str] = set()
+        # Products whose document changed since the last `take_changed_products`,
+        # each with its whole document as written when known (None: read it again).
+        self._changed_products: dict[str, Document | None] = {}
         self._handlers: dict[type[Any], Callable[[Envelope[Any]], Awaitable[None]]] = {
             CategoryAdded: self._category_added,
             CategoryRenamed: self._category_renamed,
@@ -132,8 +155,8 @@ class CatalogReadModels:
             await self.db[name].delete_many({})
         self._changed_products.clear()
 
-    def take_changed_products(self) -> set[str]:
-        changed, self._changed_products = self._changed_products, set()
+    def take_changed_products(self) -> dict[str, Document | None]:
+        changed, self._changed_products = self._changed_products, {}
         return changed
 
     async def apply(self, envelope: Envelope[Any]) -> None:
@@ -236,7 +259,7 @@ class CatalogReadModels:
             category = await self.categories.find_one({"_id": category_id}, {"name": 1})
             if category is not None:
                 names.append(category["name"])
-        self._changed_products.add(product_id)
+        self._changed_products[product_id] = None  # read again: the write below is partial
         text = SearchableText(
             name=product["name"],
             aliases=product.get("aliases", []),
@@ -254,17 +277,24 @@ class CatalogReadModels:
             },
         )
 
-    async def _refresh_product_summary(self, product_id: str) -> None:
+    async def _refresh_product_summary(
+        self, product_id: str, known_offer: Document | None = None
+    ) -> None:
         """What search and the product page show about a product's offers:
-        read from its offers one by one (`offer_ids`), by `_id`."""
-        product = await self.products.find_one({"_id": product_id}, {"offer_ids": 1})
+        read from its offers one by one (`offer_ids`), by `_id`, but for
+        `known_offer` (as just written). Not written when nothing in it changed."""
+        product = await self.products.find_one({"_id": product_id})
         if product is None:
             return
-        self._changed_products.add(product_id)
         offers = [
             offer
             for offer_id in product.get("offer_ids", [])
-            if (offer := await self.offers.find_one({"_id": offer_id})) is not None
+            if (
+                offer := known_offer
+                if known_offer is not None and known_offer["_id"] == offer_id
+                else await self.offers.find_one({"_id": offer_id})
+            )
+            is not None
         ]
         live = [o for o in offers if o.get("live")]
         # Offers of a flagged seller (or flagged themselves) are demoted: while
@@ -284,34 +314,32 @@ class CatalogReadModels:
         prices = [int(o["unit_price"]) for o in live]
         rating_sum = sum(int(o.get("rating_sum", 0)) for o in offers)
         rating_count = sum(int(o.get("rating_count", 0)) for o in offers)
-        await self.products.update_one(
-            {"_id": product_id},
-            {
-                "$set": {
-                    "live_offers": len(live),
-                    "in_stock": bool(live),
-                    "min_price": min(prices) if prices else None,
-                    # A product only demoted offers sell sorts after the others by price.
-                    "sort_price": min(prices) + demoted * DEMOTED_OFFSET
-                    if prices
-                    else NO_PRICE_ASC,
-                    "sort_price_desc": (
-                        min(prices) - demoted * DEMOTED_OFFSET if prices else NO_PRICE_DESC
-                    ),
-                    "demoted": demoted,
-                    "stock": sum(
-                        int(o.get("stock_available") or 0)
-                        for o in live
-                        if o["delivery_mode"] == DeliveryMode.AUTO.value
-                    ),
-                    "delivery_modes": sorted({str(o["delivery_mode"]) for o in live}),
-                    "sales": sum(int(o.get("sales", 0)) for o in offers),
-                    "rating_sum": rating_sum,
-                    "rating_count": rating_count,
-                    "rating_milli": rating_sum * 1000 // rating_count if rating_count else 0,
-                }
-            },
-        )
+        summary: Document = {
+            "live_offers": len(live),
+            "in_stock": bool(live),
+            "min_price": min(prices) if prices else None,
+            # A product only demoted offers sell sorts after the others by price.
+            "sort_price": min(prices) + demoted * DEMOTED_OFFSET if prices else NO_PRICE_ASC,
+            "sort_price_desc": (
+                min(prices) - demoted * DEMOTED_OFFSET if prices else NO_PRICE_DESC
+            ),
+            "demoted": demoted,
+            "stock": sum(
+                int(o.get("stock_available") or 0)
+                for o in live
+                if o["delivery_mode"] == DeliveryMode.AUTO.value
+            ),
+            "delivery_modes": sorted({str(o["delivery_mode"]) for o in live}),
+            "sales": sum(int(o.get("sales", 0)) for o in offers),
+            "rating_sum": rating_sum,
+            "rating_count": rating_count,
+            "rating_milli": rating_sum * 1000 // rating_count if rating_count else 0,
+        }
+        if all(key in product and product[key] == value for key, value in summary.items()):
+            return  # e.g. a reservation settled: the offer's available stock is the same
+        await self.products.update_one({"_id": product_id}, {"$set": summary})
+        # The one writer: the document is now exactly this, no need to read it again.
+        self._changed_products[product_id] = {**product, **summary}
 
     # -- offers -------------------------------------------------------------------------------
 
@@ -371,46 +399,64 @@ class CatalogReadModels:
 
     async def _stock_changed(self, envelope: Envelope[StockChanged]) -> None:
         event = envelope.payload
-        if await _guarded_set(
-            self.offers,
-            event.offer_id,
-            "stock_version",
-            envelope.aggregate_version,
-            {"stock_available": event.available, "stock_reserved": event.reserved},
-        ):
-            await self._refresh_offer(event.offer_id)
+        fields = {"stock_available": event.available, "stock_reserved": event.reserved}
+        applied, before = await _guarded_swap(
+            self.offers, event.offer_id, "stock_version", envelope.aggregate_version, fields
+        )
+        if applied:
+            # The offer as written, without reading it again (the one writer).
+            offer = {**(before or {"_id": event.offer_id}), **fields}
+            offer["stock_version"] = envelope.aggregate_version
+            await self._refresh_offer(event.offer_id, offer, before=before)
 
-    async def _refresh_offer(self, offer_id: str) -> None:
+    async def _refresh_offer(
+        self, offer_id: str, offer: Document | None = None, *, before: Document | None = None
+    ) -> None:
         """Whether the offer is live (on sale and, for automatic delivery, with
-        stock); then its product's summary."""
-        offer = await self.offers.find_one({"_id": offer_id})
+        stock); then its product's summary. `offer` is its document if the
+        caller holds it as stored; `before`, as it was when the summary last
+        saw it: nothing the summary reads changed, the summary is not redone."""
         if offer is None:
-            return
+            offer = await self.offers.find_one({"_id": offer_id})
+            if offer is None:
+                return
         has_stock = offer.get("delivery_mode") == DeliveryMode.MANUAL.value or (
             int(offer.get("stock_available") or 0) > 0
         )
-        await self.offers.update_one(
-            {"_id": offer_id},
-            {"$set": {"live": offer.get("status") == "listed" and has_stock}},
-        )
-        if offer.get("product_id"):
-            await self._refresh_product_summary(offer["product_id"])
+        live = offer.get("status") == "listed" and has_stock
+        if "live" not in offer or offer["live"] != live:
+            await self.offers.update_one({"_id": offer_id}, {"$set": {"live": live}})
+            offer = {**offer, "live": live}
+        if not offer.get("product_id"):
+            return
+        if before is not None and all(before.get(key) == offer.get(key) for key in _SUMMARY_FIELDS):
+            return
+        await self._refresh_product_summary(offer["product_id"], offer)
 
-    async def _refresh_offer_stats(self, offer_id: str) -> None:
-        """The offer's sales and rating, from its completed orders and reviews."""
+    async def _recount_offer_sales(self, offer_id: str) -> Document:
+        """The offer's sales and completed orders, counted from its orders."""
         orders_filter = {"offer_id": offer_id, "completed": True}
-        rating_sum, rating_count = await self._ratings({"offer_id": offer_id})
-        await self.offers.update_one(
+        offer = await self.offers.find_one_and_update(
             {"_id": offer_id},
             {
                 "$set": {
                     "sales": await self._sum_quantity(orders_filter),
                     "completed_orders": await self.orders.count_documents(orders_filter),
-                    "rating_sum": rating_sum,
-                    "rating_count": rating_count,
                 }
             },
             upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert offer is not None  # an upsert returning the document after
+        return offer
+
+    async def _refresh_offer_ratings(self, offer_id: str) -> None:
+        """The offer's rating, from its reviews."""
+        rating_sum, rating_count = await self._ratings({"offer_id": offer_id})
+        await upsert_one(
+            self.offers,
+            {"_id": offer_id},
+            {"$set": {"rating_sum": rating_sum, "rating_count": rating_count}},
         )
         await self._refresh_offer(offer_id)
 
@@ -432,14 +478,20 @@ class CatalogReadModels:
                 "posted_at": envelope.occurred_at,
             },
         )
-        await self._refresh_offer_stats(event.offer_id)
-        await self._refresh_seller(event.seller_id)
+        # Ratings are recounted (a review is rare, and may be posted again).
+        await self._refresh_offer_ratings(event.offer_id)
+        rating_sum, rating_count = await self._ratings({"seller_id": event.seller_id})
+        await upsert_one(
+            self.sellers,
+            {"_id": event.seller_id},
+            {"$set": {"rating_sum": rating_sum, "rating_count": rating_count}},
+        )
 
     # -- orders, deliveries, tickets ------------------------------------------------------------
 
     async def _order_placed(self, envelope: Envelope[OrderPlaced]) -> None:
         event = envelope.payload
-        await _upsert(
+        before = await _upsert_before(
             self.orders,
             event.order_id,
             {
@@ -450,28 +502,55 @@ class CatalogReadModels:
                 "quantity": event.quantity,
             },
         )
-        # Completed before it was seen placed (out of order): count its quantity.
-        if await self.orders.find_one({"_id": event.order_id, "completed": True}, {"_id": 1}):
-            await self._refresh_offer_stats(event.offer_id)
+        # Completed (and counted, as one key) before it was seen placed: count
+        # its quantity. Not yet counted: its completion's retry counts it.
+        if (
+            before is not None
+            and before.get("completed")
+            and before.get("counted")
+            and before.get("quantity") != event.quantity
+        ):
+            offer = await self._recount_offer_sales(event.offer_id)
+            await self._refresh_offer(event.offer_id, offer)
 
     async def _order_completed(self, envelope: Envelope[OrderCompleted]) -> None:
         event = envelope.payload
-        completion: Document = {
-            "buyer_id": event.buyer_id,
-            "seller_id": event.seller_id,
-            "offer_id": event.offer_id,
-            "completed": True,
-            "completed_at": envelope.occurred_at,
-        }
-        if await self.orders.find_one({"_id": event.order_id}, {"_id": 1}) is None:
+        before = await _upsert_before(
+            self.orders,
+            event.order_id,
+            {
+                "buyer_id": event.buyer_id,
+                "seller_id": event.seller_id,
+                "offer_id": event.offer_id,
+                "completed": True,
+                "completed_at": envelope.occurred_at,
+            },
+        )
+        quantity = int((before or {}).get("quantity", 1))
+        if before is None or "quantity" not in before:
             # OrderPlaced (earlier on the same stream) normally says these. Not
             # `$setOnInsert`: FerretDB drops it beside `$set` (docs/storage.md).
             offer = await self.offers.find_one({"_id": event.offer_id}, {"product_id": 1})
-            completion["quantity"] = 1
-            completion["product_id"] = offer.get("product_id") if offer else None
-        await _upsert(self.orders, event.order_id, completion)
-        await self._refresh_offer_stats(event.offer_id)
-        await self._refresh_seller(event.seller_id)
+            await self.orders.update_one(
+                {"_id": event.order_id},
+                {"$set": {"quantity": 1, "product_id": offer.get("product_id") if offer else None}},
+            )
+        if before is None or not before.get("completed"):
+            offer = await _increment(
+                self.offers, event.offer_id, {"sales": quantity, "completed_orders": 1}
+            )
+            await _increment(self.sellers, event.seller_id, {"completed_orders": 1})
+        elif before.get("counted"):
+            # Redelivered or replayed: counted when first recorded. The offer
+            # is refreshed still, in case that attempt stopped before it.
+            await self._refresh_offer(event.offer_id)
+            return
+        else:
+            # Recorded by an attempt that stopped before it was counted.
+            offer = await self._recount_offer_sales(event.offer_id)
+            await self._recount_seller(event.seller_id, "completed_orders")
+        await self.orders.update_one({"_id": event.order_id}, {"$set": {"counted": True}})
+        await self._refresh_offer(event.offer_id, offer)
 
     async def _delivered(self, envelope: Envelope[KeyDelivered]) -> None:
         await self._delivery_outcome(envelope, "delivered")
@@ -483,7 +562,7 @@ class CatalogReadModels:
         self, envelope: Envelope[KeyDelivered] | Envelope[DeliveryFailed], outcome: str
     ) -> None:
         event = envelope.payload
-        await _guarded_set(
+        applied, before = await _guarded_swap(
             self.deliveries,
             event.delivery_id,
             "version",
@@ -495,7 +574,23 @@ class CatalogReadModels:
                 "outcome": outcome,
             },
         )
-        await self._refresh_seller(event.seller_id)
+        if not applied:
+            # This version (or a newer one) was recorded before: counted,
+            # unless the attempt that recorded it stopped before the count.
+            before = await self.deliveries.find_one({"_id": event.delivery_id})
+            if (
+                before is None
+                or before.get("counted")
+                or before.get("version") != (envelope.aggregate_version)
+            ):
+                return
+        elif before is None:
+            field = "deliveries_succeeded" if outcome == "delivered" else "deliveries_failed"
+            await _increment(self.sellers, event.seller_id, {field: 1})
+        if before is not None:
+            # Recorded but not counted, or its outcome changed: count again.
+            await self._recount_seller(event.seller_id, "deliveries_succeeded", "deliveries_failed")
+        await self.deliveries.update_one({"_id": event.delivery_id}, {"$set": {"counted": True}})
 
     async def _ticket_opened(self, envelope: Envelope[TicketOpened]) -> None:
         event = envelope.payload
@@ -504,7 +599,8 @@ class CatalogReadModels:
             event.ticket_id,
             {"seller_id": event.seller_id, "offer_id": event.offer_id, "order_id": event.order_id},
         )
-        await self._refresh_seller(event.seller_id)
+        # Recounted: tickets are rare.
+        await self._recount_seller(event.seller_id, "tickets_opened")
 
     # -- sellers ------------------------------------------------------------------------------
 
@@ -517,7 +613,6 @@ class CatalogReadModels:
             envelope.aggregate_version,
             {"shop_name": event.shop_name, "approved_at": envelope.occurred_at},
         )
-        await self._refresh_seller(event.user_id)
 
     async def _user_suspended(self, envelope: Envelope[UserSuspended]) -> None:
         event = envelope.payload
@@ -528,7 +623,6 @@ class CatalogReadModels:
             envelope.aggregate_version,
             {"suspended": True, "suspended_until": event.until},
         )
-        await self._refresh_seller(event.user_id)
 
     async def _deposit_below_minimum(self, envelope: Envelope[DepositBelowMinimum]) -> None:
         event = envelope.payload
@@ -539,7 +633,6 @@ class CatalogReadModels:
             envelope.aggregate_version,
             {"deposit_below_minimum": True, "deposit_balance": event.balance},
         )
-        await self._refresh_seller(event.seller_id)
 
     async def _deposit_changed(self, envelope: Envelope[DepositChanged]) -> None:
         event = envelope.payload
@@ -553,7 +646,6 @@ class CatalogReadModels:
                 "deposit_balance": event.balance,
             },
         )
-        await self._refresh_seller(event.seller_id)
 
     async def _seller_flagged(self, envelope: Envelope[SellerFlagged]) -> None:
         event = envelope.payload
@@ -595,32 +687,22 @@ class CatalogReadModels:
         if offer_id:
             await self._refresh_offer(offer_id)
             return
-        await self._refresh_seller(seller_id)
         async for offer in self.offers.find({"seller_id": seller_id}, {"_id": 1}):
             await self._refresh_offer(str(offer["_id"]))
 
-    async def _refresh_seller(self, seller_id: str) -> None:
-        rating_sum, rating_count = await self._ratings({"seller_id": seller_id})
-        await self.sellers.update_one(
-            {"_id": seller_id},
-            {
-                "$set": {
-                    "deliveries_succeeded": await self.deliveries.count_documents(
-                        {"seller_id": seller_id, "outcome": "delivered"}
-                    ),
-                    "deliveries_failed": await self.deliveries.count_documents(
-                        {"seller_id": seller_id, "outcome": "failed"}
-                    ),
-                    "tickets_opened": await self.tickets.count_documents({"seller_id": seller_id}),
-                    "completed_orders": await self.orders.count_documents(
-                        {"seller_id": seller_id, "completed": True}
-                    ),
-                    "rating_sum": rating_sum,
-                    "rating_count": rating_count,
-                }
-            },
-            upsert=True,
-        )
+    async def _recount_seller(self, seller_id: str, *fields: str) -> None:
+        """These counts of the seller's reliability, counted from the facts."""
+        facts: dict[str, tuple[AsyncCollection[Document], Document]] = {
+            "deliveries_succeeded": (self.deliveries, {"outcome": "delivered"}),
+            "deliveries_failed": (self.deliveries, {"outcome": "failed"}),
+            "tickets_opened": (self.tickets, {}),
+            "completed_orders": (self.orders, {"completed": True}),
+        }
+        counts: Document = {}
+        for name in fields:
+            collection, match = facts[name]
+            counts[name] = await collection.count_documents({"seller_id": seller_id, **match})
+        await upsert_one(self.sellers, {"_id": seller_id}, {"$set": counts})
 
     # -- sums ---------------------------------------------------------------------------------
 
@@ -666,8 +748,72 @@ async def _guarded_set(
     return result.matched_count > 0 or result.upserted_id is not None
 
 
+async def _guarded_swap(
+    collection: AsyncCollection[Document],
+    doc_id: str,
+    version_field: str,
+    version: int,
+    fields: Document,
+) -> tuple[bool, Document | None]:
+    """`_guarded_set` in one command that also returns the document as it was
+    before the write (None: the write inserted it)."""
+    try:
+        before = await collection.find_one_and_update(
+            {
+                "_id": doc_id,
+                "$or": [{version_field: {"$exists": False}}, {version_field: {"$lt": version}}],
+            },
+            {"$set": {**fields, version_field: version}},
+            upsert=True,
+            return_document=ReturnDocument.BEFORE,
+        )
+    except DuplicateKeyError:
+        return False, None  # the document exists with a newer version
+    return True, before
+
+
 async def _upsert(collection: AsyncCollection[Document], doc_id: str, fields: Document) -> None:
     await upsert_one(collection, {"_id": doc_id}, {"$set": fields})
+
+
+async def _upsert_before(
+    collection: AsyncCollection[Document], doc_id: str, fields: Document
+) -> Document | None:
+    """Upsert `fields`; the document as it was before (None: this inserted it).
+    A racing insert (E11000 on FerretDB) leaves the document there: one retry."""
+    for attempt in range(2):
+        try:
+            return await collection.find_one_and_update(
+                {"_id": doc_id},
+                {"$set": fields},
+                upsert=True,
+                return_document=ReturnDocument.BEFORE,
+            )
+        except DuplicateKeyError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _increment(
+    collection: AsyncCollection[Document], doc_id: str, counts: Document
+) -> Document:
+    """Add `counts` to the document; returns it as written. `$inc` decides no
+    race on FerretDB: only the `Projector`'s one writer may call this."""
+    for attempt in range(2):
+        try:
+            doc = await collection.find_one_and_update(
+                {"_id": doc_id},
+                {"$inc": counts},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+            assert doc is not None  # an upsert returning the document after
+            return doc
+        except DuplicateKeyError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 # -- keeping the read models up to date ---------------------------------------------------------
@@ -736,8 +882,18 @@ class Projector:
 
     async def _refresh_index(self) -> None:
         changed = self.read_models.take_changed_products()
-        if self.index is not None and changed:
-            await self.index.refresh(self.read_models.products, sorted(changed))
+        if self.index is None or not changed:
+            return
+        await self.index.refresh(
+            self.read_models.products, sorted(p for p, doc in changed.items() if doc is None)
+        )
+        for product_id, doc in sorted(changed.items()):
+            if doc is None:
+                continue
+            if "name" in doc:
+                self.index.put(doc)  # as written: no need to read it back
+            else:
+                self.index.remove(product_id)
 
     async def rebuild(self) -> None:
         """Rebuild every read model from scratch: the catalog's own commits,

@@ -92,15 +92,17 @@ class MongoVault:
         await self._c.create_index("order_id")
 
     async def stash(self, entries: Sequence[VaultEntry]) -> list[str]:
+        taken: list[str] = []
         for entry in entries:
-            # A concurrent stash of the same key may win the upsert: checked below.
-            with contextlib.suppress(DuplicateKeyError):
-                await self._c.update_one(
-                    {"_id": entry.key_id}, {"$setOnInsert": self._doc(entry)}, upsert=True
-                )
-        wanted = {e.key_id: e.delivery_id for e in entries}
-        cursor = self._c.find({"_id": {"$in": list(wanted)}}, {"delivery_id": 1})
-        return [doc["_id"] async for doc in cursor if doc["delivery_id"] != wanted[doc["_id"]]]
+            # The insert under the key id decides who holds the key; only a
+            # key held already (a retry, or another order) is read back.
+            try:
+                await self._c.insert_one({"_id": entry.key_id, **self._doc(entry)})
+            except DuplicateKeyError:
+                held = await self._c.find_one({"_id": entry.key_id}, {"delivery_id": 1})
+                if held is not None and held["delivery_id"] != entry.delivery_id:
+                    taken.append(entry.key_id)
+        return taken
 
     async def publish(self, delivery_id: str, key_ids: Sequence[str]) -> None:
         await self._c.update_many(
@@ -228,6 +230,8 @@ class MongoDeliveryQueue:
                     "available_at": now,
                     "lease_until": None,
                     "attempts": 0,
+                    "buyer_has_phone": job.buyer_has_phone,
+                    "delivery_deadline": job.delivery_deadline,
                 }
             )
         except DuplicateKeyError:
@@ -267,6 +271,8 @@ class MongoDeliveryQueue:
                         causation_id=doc["causation_id"],
                         traceparent=doc.get("traceparent"),
                         attempts=attempt,
+                        buyer_has_phone=doc.get("buyer_has_phone"),
+                        delivery_deadline=doc.get("delivery_deadline"),
                     )
             # Every candidate went to another worker, whose update is landing; or
             # a worker died between its claim and its update, and that claim
@@ -291,14 +297,20 @@ class MongoDeliveryQueue:
             return False
         return True
 
-    async def complete(self, delivery_id: str, outcome: str, now: datetime) -> None:
+    async def complete(
+        self, delivery_id: str, outcome: str, now: datetime, *, attempts: int | None = None
+    ) -> None:
         """The job leaves the lane (its outcome is in the delivery's stream), so
         the lane holds only open work: every claim reads it whole on FerretDB.
         A redelivered `OrderPaid` may queue it again; its worker then finds
-        the delivery concluded and completes it at once."""
-        job = await self._c.find_one({"_id": delivery_id}, {"attempts": 1})
+        the delivery concluded and completes it at once. `attempts`: the
+        attempt the caller claimed, so the job need not be read for it (a
+        later claim of a stalled job completes with its own, higher one)."""
+        if attempts is None:
+            job = await self._c.find_one({"_id": delivery_id}, {"attempts": 1})
+            attempts = int(job["attempts"]) if job else 0
         await self._c.delete_one({"_id": delivery_id})
-        for attempt in range(1, int(job["attempts"]) + 1 if job else 1):
+        for attempt in range(1, attempts + 1):
             await self._claims.delete_one({"_id": f"{delivery_id}#{attempt}"})
 
     async def retry_at(self, delivery_id: str, at: datetime, error: str) -> None:

@@ -127,7 +127,11 @@ class DeliveryQueue(Protocol):
         """The highest-priority, oldest due job, leased to the caller; a job
         whose lease ran out (its worker died) is due again."""
 
-    async def complete(self, delivery_id: str, outcome: str, now: datetime) -> None: ...
+    async def complete(
+        self, delivery_id: str, outcome: str, now: datetime, *, attempts: int | None = None
+    ) -> None:
+        """The job leaves the lane; `attempts`, the attempt the caller claimed
+        (None: read from the job)."""
 
     async def retry_at(self, delivery_id: str, at: datetime, error: str) -> None: ...
 

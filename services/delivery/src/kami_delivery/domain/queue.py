@@ -28,6 +28,12 @@ class QueuedDelivery:
     causation_id: str
     traceparent: str | None = None
     attempts: int = 0
+    # Known when it was queued, so that a worker need not read them again:
+    # whether the buyer has a verified phone (a text goes out too; None: not
+    # known, the worker asks), and when ordering refunds the order if nothing
+    # arrived (None: no deadline).
+    buyer_has_phone: bool | None = None
+    delivery_deadline: datetime | None = None
 
 
 @dataclass(frozen=True)
