@@ -541,10 +541,7 @@ class CatalogReadModels:
             )
             await _increment(self.sellers, event.seller_id, {"completed_orders": 1})
         elif before.get("counted"):
-            # Redelivered or replayed: counted when first recorded. The offer
-            # is refreshed still, in case that attempt stopped before it.
-            await self._refresh_offer(event.offer_id)
-            return
+            return  # redelivered or replayed: counted when first recorded
         else:
             # Recorded by an attempt that stopped before it was counted.
             offer = await self._recount_offer_sales(event.offer_id)
