@@ -9,15 +9,8 @@ streams arrive:
   than the one already applied (`*_version` fields), so a re-applied or late
   event never overwrites a newer one;
 - facts (orders, deliveries, tickets, reviews) are upserted by their own id;
-- a product's summary (its cheapest live offer, stock, sales, rating) and
-  ratings are recomputed from the offers and reviews;
-- counts of facts (a seller's deliveries and completed orders, an offer's
-  sales) are incremented when the fact is first recorded: the upsert of the
-  fact says whether it inserted it, and the fact is marked `counted` once the
-  count took it. A fact found recorded but not counted (an attempt that
-  failed in between, retried) recounts that count from the facts, so a
-  retry never counts twice nor loses one. `$inc` is safe here only because
-  the `Projector` is the one writer of these documents (docs/storage.md).
+- counters and summaries (sales, ratings, reliability, a product's cheapest
+  live offer) are recomputed from those facts rather than incremented.
 
 So applying the same events again, or in another interleaving, gives the
 same documents: the rebuild (`rebuild_projections`) compares equal to the
@@ -31,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -67,21 +60,6 @@ from kami_events.envelope import Envelope
 from kami_events.mongo import Document, upsert_one
 from kami_events.store import MongoEventStore
 
-# What `_refresh_product_summary` reads of an offer.
-_SUMMARY_FIELDS = (
-    "product_id",
-    "seller_id",
-    "status",
-    "live",
-    "flagged",
-    "unit_price",
-    "delivery_mode",
-    "stock_available",
-    "sales",
-    "rating_sum",
-    "rating_count",
-)
-
 READ_MODELS = (
     "categories",
     "products",
@@ -108,9 +86,8 @@ class CatalogReadModels:
         self.deliveries = database["deliveries"]
         self.tickets = database["tickets"]
         self.reviews = database["reviews"]
-        # Products whose document changed since the last `take_changed_products`,
-        # each with its whole document as written when known (None: read it again).
-        self._changed_products: dict[str, Document | None] = {}
+        # Products whose document changed since the last `take_changed_products`.
+        self._changed_products: set[str] = set()
         self._handlers: dict[type[Any], Callable[[Envelope[Any]], Awaitable[None]]] = {
             CategoryAdded: self._category_added,
             CategoryRenamed: self._category_renamed,
@@ -155,8 +132,8 @@ class CatalogReadModels:
             await self.db[name].delete_many({})
         self._changed_products.clear()
 
-    def take_changed_products(self) -> dict[str, Document | None]:
-        changed, self._changed_products = self._changed_products, {}
+    def take_changed_products(self) -> set[str]:
+        changed, self._changed_products = self._changed_products, set()
         return changed
 
     async def apply(self, envelope: Envelope[Any]) -> None:
@@ -259,7 +236,7 @@ class CatalogReadModels:
             category = await self.categories.find_one({"_id": category_id}, {"name": 1})
             if category is not None:
                 names.append(category["name"])
-        self._changed_products[product_id] = None  # read again: the write below is partial
+        self._changed_products.add(product_id)
         text = SearchableText(
             name=product["name"],
             aliases=product.get("aliases", []),
@@ -277,24 +254,17 @@ class CatalogReadModels:
             },
         )
 
-    async def _refresh_product_summary(
-        self, product_id: str, known_offer: Document | None = None
-    ) -> None:
+    async def _refresh_product_summary(self, product_id: str) -> None:
         """What search and the product page show about a product's offers:
-        read from its offers one by one (`offer_ids`), by `_id`, but for
-        `known_offer` (as just written). Not written when nothing in it changed."""
-        product = await self.products.find_one({"_id": product_id})
+        read from its offers one by one (`offer_ids`), by `_id`."""
+        product = await self.products.find_one({"_id": product_id}, {"offer_ids": 1})
         if product is None:
             return
+        self._changed_products.add(product_id)
         offers = [
             offer
             for offer_id in product.get("offer_ids", [])
-            if (
-                offer := known_offer
-                if known_offer is not None and known_offer["_id"] == offer_id
-                else await self.offers.find_one({"_id": offer_id})
-            )
-            is not None
+            if (offer := await self.offers.find_one({"_id": offer_id})) is not None
         ]
         live = [o for o in offers if o.get("live")]
         # Offers of a flagged seller (or flagged themselves) are demoted: while
@@ -314,32 +284,34 @@ class CatalogReadModels:
         prices = [int(o["unit_price"]) for o in live]
         rating_sum = sum(int(o.get("rating_sum", 0)) for o in offers)
         rating_count = sum(int(o.get("rating_count", 0)) for o in offers)
-        summary: Document = {
-            "live_offers": len(live),
-            "in_stock": bool(live),
-            "min_price": min(prices) if prices else None,
-            # A product only demoted offers sell sorts after the others by price.
-            "sort_price": min(prices) + demoted * DEMOTED_OFFSET if prices else NO_PRICE_ASC,
-            "sort_price_desc": (
-                min(prices) - demoted * DEMOTED_OFFSET if prices else NO_PRICE_DESC
-            ),
-            "demoted": demoted,
-            "stock": sum(
-                int(o.get("stock_available") or 0)
-                for o in live
-                if o["delivery_mode"] == DeliveryMode.AUTO.value
-            ),
-            "delivery_modes": sorted({str(o["delivery_mode"]) for o in live}),
-            "sales": sum(int(o.get("sales", 0)) for o in offers),
-            "rating_sum": rating_sum,
-            "rating_count": rating_count,
-            "rating_milli": rating_sum * 1000 // rating_count if rating_count else 0,
-        }
-        if all(key in product and product[key] == value for key, value in summary.items()):
-            return  # e.g. a reservation settled: the offer's available stock is the same
-        await self.products.update_one({"_id": product_id}, {"$set": summary})
-        # The one writer: the document is now exactly this, no need to read it again.
-        self._changed_products[product_id] = {**product, **summary}
+        await self.products.update_one(
+            {"_id": product_id},
+            {
+                "$set": {
+                    "live_offers": len(live),
+                    "in_stock": bool(live),
+                    "min_price": min(prices) if prices else None,
+                    # A product only demoted offers sell sorts after the others by price.
+                    "sort_price": min(prices) + demoted * DEMOTED_OFFSET
+                    if prices
+                    else NO_PRICE_ASC,
+                    "sort_price_desc": (
+                        min(prices) - demoted * DEMOTED_OFFSET if prices else NO_PRICE_DESC
+                    ),
+                    "demoted": demoted,
+                    "stock": sum(
+                        int(o.get("stock_available") or 0)
+                        for o in live
+                        if o["delivery_mode"] == DeliveryMode.AUTO.value
+                    ),
+                    "delivery_modes": sorted({str(o["delivery_mode"]) for o in live}),
+                    "sales": sum(int(o.get("sales", 0)) for o in offers),
+                    "rating_sum": rating_sum,
+                    "rating_count": rating_count,
+                    "rating_milli": rating_sum * 1000 // rating_count if rating_count else 0,
+                }
+            },
+        )
 
     # -- offers -------------------------------------------------------------------------------
 
@@ -399,64 +371,46 @@ class CatalogReadModels:
 
     async def _stock_changed(self, envelope: Envelope[StockChanged]) -> None:
         event = envelope.payload
-        fields = {"stock_available": event.available, "stock_reserved": event.reserved}
-        applied, before = await _guarded_swap(
-            self.offers, event.offer_id, "stock_version", envelope.aggregate_version, fields
-        )
-        if applied:
-            # The offer as written, without reading it again (the one writer).
-            offer = {**(before or {"_id": event.offer_id}), **fields}
-            offer["stock_version"] = envelope.aggregate_version
-            await self._refresh_offer(event.offer_id, offer, before=before)
+        if await _guarded_set(
+            self.offers,
+            event.offer_id,
+            "stock_version",
+            envelope.aggregate_version,
+            {"stock_available": event.available, "stock_reserved": event.reserved},
+        ):
+            await self._refresh_offer(event.offer_id)
 
-    async def _refresh_offer(
-        self, offer_id: str, offer: Document | None = None, *, before: Document | None = None
-    ) -> None:
+    async def _refresh_offer(self, offer_id: str) -> None:
         """Whether the offer is live (on sale and, for automatic delivery, with
-        stock); then its product's summary. `offer` is its document if the
-        caller holds it as stored; `before`, as it was when the summary last
-        saw it: nothing the summary reads changed, the summary is not redone."""
+        stock); then its product's summary."""
+        offer = await self.offers.find_one({"_id": offer_id})
         if offer is None:
-            offer = await self.offers.find_one({"_id": offer_id})
-            if offer is None:
-                return
+            return
         has_stock = offer.get("delivery_mode") == DeliveryMode.MANUAL.value or (
             int(offer.get("stock_available") or 0) > 0
         )
-        live = offer.get("status") == "listed" and has_stock
-        if "live" not in offer or offer["live"] != live:
-            await self.offers.update_one({"_id": offer_id}, {"$set": {"live": live}})
-            offer = {**offer, "live": live}
-        if not offer.get("product_id"):
-            return
-        if before is not None and all(before.get(key) == offer.get(key) for key in _SUMMARY_FIELDS):
-            return
-        await self._refresh_product_summary(offer["product_id"], offer)
+        await self.offers.update_one(
+            {"_id": offer_id},
+            {"$set": {"live": offer.get("status") == "listed" and has_stock}},
+        )
+        if offer.get("product_id"):
+            await self._refresh_product_summary(offer["product_id"])
 
-    async def _recount_offer_sales(self, offer_id: str) -> Document:
-        """The offer's sales and completed orders, counted from its orders."""
+    async def _refresh_offer_stats(self, offer_id: str) -> None:
+        """The offer's sales and rating, from its completed orders and reviews."""
         orders_filter = {"offer_id": offer_id, "completed": True}
-        offer = await self.offers.find_one_and_update(
+        rating_sum, rating_count = await self._ratings({"offer_id": offer_id})
+        await self.offers.update_one(
             {"_id": offer_id},
             {
                 "$set": {
                     "sales": await self._sum_quantity(orders_filter),
                     "completed_orders": await self.orders.count_documents(orders_filter),
+                    "rating_sum": rating_sum,
+                    "rating_count": rating_count,
                 }
             },
             upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        assert offer is not None  # an upsert returning the document after
-        return offer
-
-    async def _refresh_offer_ratings(self, offer_id: str) -> None:
-        """The offer's rating, from its reviews."""
-        rating_sum, rating_count = await self._ratings({"offer_id": offer_id})
-        await upsert_one(
-            self.offers,
-            {"_id": offer_id},
-            {"$set": {"rating_sum": rating_sum, "rating_count": rating_count}},
         )
         await self._refresh_offer(offer_id)
 
@@ -478,20 +432,14 @@ class CatalogReadModels:
                 "posted_at": envelope.occurred_at,
             },
         )
-        # Ratings are recounted (a review is rare, and may be posted again).
-        await self._refresh_offer_ratings(event.offer_id)
-        rating_sum, rating_count = await self._ratings({"seller_id": event.seller_id})
-        await upsert_one(
-            self.sellers,
-            {"_id": event.seller_id},
-            {"$set": {"rating_sum": rating_sum, "rating_count": rating_count}},
-        )
+        await self._refresh_offer_stats(event.offer_id)
+        await self._refresh_seller(event.seller_id)
 
     # -- orders, deliveries, tickets ------------------------------------------------------------
 
     async def _order_placed(self, envelope: Envelope[OrderPlaced]) -> None:
         event = envelope.payload
-        before = await _upsert_before(
+        await _upsert(
             self.orders,
             event.order_id,
             {
@@ -502,52 +450,28 @@ class CatalogReadModels:
                 "quantity": event.quantity,
             },
         )
-        # Completed (and counted, as one key) before it was seen placed: count
-        # its quantity. Not yet counted: its completion's retry counts it.
-        if (
-            before is not None
-            and before.get("completed")
-            and before.get("counted")
-            and before.get("quantity") != event.quantity
-        ):
-            offer = await self._recount_offer_sales(event.offer_id)
-            await self._refresh_offer(event.offer_id, offer)
+        # Completed before it was seen placed (out of order): count its quantity.
+        if await self.orders.find_one({"_id": event.order_id, "completed": True}, {"_id": 1}):
+            await self._refresh_offer_stats(event.offer_id)
 
     async def _order_completed(self, envelope: Envelope[OrderCompleted]) -> None:
         event = envelope.payload
-        before = await _upsert_before(
-            self.orders,
-            event.order_id,
-            {
-                "buyer_id": event.buyer_id,
-                "seller_id": event.seller_id,
-                "offer_id": event.offer_id,
-                "completed": True,
-                "completed_at": envelope.occurred_at,
-            },
-        )
-        quantity = int((before or {}).get("quantity", 1))
-        if before is None or "quantity" not in before:
+        completion: Document = {
+            "buyer_id": event.buyer_id,
+            "seller_id": event.seller_id,
+            "offer_id": event.offer_id,
+            "completed": True,
+            "completed_at": envelope.occurred_at,
+        }
+        if await self.orders.find_one({"_id": event.order_id}, {"_id": 1}) is None:
             # OrderPlaced (earlier on the same stream) normally says these. Not
             # `$setOnInsert`: FerretDB drops it beside `$set` (docs/storage.md).
             offer = await self.offers.find_one({"_id": event.offer_id}, {"product_id": 1})
-            await self.orders.update_one(
-                {"_id": event.order_id},
-                {"$set": {"quantity": 1, "product_id": offer.get("product_id") if offer else None}},
-            )
-        if before is None or not before.get("completed"):
-            offer = await _increment(
-                self.offers, event.offer_id, {"sales": quantity, "completed_orders": 1}
-            )
-            await _increment(self.sellers, event.seller_id, {"completed_orders": 1})
-        elif before.get("counted"):
-            return  # redelivered or replayed: counted when first recorded
-        else:
-            # Recorded by an attempt that stopped before it was counted.
-            offer = await self._recount_offer_sales(event.offer_id)
-            await self._recount_seller(event.seller_id, "completed_orders")
-        await self.orders.update_one({"_id": event.order_id}, {"$set": {"counted": True}})
-        await self._refresh_offer(event.offer_id, offer)
+            completion["quantity"] = 1
+            completion["product_id"] = offer.get("product_id") if offer else None
+        await _upsert(self.orders, event.order_id, completion)
+        await self._refresh_offer_stats(event.offer_id)
+        await self._refresh_seller(event.seller_id)
 
     async def _delivered(self, envelope: Envelope[KeyDelivered]) -> None:
         await self._delivery_outcome(envelope, "delivered")
@@ -559,7 +483,7 @@ class CatalogReadModels:
         self, envelope: Envelope[KeyDelivered] | Envelope[DeliveryFailed], outcome: str
     ) -> None:
         event = envelope.payload
-        applied, before = await _guarded_swap(
+        await _guarded_set(
             self.deliveries,
             event.delivery_id,
             "version",
@@ -571,23 +495,7 @@ class CatalogReadModels:
                 "outcome": outcome,
             },
         )
-        if not applied:
-            # This version (or a newer one) was recorded before: counted,
-            # unless the attempt that recorded it stopped before the count.
-            before = await self.deliveries.find_one({"_id": event.delivery_id})
-            if (
-                before is None
-                or before.get("counted")
-                or before.get("version") != (envelope.aggregate_version)
-            ):
-                return
-        elif before is None:
-            field = "deliveries_succeeded" if outcome == "delivered" else "deliveries_failed"
-            await _increment(self.sellers, event.seller_id, {field: 1})
-        if before is not None:
-            # Recorded but not counted, or its outcome changed: count again.
-            await self._recount_seller(event.seller_id, "deliveries_succeeded", "deliveries_failed")
-        await self.deliveries.update_one({"_id": event.delivery_id}, {"$set": {"counted": True}})
+        await self._refresh_seller(event.seller_id)
 
     async def _ticket_opened(self, envelope: Envelope[TicketOpened]) -> None:
         event = envelope.payload
@@ -596,8 +504,7 @@ class CatalogReadModels:
             event.ticket_id,
             {"seller_id": event.seller_id, "offer_id": event.offer_id, "order_id": event.order_id},
         )
-        # Recounted: tickets are rare.
-        await self._recount_seller(event.seller_id, "tickets_opened")
+        await self._refresh_seller(event.seller_id)
 
     # -- sellers ------------------------------------------------------------------------------
 
@@ -610,6 +517,7 @@ class CatalogReadModels:
             envelope.aggregate_version,
             {"shop_name": event.shop_name, "approved_at": envelope.occurred_at},
         )
+        await self._refresh_seller(event.user_id)
 
     async def _user_suspended(self, envelope: Envelope[UserSuspended]) -> None:
         event = envelope.payload
@@ -620,6 +528,7 @@ class CatalogReadModels:
             envelope.aggregate_version,
             {"suspended": True, "suspended_until": event.until},
         )
+        await self._refresh_seller(event.user_id)
 
     async def _deposit_below_minimum(self, envelope: Envelope[DepositBelowMinimum]) -> None:
         event = envelope.payload
@@ -630,6 +539,7 @@ class CatalogReadModels:
             envelope.aggregate_version,
             {"deposit_below_minimum": True, "deposit_balance": event.balance},
         )
+        await self._refresh_seller(event.seller_id)
 
     async def _deposit_changed(self, envelope: Envelope[DepositChanged]) -> None:
         event = envelope.payload
@@ -643,6 +553,7 @@ class CatalogReadModels:
                 "deposit_balance": event.balance,
             },
         )
+        await self._refresh_seller(event.seller_id)
 
     async def _seller_flagged(self, envelope: Envelope[SellerFlagged]) -> None:
         event = envelope.payload
@@ -684,22 +595,32 @@ class CatalogReadModels:
         if offer_id:
             await self._refresh_offer(offer_id)
             return
+        await self._refresh_seller(seller_id)
         async for offer in self.offers.find({"seller_id": seller_id}, {"_id": 1}):
             await self._refresh_offer(str(offer["_id"]))
 
-    async def _recount_seller(self, seller_id: str, *fields: str) -> None:
-        """These counts of the seller's reliability, counted from the facts."""
-        facts: dict[str, tuple[AsyncCollection[Document], Document]] = {
-            "deliveries_succeeded": (self.deliveries, {"outcome": "delivered"}),
-            "deliveries_failed": (self.deliveries, {"outcome": "failed"}),
-            "tickets_opened": (self.tickets, {}),
-            "completed_orders": (self.orders, {"completed": True}),
-        }
-        counts: Document = {}
-        for name in fields:
-            collection, match = facts[name]
-            counts[name] = await collection.count_documents({"seller_id": seller_id, **match})
-        await upsert_one(self.sellers, {"_id": seller_id}, {"$set": counts})
+    async def _refresh_seller(self, seller_id: str) -> None:
+        rating_sum, rating_count = await self._ratings({"seller_id": seller_id})
+        await self.sellers.update_one(
+            {"_id": seller_id},
+            {
+                "$set": {
+                    "deliveries_succeeded": await self.deliveries.count_documents(
+                        {"seller_id": seller_id, "outcome": "delivered"}
+                    ),
+                    "deliveries_failed": await self.deliveries.count_documents(
+                        {"seller_id": seller_id, "outcome": "failed"}
+                    ),
+                    "tickets_opened": await self.tickets.count_documents({"seller_id": seller_id}),
+                    "completed_orders": await self.orders.count_documents(
+                        {"seller_id": seller_id, "completed": True}
+                    ),
+                    "rating_sum": rating_sum,
+                    "rating_count": rating_count,
+                }
+            },
+            upsert=True,
+        )
 
     # -- sums ---------------------------------------------------------------------------------
 
@@ -745,72 +666,8 @@ async def _guarded_set(
     return result.matched_count > 0 or result.upserted_id is not None
 
 
-async def _guarded_swap(
-    collection: AsyncCollection[Document],
-    doc_id: str,
-    version_field: str,
-    version: int,
-    fields: Document,
-) -> tuple[bool, Document | None]:
-    """`_guarded_set` in one command that also returns the document as it was
-    before the write (None: the write inserted it)."""
-    try:
-        before = await collection.find_one_and_update(
-            {
-                "_id": doc_id,
-                "$or": [{version_field: {"$exists": False}}, {version_field: {"$lt": version}}],
-            },
-            {"$set": {**fields, version_field: version}},
-            upsert=True,
-            return_document=ReturnDocument.BEFORE,
-        )
-    except DuplicateKeyError:
-        return False, None  # the document exists with a newer version
-    return True, before
-
-
 async def _upsert(collection: AsyncCollection[Document], doc_id: str, fields: Document) -> None:
     await upsert_one(collection, {"_id": doc_id}, {"$set": fields})
-
-
-async def _upsert_before(
-    collection: AsyncCollection[Document], doc_id: str, fields: Document
-) -> Document | None:
-    """Upsert `fields`; the document as it was before (None: this inserted it).
-    A racing insert (E11000 on FerretDB) leaves the document there: one retry."""
-    for attempt in range(2):
-        try:
-            return await collection.find_one_and_update(
-                {"_id": doc_id},
-                {"$set": fields},
-                upsert=True,
-                return_document=ReturnDocument.BEFORE,
-            )
-        except DuplicateKeyError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
-
-
-async def _increment(
-    collection: AsyncCollection[Document], doc_id: str, counts: Document
-) -> Document:
-    """Add `counts` to the document; returns it as written. `$inc` decides no
-    race on FerretDB: only the `Projector`'s one writer may call this."""
-    for attempt in range(2):
-        try:
-            doc = await collection.find_one_and_update(
-                {"_id": doc_id},
-                {"$inc": counts},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-            assert doc is not None  # an upsert returning the document after
-            return doc
-        except DuplicateKeyError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
 
 
 # -- keeping the read models up to date ---------------------------------------------------------
@@ -879,18 +736,8 @@ class Projector:
 
     async def _refresh_index(self) -> None:
         changed = self.read_models.take_changed_products()
-        if self.index is None or not changed:
-            return
-        await self.index.refresh(
-            self.read_models.products, sorted(p for p, doc in changed.items() if doc is None)
-        )
-        for product_id, doc in sorted(changed.items()):
-            if doc is None:
-                continue
-            if "name" in doc:
-                self.index.put(doc)  # as written: no need to read it back
-            else:
-                self.index.remove(product_id)
+        if self.index is not None and changed:
+            await self.index.refresh(self.read_models.products, sorted(changed))
 
     async def rebuild(self) -> None:
         """Rebuild every read model from scratch: the catalog's own commits,
