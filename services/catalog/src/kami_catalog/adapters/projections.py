@@ -690,8 +690,11 @@ class Projector:
 
     Every write to the read models goes through one lock: FerretDB applies an
     update as read, modify, write, so two concurrent writers to one document
-    could lose an update (docs/storage.md). One catalog process applies
-    projections; more replicas would elect it, as the outbox relay does.
+    could lose an update (docs/storage.md). That lock holds within one
+    process only, and nothing elects one projector among catalog's replicas
+    (the chart autoscales the service): so a seller's or offer's standing is
+    recounted from the recorded facts at each change rather than incremented,
+    and a write that two replicas raced on is made right by the next one.
     """
 
     def __init__(
