@@ -5,6 +5,7 @@ events and these balances. Every script ends with the books balanced."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Literal
@@ -204,6 +205,7 @@ async def test_only_the_buyer_pays_only_reserved_orders_before_the_deadline(
     await world.funded_wallet("buyer-1", 5_000)
     placed = world.purchase(1_000)
     await world.order_event(placed.placed())
+    world.service.policy = dataclasses.replace(world.service.policy, reservation_wait_seconds=0.05)
     with pytest.raises(Refused) as not_yet:
         await world.pay_by_wallet(placed)
     assert not_yet.value.code == "order_not_reserved"
@@ -716,3 +718,19 @@ async def test_a_retried_request_finishes_what_the_crashed_one_started(world: Wo
     assert outcome.payment.status is PaymentStatus.CONFIRMED
     assert world.balance(buyer_wallet("buyer-1")) == 3_000
     assert world.event_types(order.payment_id).count("PaymentConfirmed") == 1
+
+
+async def test_a_payment_waits_for_the_reservation_payment_has_not_heard_of_yet(
+    world: World,
+) -> None:
+    """Ordering told the buyer the order is reserved; payment's consumer is
+    a moment behind. The payment waits for it instead of refusing."""
+    await world.funded_wallet("buyer-1", 5_000)
+    order = world.purchase(1_000)
+    await world.order_event(order.placed())
+    paying = asyncio.create_task(world.pay_by_wallet(order))
+    await asyncio.sleep(0.05)
+    assert not paying.done()
+    await world.order_event(order.reserved())
+    outcome = await asyncio.wait_for(paying, timeout=2)
+    assert outcome.payment.status is PaymentStatus.CONFIRMED

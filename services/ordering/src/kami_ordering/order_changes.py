@@ -11,9 +11,9 @@ also reads its order again every `recheck` seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
+from kami_events.changes import Changes, Watch
 from kami_ordering.adapters.repository import LoadedOrder, OrderRepository
 from kami_ordering.domain.order import Order, OrderState, waiting_is_over
 
@@ -21,49 +21,9 @@ from kami_ordering.domain.order import Order, OrderState, waiting_is_over
 MAX_WAIT_SECONDS = 30.0
 
 
-class OrderWatch:
-    """One request's interest in one order: set when the order changed."""
-
-    def __init__(self) -> None:
-        self._changed = asyncio.Event()
-
-    def notify(self) -> None:
-        self._changed.set()
-
-    async def changed_within(self, seconds: float) -> bool:
-        """Wait for a change at most `seconds`; True if one came (and forget it)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, seconds))
-        changed = self._changed.is_set()
-        self._changed.clear()
-        return changed
-
-
-class OrderChanges:
-    """Which requests wait on which order, in this process."""
-
-    def __init__(self) -> None:
-        self._watches: dict[str, set[OrderWatch]] = {}
-
-    def changed(self, order_id: str) -> None:
-        for watch in self._watches.get(order_id, ()):
-            watch.notify()
-
-    @contextlib.contextmanager
-    def watch(self, order_id: str) -> Iterator[OrderWatch]:
-        watch = OrderWatch()
-        self._watches.setdefault(order_id, set()).add(watch)
-        try:
-            yield watch
-        finally:
-            watches = self._watches[order_id]
-            watches.discard(watch)
-            if not watches:
-                del self._watches[order_id]
-
-    def waiting(self) -> int:
-        """Requests waiting now (all orders)."""
-        return sum(len(watches) for watches in self._watches.values())
+# The order's id is the key: the repository signals it after every append.
+OrderWatch = Watch
+OrderChanges = Changes
 
 
 class OrderStatus:

@@ -72,6 +72,7 @@ def policy_from(settings: PaymentSettings) -> PaymentPolicy:
         top_up_ttl=timedelta(minutes=settings.payment_top_up_ttl_minutes),
         callback_grace=timedelta(seconds=settings.payment_callback_grace_seconds),
         movement_grace_seconds=settings.payment_movement_grace_seconds,
+        reservation_wait_seconds=settings.payment_reservation_wait_seconds,
         password_free=PasswordFreeBounds(
             max_per_payment=settings.payment_password_free_max_per_payment,
             max_daily_cap=settings.payment_password_free_max_daily_cap,

@@ -28,6 +28,7 @@ an intent that had failed), so it is never lost: ordering refunds it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -55,6 +56,7 @@ from kami_events.catalogue.payment import (
     ReversalReason,
 )
 from kami_events.catalogue.reseller import ResellerOrderRequested
+from kami_events.changes import Changes
 from kami_events.clock import Clock, utc_now
 from kami_events.event import Event
 from kami_events.repository import AggregateRepository
@@ -170,6 +172,7 @@ class PaymentPolicy:
     top_up_ttl: timedelta = timedelta(minutes=30)
     callback_grace: timedelta = timedelta(seconds=30)
     movement_grace_seconds: float = 10.0
+    reservation_wait_seconds: float = 5.0
     password_free: PasswordFreeBounds = field(default_factory=PasswordFreeBounds)
 
     def minimums(self) -> DepositMinimums:
@@ -227,6 +230,10 @@ class DepositView:
         return max(0, self.minimum - self.balance)
 
 
+# How often a payment waiting for its order's reservation reads the order again.
+RESERVATION_RECHECK_SECONDS = 0.5
+
+
 class PaymentService:
     def __init__(
         self,
@@ -248,6 +255,8 @@ class PaymentService:
         reseller_orders: ResellerOrders | None = None,
     ) -> None:
         self.reseller_orders = reseller_orders
+        # Requests waiting for an order's reservation, woken by the consumer.
+        self.order_changes = Changes()
         self.payments = AggregateRepository(store, Payment)
         self.deposits = AggregateRepository(store, Deposit)
         self.ledger = ledger
@@ -267,6 +276,12 @@ class PaymentService:
     # -- what other services told us ------------------------------------------
 
     async def on_order_event(self, event: Event, context: CommitContext) -> None:
+        try:
+            await self._on_order_event(event, context)
+        finally:
+            self.order_changes.changed(getattr(event, "order_id", ""))
+
+    async def _on_order_event(self, event: Event, context: CommitContext) -> None:
         match event:
             case OrderPlaced():
                 await self.orders.advance(
@@ -422,12 +437,30 @@ class PaymentService:
                 + ", ".join(c.value for c in self.gateways),
                 RefusalKind.INVALID,
             )
-        order = await self.orders.get(order_id)
+        order = await self._order_to_pay(order_id)
         if order is None or order.buyer_id != buyer_id:
             raise order_not_found(order_id)
         # Paying is part of the order's purchase: it joins the order's trace.
         with continue_trace(order.traceparent, "pay order", {"kami.order_id": order_id}):
             return await self._pay(order, channel, payment_password, request_id)
+
+    async def _order_to_pay(self, order_id: str) -> OrderView | None:
+        """The order as payment knows it. Ordering told the buyer it is
+        reserved, and payment's consumer may be a moment behind: an order
+        payment knows only as placed is waited for (woken by the consumer,
+        read again each `RESERVATION_RECHECK_SECONDS` for another replica's),
+        up to `reservation_wait_seconds`, instead of sending the buyer away."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.reservation_wait_seconds
+        with self.order_changes.watch(order_id) as watch:
+            order = await self.orders.get(order_id)
+            while order is not None and order.status is OrderStatus.PLACED:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                await watch.changed_within(min(left, RESERVATION_RECHECK_SECONDS))
+                order = await self.orders.get(order_id)
+        return order
 
     async def _pay(
         self,

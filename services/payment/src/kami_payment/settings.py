@@ -48,6 +48,11 @@ class PaymentSettings(ServiceSettings):
     payment_password_max_attempts: int = Field(default=5, ge=1, le=20)
     payment_password_lock_minutes: int = Field(default=30, ge=1)
 
+    # `POST /payments` for an order payment has heard of but not yet as
+    # reserved (its consumer a moment behind ordering's answer to the buyer)
+    # waits this long for the reservation before answering `order_not_reserved`.
+    payment_reservation_wait_seconds: float = Field(default=5.0, ge=0, le=30)
+
     # Top-ups through a gateway: bounds and how long the pay instruction lives.
     payment_top_up_max: int = Field(default=5_000_000, ge=1)
     payment_top_up_ttl_minutes: int = Field(default=30, ge=1)
