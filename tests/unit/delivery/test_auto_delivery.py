@@ -246,7 +246,7 @@ async def test_a_delivery_reads_the_buyer_once_and_the_order_only_past_its_deadl
             reads.append(name)
             return await original(key)
 
-        fake.get = counted  # type: ignore[method-assign]
+        fake.get = counted  # type: ignore[method-assign,assignment]
 
     deadline = w.clock() + timedelta(minutes=10)
     for n in (1, 2):
