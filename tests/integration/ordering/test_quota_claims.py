@@ -66,3 +66,19 @@ async def test_the_exhausted_memo_lapses_and_a_release_here_ends_it_at_once(
     assert await claims.claim(quota, "buyer-c", "order-c", 1) is ClaimResult.EXHAUSTED
     assert await claims.release(quota.quota_id, "order-b") == 2
     assert await claims.claim(quota, "buyer-c", "order-c", 1) is ClaimResult.CLAIMED
+
+
+async def test_too_few_free_slots_refuse_a_larger_order_but_not_a_smaller_one(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    claims = MongoQuotaClaims(mongo_db, ManualClock(T0))
+    await claims.ensure_indexes()
+    quota = flash_sale_quota("sale-3", stock_cap=3, per_buyer_limit=3)
+    assert await claims.claim(quota, "buyer-a", "order-a", 2) is ClaimResult.CLAIMED
+    assert await claims.claim(quota, "buyer-b", "order-b", 2) is ClaimResult.EXHAUSTED
+    assert not claims.known_exhausted(quota.quota_id)
+    assert await claims.claim(quota, "buyer-b", "order-c", 1) is ClaimResult.CLAIMED
+    assert {slot["order_id"] for slot in await claims.slots(quota.quota_id)} == {
+        "order-a",
+        "order-c",
+    }

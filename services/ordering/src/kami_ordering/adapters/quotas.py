@@ -87,6 +87,12 @@ class MongoQuotaClaims:
         if self.known_exhausted(quota.quota_id):
             metrics.QUOTA_CLAIMS.labels(_kind(quota), ClaimResult.EXHAUSTED.value).inc()
             return ClaimResult.EXHAUSTED
+        # Fewer free total slots than units: refused before any slot is
+        # taken (the inserts below still decide; this only spares a loser
+        # the insert and delete of its buyer slot).
+        free = await self._free_total_slots(quota)
+        if len(free) < units:
+            return self._exhausted(quota, sold_out=not free)
         taken: list[str] = []
         try:
             for m in range(quota.per_buyer_limit):
@@ -102,27 +108,15 @@ class MongoQuotaClaims:
                 return ClaimResult.BUYER_LIMIT
             got = 0
             while got < units:
-                used = {
-                    doc["_id"]
-                    for doc in await self._claims.find(
-                        {"quota": quota.quota_id, "slot": "total"}, {"_id": 1}
-                    ).to_list(None)
-                }
-                free = [
-                    f"{quota.quota_id}#{n}"
-                    for n in range(quota.total_limit)
-                    if f"{quota.quota_id}#{n}" not in used
-                ]
                 if not free:
-                    self._exhausted_until[quota.quota_id] = (
-                        self._monotonic() + self.EXHAUSTED_MEMO_SECONDS
-                    )
+                    free = await self._free_total_slots(quota)
+                if not free:
                     await self._delete(taken, order_id)
-                    metrics.QUOTA_CLAIMS.labels(_kind(quota), ClaimResult.EXHAUSTED.value).inc()
-                    return ClaimResult.EXHAUSTED
+                    return self._exhausted(quota, sold_out=True)
                 # Racers start at different free slots, so most inserts win the first time.
                 random.shuffle(free)
-                for slot in free:
+                tried, free = free, []
+                for slot in tried:
                     if await self._insert(slot, quota, order_id, buyer_id, total=True):
                         taken.append(slot)
                         got += 1
@@ -153,6 +147,27 @@ class MongoQuotaClaims:
 
     async def slots(self, quota_id: str) -> list[Document]:
         return await self._claims.find({"quota": quota_id}).to_list(None)
+
+    async def _free_total_slots(self, quota: Quota) -> list[str]:
+        used = {
+            doc["_id"]
+            for doc in await self._claims.find(
+                {"quota": quota.quota_id, "slot": "total"}, {"_id": 1}
+            ).to_list(None)
+        }
+        return [
+            f"{quota.quota_id}#{n}"
+            for n in range(quota.total_limit)
+            if f"{quota.quota_id}#{n}" not in used
+        ]
+
+    def _exhausted(self, quota: Quota, *, sold_out: bool) -> ClaimResult:
+        """Refused: too few free slots. Remembered only when none is free (an
+        order for fewer units may still fit)."""
+        if sold_out:
+            self._exhausted_until[quota.quota_id] = self._monotonic() + self.EXHAUSTED_MEMO_SECONDS
+        metrics.QUOTA_CLAIMS.labels(_kind(quota), ClaimResult.EXHAUSTED.value).inc()
+        return ClaimResult.EXHAUSTED
 
     def known_exhausted(self, quota_id: str) -> bool:
         until = self._exhausted_until.get(quota_id)
