@@ -11,7 +11,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from kami_events.clock import ManualClock
+from kami_events.clock import ManualClock, ManualMonotonic
 from kami_events.mongo import Document
 from kami_events.repository import AggregateRepository
 from kami_events.store import (
@@ -202,18 +202,10 @@ async def test_loads_follow_the_stream_without_the_cache(
         await store.append(AGG, "c1", 2, [CounterIncremented(by=9)], CommitContext("c"))
 
 
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_a_trusted_stream_loads_from_memory_and_a_lost_race_reads_it_again(
     mongo_db: AsyncDatabase[Document],
 ) -> None:
-    monotonic = Monotonic()
+    monotonic = ManualMonotonic()
     hot = MongoEventStore(mongo_db, producer="tests", trust_cached_seconds=2.0, monotonic=monotonic)
     await hot.ensure_indexes()
     await hot.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))

@@ -9,19 +9,11 @@ from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from kami_events.clock import ManualClock
+from kami_events.clock import ManualClock, ManualMonotonic
 from kami_events.mongo import Document
 from kami_ordering.adapters.quotas import ClaimResult, MongoQuotaClaims, flash_sale_quota
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
-
-
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_a_race_takes_no_more_slots_than_the_cap_or_a_buyer_may(
@@ -47,7 +39,7 @@ async def test_a_race_takes_no_more_slots_than_the_cap_or_a_buyer_may(
 async def test_the_exhausted_memo_lapses_and_a_release_here_ends_it_at_once(
     mongo_db: AsyncDatabase[Document],
 ) -> None:
-    monotonic = Monotonic()
+    monotonic = ManualMonotonic()
     claims = MongoQuotaClaims(mongo_db, ManualClock(T0), monotonic=monotonic)
     await claims.ensure_indexes()
     quota = flash_sale_quota("sale-2", stock_cap=1, per_buyer_limit=1)

@@ -252,9 +252,8 @@ async def test_a_coupon_past_its_total_limit_is_refused_at_once() -> None:
     assert unknown.value.code == "coupon_not_found"
 
 
-async def test_racing_buyers_never_exceed_a_flash_sales_cap_or_per_buyer_limit() -> None:
-    script = SagaScript()
-    script.catalog.offers[OFFER] = auto_offer(max_quantity=5)
+async def flash_sale(script: SagaScript, *, stock_cap: int, lasts: timedelta) -> None:
+    """Flash sale `fs1` of OFFER from T0: 10.00 a key, one per buyer."""
     pricing = OfferPricing(OFFER)
     pricing.schedule_flash_sale(
         auto_offer(),
@@ -262,12 +261,18 @@ async def test_racing_buyers_never_exceed_a_flash_sales_cap_or_per_buyer_limit()
         flash_sale_id="fs1",
         unit_price=1_000,
         starts_at=T0,
-        ends_at=T0 + timedelta(minutes=5),
-        stock_cap=5,
+        ends_at=T0 + lasts,
+        stock_cap=stock_cap,
         per_buyer_limit=1,
         now=T0,
     )
     await script.pricing.save(pricing, CommitContext(OFFER))
+
+
+async def test_racing_buyers_never_exceed_a_flash_sales_cap_or_per_buyer_limit() -> None:
+    script = SagaScript()
+    script.catalog.offers[OFFER] = auto_offer(max_quantity=5)
+    await flash_sale(script, stock_cap=5, lasts=timedelta(minutes=5))
 
     async def attempt(buyer: str) -> str:
         try:
@@ -287,19 +292,7 @@ async def test_racing_buyers_never_exceed_a_flash_sales_cap_or_per_buyer_limit()
 
 async def test_a_flash_sale_order_that_expires_gives_its_key_back() -> None:
     script = SagaScript()
-    pricing = OfferPricing(OFFER)
-    pricing.schedule_flash_sale(
-        auto_offer(),
-        SELLER,
-        flash_sale_id="fs1",
-        unit_price=1_000,
-        starts_at=T0,
-        ends_at=T0 + timedelta(hours=1),
-        stock_cap=1,
-        per_buyer_limit=1,
-        now=T0,
-    )
-    await script.pricing.save(pricing, CommitContext(OFFER))
+    await flash_sale(script, stock_cap=1, lasts=timedelta(hours=1))
     placed = await script.buyer_places_order(quantity=1)
     assert placed.loaded.order.unit_price.amount == 1_000
     await script.inventory_reserves()
@@ -313,19 +306,7 @@ async def test_a_flash_sale_order_that_expires_gives_its_key_back() -> None:
 async def test_a_sold_out_flash_sale_refuses_at_once_until_a_key_comes_back_or_it_ends() -> None:
     script = SagaScript()
     script.quotas.memo = True
-    pricing = OfferPricing(OFFER)
-    pricing.schedule_flash_sale(
-        auto_offer(),
-        SELLER,
-        flash_sale_id="fs1",
-        unit_price=1_000,
-        starts_at=T0,
-        ends_at=T0 + timedelta(hours=1),
-        stock_cap=1,
-        per_buyer_limit=1,
-        now=T0,
-    )
-    await script.pricing.save(pricing, CommitContext(OFFER))
+    await flash_sale(script, stock_cap=1, lasts=timedelta(hours=1))
     won = await script.buyer_places_order(buyer_id="b1", quantity=1)
     with pytest.raises(PlacementRefused) as first:
         await script.buyer_places_order(buyer_id="b2", quantity=1)

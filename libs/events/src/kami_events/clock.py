@@ -24,3 +24,13 @@ class ManualClock:
     def advance(self, delta: timedelta) -> datetime:
         self._now += delta
         return self._now
+
+
+class ManualMonotonic:
+    """A monotonic clock (seconds) that moves only when told to. For tests."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
