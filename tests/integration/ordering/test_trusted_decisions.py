@@ -22,16 +22,22 @@ async def process(mongo_db: AsyncDatabase[Document], script: SagaScript) -> Saga
     return script
 
 
-async def test_a_do_nothing_decision_on_a_stale_order_is_taken_again_on_the_stream(
-    mongo_db: AsyncDatabase[Document],
-) -> None:
+async def reserved_elsewhere(mongo_db: AsyncDatabase[Document]) -> tuple[SagaScript, SagaScript]:
+    """An order placed by the first process and reserved by the second: the
+    first still holds it as PLACED."""
     first = await process(mongo_db, SagaScript())
     await first.buyer_places_order()
     second = await process(mongo_db, SagaScript())
     second.order_id, second.keys = first.order_id, ["key-1", "key-2"]
-    first.keys = second.keys
-    # The other process records the reservation; this one still holds PLACED.
     assert (await second.inventory_reserves()).changed
+    return first, second
+
+
+async def test_a_do_nothing_decision_on_a_stale_order_is_taken_again_on_the_stream(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    first, second = await reserved_elsewhere(mongo_db)
+    first.keys = second.keys
 
     # On PLACED, expired keys would be nothing to do; on the stream's
     # RESERVED they cancel the order. The saga must see the stream.
@@ -45,11 +51,7 @@ async def test_a_do_nothing_decision_on_a_stale_order_is_taken_again_on_the_stre
 async def test_a_decision_on_a_stale_order_loses_its_append_and_is_taken_again(
     mongo_db: AsyncDatabase[Document],
 ) -> None:
-    first = await process(mongo_db, SagaScript())
-    await first.buyer_places_order()
-    second = await process(mongo_db, SagaScript())
-    second.order_id, second.keys = first.order_id, ["key-1", "key-2"]
-    assert (await second.inventory_reserves()).changed
+    first, _ = await reserved_elsewhere(mongo_db)
     # This process, on its stale PLACED, would record a second reservation.
     first.keys = ["key-3", "key-4"]
     with pytest.raises(ConcurrencyError):  # the append race; the consumer retries

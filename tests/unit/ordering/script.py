@@ -18,6 +18,7 @@ from kami_events.catalogue.common import DeliveryMode
 from kami_events.catalogue.inventory import ReleaseReason, ReservationFailure
 from kami_events.catalogue.ordering import OrderRefundRequested
 from kami_events.catalogue.payment import PaymentFailure
+from kami_events.changes import Changes
 from kami_events.clock import ManualClock
 from kami_events.event import Event
 from kami_events.money import Money
@@ -29,7 +30,6 @@ from kami_ordering.domain.order import Deadline, Decision, Order, OrderState, Sa
 from kami_ordering.domain.promotions import Coupon, OfferPricing
 from kami_ordering.domain.terms import BuyerFieldRule, OfferTerms, ProductTerms
 from kami_ordering.handlers import Message, OrderPlacement, Placed, PlaceOrder, PurchaseSaga
-from kami_ordering.order_changes import OrderChanges
 from tests.unit.ordering.fakes import (
     FakeCatalog,
     FakeOrderRequests,
@@ -127,7 +127,7 @@ class SagaScript:
         self.views = FakeOrderViews()
         self.settlements = FakeSettlements()
         self.quotas = FakeQuotaClaims()
-        self.changes = OrderChanges()
+        self.changes = Changes()
         self.order_id = ""
         self.keys: list[str] = []
         self._seen = 0

@@ -11,9 +11,10 @@ import time
 import pytest
 
 from kami_events.catalogue.inventory import ReservationFailure
+from kami_events.changes import Changes
 from kami_ordering.adapters.repository import LoadedOrder, OrderRepository
 from kami_ordering.domain.order import Order, OrderState, waiting_is_over
-from kami_ordering.order_changes import OrderChanges, OrderStatus
+from kami_ordering.order_changes import OrderStatus
 from tests.unit.ordering.script import BUYER, SagaScript
 
 S = OrderState
@@ -177,7 +178,7 @@ async def test_someone_elses_order_is_not_found_without_waiting() -> None:
 
 
 async def test_the_notifier_wakes_only_the_watches_of_the_changed_order() -> None:
-    changes = OrderChanges()
+    changes = Changes()
     with changes.watch("a") as a, changes.watch("a") as a_too, changes.watch("b") as b:
         assert changes.waiting() == 3
         changes.changed("a")

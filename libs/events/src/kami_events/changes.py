@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Watch:
@@ -57,3 +60,29 @@ class Changes:
     def waiting(self) -> int:
         """Requests waiting now (all keys)."""
         return sum(len(watches) for watches in self._watches.values())
+
+    async def read_until(
+        self,
+        key: str,
+        read: Callable[[], Awaitable[T]],
+        done: Callable[[T], bool],
+        *,
+        timeout: float,
+        recheck: float,
+    ) -> T:
+        """`read()` until `done` says so or `timeout` passes, reading again
+        when this process changes `key`, and every `recheck` seconds for a
+        change made elsewhere. Returns the last read (at the deadline: the
+        state as it is then)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # Watching before the first read: a change in between is not missed.
+        with self.watch(key) as watch:
+            value = await read()
+            while not done(value):
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                await watch.changed_within(min(left, recheck))
+                value = await read()
+        return value

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from kami_events.changes import Changes
 from kami_events.clock import Clock, utc_now
 from kami_events.repository import AggregateRepository
 from kami_events.runtime import ServiceRuntime
@@ -23,7 +24,7 @@ from kami_ordering.consumers import register_consumers
 from kami_ordering.domain.order import OrderState
 from kami_ordering.domain.promotions import Coupon, OfferPricing
 from kami_ordering.handlers import OrderPlacement, PurchaseSaga
-from kami_ordering.order_changes import OrderChanges, OrderStatus
+from kami_ordering.order_changes import OrderStatus
 from kami_ordering.promotions import Promotions
 from kami_ordering.promotions_api import router as promotions_router
 from kami_ordering.settings import OrderingSettings
@@ -64,7 +65,7 @@ def create_app(
 
     count_status_reads()  # before the runtime creates its MongoDB client
     runtime = ServiceRuntime(settings, clock=clock)
-    changes = OrderChanges()
+    changes = Changes()
     repository = OrderRepository(runtime.store, on_change=changes.changed)
     catalog = MongoOfferCatalog(runtime.db)
     views = MongoOrderViews(runtime.db)

@@ -28,7 +28,6 @@ an intent that had failed), so it is never lost: ordering refunds it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -450,17 +449,13 @@ class PaymentService:
         payment knows only as placed is waited for (woken by the consumer,
         read again each `RESERVATION_RECHECK_SECONDS` for another replica's),
         up to `reservation_wait_seconds`, instead of sending the buyer away."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.policy.reservation_wait_seconds
-        with self.order_changes.watch(order_id) as watch:
-            order = await self.orders.get(order_id)
-            while order is not None and order.status is OrderStatus.PLACED:
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                await watch.changed_within(min(left, RESERVATION_RECHECK_SECONDS))
-                order = await self.orders.get(order_id)
-        return order
+        return await self.order_changes.read_until(
+            order_id,
+            lambda: self.orders.get(order_id),
+            lambda order: order is None or order.status is not OrderStatus.PLACED,
+            timeout=self.policy.reservation_wait_seconds,
+            recheck=RESERVATION_RECHECK_SECONDS,
+        )
 
     async def _pay(
         self,
