@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Generic, TypeVar, cast
 from uuid import UUID, uuid4
 
@@ -56,8 +57,7 @@ class Envelope(BaseModel, Generic[E]):
         event_id: UUID | None = None,
     ) -> Envelope[E]:
         # Parametrised by the event's own class so it serialises every field.
-        parametrised: Any = cast(Any, Envelope)[type(event)]
-        return parametrised(  # type: ignore[no-any-return]
+        return envelope_of(type(event))(
             event_id=event_id or uuid4(),
             event_type=event.event_type,
             schema_version=event.schema_version,
@@ -96,3 +96,14 @@ class Envelope(BaseModel, Generic[E]):
     def to_document(self) -> dict[str, Any]:
         """A JSON-compatible dict: what is stored in the event store and sent on the wire."""
         return self.model_dump(mode="json")
+
+
+@cache
+def envelope_of(model: type[E]) -> type[Envelope[E]]:
+    """`Envelope[model]`, made once per event class.
+
+    pydantic keeps its parametrised classes only weakly: without this, a
+    garbage collection drops them and the next message builds its class anew
+    (a model class's construction, about a millisecond, per message).
+    """
+    return cast(Any, Envelope)[model]  # type: ignore[no-any-return]

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
-from kami_events.envelope import Envelope
+from kami_events.envelope import Envelope, envelope_of
 from kami_events.event import EVENT_REGISTRY, Event, UnknownEventType
 
 # Generous for an event, small enough that a runaway producer is caught.
@@ -58,7 +58,7 @@ def decode_document(document: Any) -> Envelope[Event]:
     except UnknownEventType as exc:
         raise UnregisteredEvent(str(exc)) from None
     try:
-        envelope = cast(Any, Envelope)[model].model_validate(document)
+        envelope = envelope_of(model).model_validate(document)
     except ValidationError as exc:
         raise MalformedEvent(f"invalid {event_type} v{schema_version}: {_summarise(exc)}") from None
     if envelope.aggregate_type != model.aggregate_type:
