@@ -43,6 +43,7 @@ from typing import Any
 
 import structlog
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 from pydantic import ValidationError
 
@@ -221,14 +222,18 @@ def serve_all(*, host: str, base_port: int, database_prefix: str) -> None:
         with log_context(service=service.name):
             app = service.create_app(settings)
         config = uvicorn.Config(
-            app, host=settings.http_host, port=settings.http_port, log_config=None
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            http="httptools",
         )
         running.append(_Running(service, app, _InProcessServer(config)))
     log.info(
         "serving %s in one process",
         ", ".join(f"{r.service.name}:{r.server.config.port}" for r in running),
     )
-    asyncio.run(_run_all(running))
+    uvloop.run(_run_all(running))  # the event loop run_service gives one service
     failures = [r.failure for r in running if r.failure]
     if failures:
         raise CliError("; ".join(failures))

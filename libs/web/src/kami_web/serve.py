@@ -32,6 +32,10 @@ def run_service(settings: S, create_app: Callable[[S], FastAPI]) -> None:
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,  # keep the JSON handler configure_logging installed
+        # The C event loop and HTTP parser: a service spends much of its CPU
+        # in the loop (Kafka, MongoDB, HTTP) and in parsing requests.
+        loop="uvloop",
+        http="httptools",
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=max(1, round(settings.http_shutdown_grace_seconds)),
     )
