@@ -81,7 +81,12 @@ from kami_bench.market import (  # noqa: E402
     top_up_wallets,
     wait_for_tiers,
 )
-from kami_bench.processes import ProcessWatch, listener_pid, usage_between  # noqa: E402
+from kami_bench.processes import (  # noqa: E402
+    ProcessWatch,
+    backend_pid,
+    listener_pid,
+    usage_between,
+)
 from kami_bench.profile import Profile, record  # noqa: E402
 from kami_bench.report import SINGLE, PhaseResult, RunReport, write_results  # noqa: E402
 from kami_bench.stack import (  # noqa: E402
@@ -101,6 +106,8 @@ from kami_local import REPO, available_services  # noqa: E402
 
 PHASES = ("rate", "saturation", "burst")
 DOC = REPO / "docs" / "performance.md"
+# FerretDB's backend, its CPU counted with its backends' (one per connection).
+POSTGRESQL = "PostgreSQL (server and backends)"
 
 
 @dataclass(frozen=True)
@@ -488,9 +495,12 @@ class Run:
                 pids[name] = pid
             else:
                 self.notes.append(f"{name}'s process was not found (port {port}): not measured")
+        postgresql = backend_pid(pids["FerretDB"]) if "FerretDB" in pids else None
+        if postgresql is not None:
+            pids[POSTGRESQL] = postgresql
         # The load generator shares the machine: its own cost is part of the picture.
         pids["bench (this load generator)"] = os.getpid()
-        watch = ProcessWatch(pids)
+        watch = ProcessWatch(pids, trees=frozenset({POSTGRESQL}))
         stop = asyncio.Event()
         watching = asyncio.create_task(watch.run(stop))
         try:

@@ -1,5 +1,6 @@
-"""CPU seconds and resident memory of the services, FerretDB and Kafka,
-read with psutil from their pids while the load runs."""
+"""CPU seconds and resident memory of the services, FerretDB (and the
+PostgreSQL behind it) and Kafka, read with psutil from their pids while the
+load runs."""
 
 from __future__ import annotations
 
@@ -28,10 +29,41 @@ def listener_pid(port: int) -> int | None:
     return None
 
 
-def cpu_seconds(process: psutil.Process) -> float:
-    """User + system CPU of the process and of its children that ended."""
+def backend_pid(pid: int) -> int | None:
+    """The local server the process `pid` talks to: FerretDB's PostgreSQL.
+
+    Found by the listening end of the process's own TCP connections, so it is
+    whichever server FerretDB was started against (none for SQLite).
+    """
+    try:
+        ports = {
+            c.raddr.port
+            for c in psutil.Process(pid).net_connections(kind="tcp")
+            if c.status == psutil.CONN_ESTABLISHED and c.raddr
+        }
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    for port in sorted(ports):
+        server = listener_pid(port)
+        if server is not None and server != pid:
+            return server
+    return None
+
+
+def cpu_seconds(process: psutil.Process, *, with_children: bool = False) -> float:
+    """User + system CPU of the process and of its children that ended.
+
+    `with_children` adds the children that still run: PostgreSQL serves each
+    connection from its own long-lived backend process.
+    """
     times = process.cpu_times()
-    return float(times.user + times.system + times.children_user + times.children_system)
+    total = float(times.user + times.system + times.children_user + times.children_system)
+    if with_children:
+        for child in process.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child_times = child.cpu_times()
+                total += child_times.user + child_times.system
+    return total
 
 
 @dataclass
@@ -41,6 +73,8 @@ class ProcessWatch:
 
     pids: Mapping[str, int]
     interval: float = 0.5
+    # Names whose CPU includes their running children (a PostgreSQL server).
+    trees: frozenset[str] = frozenset()
     _processes: dict[str, psutil.Process] = field(default_factory=dict)
     _peaks: dict[str, int] = field(default_factory=dict)
     _gone: set[str] = field(default_factory=set)
@@ -76,7 +110,7 @@ class ProcessWatch:
         marks = {}
         for name, process in self._processes.items():
             with contextlib.suppress(psutil.NoSuchProcess):
-                marks[name] = cpu_seconds(process)
+                marks[name] = cpu_seconds(process, with_children=name in self.trees)
         return marks
 
     def peaks(self) -> dict[str, int]:

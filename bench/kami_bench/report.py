@@ -472,10 +472,12 @@ class RunReport:
             total = platform_cpu / delivered
             lines += [
                 "",
-                f"The platform (services, FerretDB, Kafka) spent {total * 1000:.1f} CPU ms per "
+                f"The platform (services, FerretDB and its PostgreSQL, Kafka) spent "
+                f"{total * 1000:.1f} CPU ms per "
                 f"delivered purchase at saturation: on {os.cpu_count()} cores that alone caps it "
-                f"near {(os.cpu_count() or 1) / total:.0f} purchases/s. FerretDB and Kafka serve "
-                "anything else on the machine too, so their share is an upper bound.",
+                f"near {(os.cpu_count() or 1) / total:.0f} purchases/s. The servers serve "
+                "anything else on the machine too, so their share is an upper bound; "
+                "PostgreSQL's RSS is its server process's (its backends share its buffers).",
             ]
         return lines
 
