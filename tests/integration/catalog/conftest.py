@@ -123,6 +123,24 @@ class CatalogUnderTest:
         assert outcome == "handled", outcome
         return outcome
 
+    async def feed_batch(self, events: list[tuple[AggregateEvent, str]]) -> list[str]:
+        """Hand `(event, producer)`s to the consumer as one batch of one
+        partition, as one Kafka fetch would; returns each one's outcome."""
+        messages = []
+        for offset, (event, producer) in enumerate(events):
+            envelope = self.envelope(event, producer=producer)
+            messages.append(
+                IncomingMessage(
+                    value=encode(envelope),
+                    key=envelope.kafka_key,
+                    headers=envelope.kafka_headers(),
+                    topic=event.topic(),
+                    partition=0,
+                    offset=offset,
+                )
+            )
+        return await self.service.runtime.consumer.consume_batch(messages)
+
     async def send(self, event: AggregateEvent, *, producer: str, **options: Any) -> None:
         """Publish one event to its topic on the real Kafka."""
         assert self.kafka_bootstrap is not None

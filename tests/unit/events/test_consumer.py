@@ -257,3 +257,49 @@ async def test_conflicts_are_retried_at_once_without_backoff() -> None:
 
     assert await h.consumer.consume(message_of(opened())) == "handled"
     assert h.sleeps == [] and h.dead.sent == []
+
+
+async def test_the_work_after_each_batch_runs_once_before_the_batch_finishes() -> None:
+    h = Harness()
+    log: list[str] = []
+
+    @h.consumer.handles(CounterOpened)
+    async def handle(received: Received[Any]) -> None:
+        log.append(received.envelope.aggregate_id)
+
+    async def recount() -> None:
+        log.append(f"recount, {len(h.inbox.finished_batches)} batches finished")
+
+    h.consumer.after_each_batch(recount)
+    a, b = opened("a"), opened("b")
+    await h.consumer.consume_batch([message_of(a, 0), message_of(b, 1)])
+    assert sorted(log[:2]) == ["a", "b"]
+    assert log[2:] == ["recount, 0 batches finished"]
+    # A batch of redeliveries handles nothing, and has nothing to recount.
+    await h.consumer.consume_batch([message_of(a, 2)])
+    assert len(log) == 3
+
+
+async def test_a_batch_whose_work_after_it_fails_is_not_finished() -> None:
+    h = Harness()
+    calls: list[str] = []
+
+    @h.consumer.handles(CounterOpened)
+    async def handle(received: Received[Any]) -> None:
+        calls.append(received.envelope.aggregate_id)
+
+    failing = True
+
+    async def recount() -> None:
+        if failing:
+            raise ConnectionError("the read model's database is gone")
+
+    h.consumer.after_each_batch(recount)
+    envelope = opened()
+    with pytest.raises(ConnectionError):
+        await h.consumer.consume(message_of(envelope))
+    assert h.inbox.finished_batches == set()
+    # Kafka redelivers it (its offset was not committed): handled again.
+    failing = False
+    assert await h.consumer.consume(message_of(envelope)) == "handled"
+    assert calls == ["c1", "c1"]

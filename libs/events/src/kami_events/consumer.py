@@ -15,7 +15,11 @@ fetch returned, up to `max_batch`), and for each batch:
    same time, up to `concurrency`. A failing handler is retried with
    exponential backoff up to `max_attempts`, then its message goes, with its
    error, to the dead-letter topic, and the others flow on;
-4. record that the batch finished (one insert), and only then commit the
+4. run what the service asked to run once per batch (`after_each_batch`:
+   e.g. a read model's recounts of what the batch's events touched, once
+   however many of them touched it); if that fails, the batch is not
+   finished and Kafka redelivers it;
+5. record that the batch finished (one insert), and only then commit the
    offsets.
 
 Offsets are committed by hand after step 4 (never FastStream's default
@@ -261,6 +265,7 @@ class EventConsumer:
     max_batch: int = 200
     _handlers: dict[tuple[str, int], Handler] = field(default_factory=dict)
     _topics: set[str] = field(default_factory=set)
+    _batch_end: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def group_id(self) -> str:
@@ -283,6 +288,13 @@ class EventConsumer:
             return handler
 
         return register
+
+    def after_each_batch(self, run: Callable[[], Awaitable[None]]) -> None:
+        """Run `run` after the handlers of every batch that handled a message,
+        before the batch is recorded finished: work the handlers left to do
+        once for all of the batch's messages. It must be idempotent (a batch
+        that dies before finishing is handled again, and `run` with it)."""
+        self._batch_end.append(run)
 
     async def consume(self, message: IncomingMessage) -> str:
         """Handle one message to completion; returns the outcome (see `consume_batch`)."""
@@ -362,6 +374,8 @@ class EventConsumer:
             if key not in finished and outcomes[index] not in ("handled", "duplicate")
         }
         if len(finished) < len(claimed):  # a replay of finished messages writes nothing
+            for run in self._batch_end:
+                await run()
             await self.inbox.finish(batch, unusual)
         for key, (index, envelope, _) in claimed.items():
             if key not in finished:

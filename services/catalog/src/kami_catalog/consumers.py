@@ -1,8 +1,10 @@
 """What the catalog consumes, registered on the runtime's consumer.
 
-Every consumed event is kept in the consumed-event log and applied to the
-read models (stock, sales, deliveries, tickets, seller standing). Events that
-change a seller's standing then delist or restore the seller's offers.
+Every consumed event is applied to the read models (stock, sales,
+deliveries, tickets, seller standing); after each batch the batch's events
+go into the consumed-event log and the summaries they touched are recounted,
+once each. Events that change a seller's standing then delist or restore the
+seller's offers.
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ def register_consumers(
 ) -> None:
     @consumer.handles(*READ_MODEL_EVENTS)
     async def project(received: Received[Any]) -> None:
-        await projector.apply_consumed(received.envelope)
+        await projector.take_consumed(received.envelope)
 
     @consumer.handles(*STANDING_EVENTS)
     async def seller_standing(received: Received[Any]) -> None:
-        await projector.apply_consumed(received.envelope)
+        # The standing is read from the facts the event set, not from recounts.
+        await projector.take_consumed(received.envelope)
         await handlers.react_to_standing(received.envelope.aggregate_id, received.envelope)
+
+    consumer.after_each_batch(projector.settle_consumed)

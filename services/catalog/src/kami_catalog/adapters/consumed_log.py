@@ -8,17 +8,19 @@ stores belong to them, and topics may be compacted or expire.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from kami_events.clock import Clock, utc_now
 from kami_events.envelope import Envelope
 from kami_events.mongo import Document
 from kami_events.serialization import decode_document
+from kami_events.store import duplicate_indexes
 
 
 class ConsumedLog:
@@ -46,6 +48,42 @@ class ConsumedLog:
         async with self._seq_lock:
             return await self._record(envelope)
 
+    async def record_all(self, envelopes: Sequence[Envelope[Any]]) -> None:
+        """Keep each of `envelopes` once, in their order: one `insert_many`
+        when the seqs after this process's last are free, else one by one
+        from the first refused (a redelivered event, or another process's seq)."""
+        if not envelopes:
+            return
+        async with self._seq_lock:
+            if self._last_seq is not None:
+                first = self._last_seq + 1
+                now = self._clock()
+                try:
+                    await self.events.insert_many(
+                        [
+                            self._row(envelope, first + offset, now)
+                            for offset, envelope in enumerate(envelopes)
+                        ],
+                        ordered=True,
+                    )
+                    self._last_seq = first + len(envelopes) - 1
+                    return
+                except BulkWriteError as exc:
+                    # Ordered: the rows before the first refused one are kept.
+                    kept = min(duplicate_indexes(exc), default=0)
+                    self._last_seq = first + kept - 1
+                    envelopes = envelopes[kept:]
+            for envelope in envelopes:
+                await self._record(envelope)
+
+    def _row(self, envelope: Envelope[Any], seq: int, received_at: datetime) -> Document:
+        return {
+            "_id": str(envelope.event_id),
+            "seq": seq,
+            "received_at": received_at,
+            "envelope": envelope.to_document(),
+        }
+
     async def _record(self, envelope: Envelope[Any]) -> bool:
         event_id = str(envelope.event_id)
         for _ in range(self.MAX_ATTEMPTS):
@@ -54,14 +92,7 @@ class ConsumedLog:
                 self._last_seq = int(last["seq"]) if last else 0
             seq = self._last_seq + 1
             try:
-                await self.events.insert_one(
-                    {
-                        "_id": event_id,
-                        "seq": seq,
-                        "received_at": self._clock(),
-                        "envelope": envelope.to_document(),
-                    }
-                )
+                await self.events.insert_one(self._row(envelope, seq, self._clock()))
             except DuplicateKeyError:
                 if await self.events.find_one({"_id": event_id}, {"_id": 1}) is not None:
                     return False  # kept before (a redelivery)

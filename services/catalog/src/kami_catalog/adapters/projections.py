@@ -12,6 +12,11 @@ streams arrive:
 - counters and summaries (sales, ratings, reliability, a product's cheapest
   live offer) are recomputed from those facts rather than incremented.
 
+Applying an event writes its facts and notes which summaries it touched;
+`recount` recomputes each of those once. The projector recounts after each
+consumed batch and each batch of its own commits, so a flash of events on one
+offer costs one recount of the offer, its product and its seller.
+
 So applying the same events again, or in another interleaving, gives the
 same documents: the rebuild (`rebuild_projections`) compares equal to the
 live read models.
@@ -88,6 +93,12 @@ class CatalogReadModels:
         self.reviews = database["reviews"]
         # Products whose document changed since the last `take_changed_products`.
         self._changed_products: set[str] = set()
+        # What applied events touched and `recount` recomputes, in this order
+        # (an offer's sales feed its liveness, which feeds its product's summary).
+        self._stale_offer_stats: set[str] = set()
+        self._stale_offers: set[str] = set()
+        self._stale_products: set[str] = set()
+        self._stale_sellers: set[str] = set()
         self._handlers: dict[type[Any], Callable[[Envelope[Any]], Awaitable[None]]] = {
             CategoryAdded: self._category_added,
             CategoryRenamed: self._category_renamed,
@@ -131,6 +142,32 @@ class CatalogReadModels:
         for name in READ_MODELS:
             await self.db[name].delete_many({})
         self._changed_products.clear()
+        for stale in self._stale():
+            stale.clear()
+
+    def _stale(self) -> tuple[set[str], ...]:
+        return (
+            self._stale_offer_stats,
+            self._stale_offers,
+            self._stale_products,
+            self._stale_sellers,
+        )
+
+    async def recount(self) -> None:
+        """Recompute every summary the events applied since the last recount
+        touched, each once."""
+        stats, self._stale_offer_stats = self._stale_offer_stats, set()
+        for offer_id in sorted(stats):
+            await self._refresh_offer_stats(offer_id)
+        offers, self._stale_offers = self._stale_offers, set()
+        for offer_id in sorted(offers):
+            await self._refresh_offer(offer_id)
+        products, self._stale_products = self._stale_products, set()
+        for product_id in sorted(products):
+            await self._refresh_product_summary(product_id)
+        sellers, self._stale_sellers = self._stale_sellers, set()
+        for seller_id in sorted(sellers):
+            await self._refresh_seller(seller_id)
 
     def take_changed_products(self) -> set[str]:
         changed, self._changed_products = self._changed_products, set()
@@ -222,7 +259,7 @@ class CatalogReadModels:
                 {"_id": event.product_id}, {"$min": {"published_at": envelope.occurred_at}}
             )
             await self._refresh_product_text(event.product_id)
-            await self._refresh_product_summary(event.product_id)
+            self._stale_products.add(event.product_id)
 
     async def _refresh_product_text(self, product_id: str) -> None:
         product = await self.products.find_one(
@@ -367,7 +404,7 @@ class CatalogReadModels:
             await self.products.update_one(
                 {"_id": fields["product_id"]}, {"$addToSet": {"offer_ids": offer_id}}
             )
-            await self._refresh_offer(offer_id)
+            self._stale_offers.add(offer_id)
 
     async def _stock_changed(self, envelope: Envelope[StockChanged]) -> None:
         event = envelope.payload
@@ -378,7 +415,7 @@ class CatalogReadModels:
             envelope.aggregate_version,
             {"stock_available": event.available, "stock_reserved": event.reserved},
         ):
-            await self._refresh_offer(event.offer_id)
+            self._stale_offers.add(event.offer_id)
 
     async def _refresh_offer(self, offer_id: str) -> None:
         """Whether the offer is live (on sale and, for automatic delivery, with
@@ -394,7 +431,7 @@ class CatalogReadModels:
             {"$set": {"live": offer.get("status") == "listed" and has_stock}},
         )
         if offer.get("product_id"):
-            await self._refresh_product_summary(offer["product_id"])
+            self._stale_products.add(offer["product_id"])
 
     async def _refresh_offer_stats(self, offer_id: str) -> None:
         """The offer's sales and rating, from its completed orders and reviews."""
@@ -412,7 +449,7 @@ class CatalogReadModels:
             },
             upsert=True,
         )
-        await self._refresh_offer(offer_id)
+        self._stale_offers.add(offer_id)
 
     # -- reviews ------------------------------------------------------------------------------
 
@@ -432,8 +469,8 @@ class CatalogReadModels:
                 "posted_at": envelope.occurred_at,
             },
         )
-        await self._refresh_offer_stats(event.offer_id)
-        await self._refresh_seller(event.seller_id)
+        self._stale_offer_stats.add(event.offer_id)
+        self._stale_sellers.add(event.seller_id)
 
     # -- orders, deliveries, tickets ------------------------------------------------------------
 
@@ -452,7 +489,7 @@ class CatalogReadModels:
         )
         # Completed before it was seen placed (out of order): count its quantity.
         if await self.orders.find_one({"_id": event.order_id, "completed": True}, {"_id": 1}):
-            await self._refresh_offer_stats(event.offer_id)
+            self._stale_offer_stats.add(event.offer_id)
 
     async def _order_completed(self, envelope: Envelope[OrderCompleted]) -> None:
         event = envelope.payload
@@ -470,8 +507,8 @@ class CatalogReadModels:
             completion["quantity"] = 1
             completion["product_id"] = offer.get("product_id") if offer else None
         await _upsert(self.orders, event.order_id, completion)
-        await self._refresh_offer_stats(event.offer_id)
-        await self._refresh_seller(event.seller_id)
+        self._stale_offer_stats.add(event.offer_id)
+        self._stale_sellers.add(event.seller_id)
 
     async def _delivered(self, envelope: Envelope[KeyDelivered]) -> None:
         await self._delivery_outcome(envelope, "delivered")
@@ -495,7 +532,7 @@ class CatalogReadModels:
                 "outcome": outcome,
             },
         )
-        await self._refresh_seller(event.seller_id)
+        self._stale_sellers.add(event.seller_id)
 
     async def _ticket_opened(self, envelope: Envelope[TicketOpened]) -> None:
         event = envelope.payload
@@ -504,7 +541,7 @@ class CatalogReadModels:
             event.ticket_id,
             {"seller_id": event.seller_id, "offer_id": event.offer_id, "order_id": event.order_id},
         )
-        await self._refresh_seller(event.seller_id)
+        self._stale_sellers.add(event.seller_id)
 
     # -- sellers ------------------------------------------------------------------------------
 
@@ -517,7 +554,7 @@ class CatalogReadModels:
             envelope.aggregate_version,
             {"shop_name": event.shop_name, "approved_at": envelope.occurred_at},
         )
-        await self._refresh_seller(event.user_id)
+        self._stale_sellers.add(event.user_id)
 
     async def _user_suspended(self, envelope: Envelope[UserSuspended]) -> None:
         event = envelope.payload
@@ -528,7 +565,7 @@ class CatalogReadModels:
             envelope.aggregate_version,
             {"suspended": True, "suspended_until": event.until},
         )
-        await self._refresh_seller(event.user_id)
+        self._stale_sellers.add(event.user_id)
 
     async def _deposit_below_minimum(self, envelope: Envelope[DepositBelowMinimum]) -> None:
         event = envelope.payload
@@ -539,7 +576,7 @@ class CatalogReadModels:
             envelope.aggregate_version,
             {"deposit_below_minimum": True, "deposit_balance": event.balance},
         )
-        await self._refresh_seller(event.seller_id)
+        self._stale_sellers.add(event.seller_id)
 
     async def _deposit_changed(self, envelope: Envelope[DepositChanged]) -> None:
         event = envelope.payload
@@ -553,7 +590,7 @@ class CatalogReadModels:
                 "deposit_balance": event.balance,
             },
         )
-        await self._refresh_seller(event.seller_id)
+        self._stale_sellers.add(event.seller_id)
 
     async def _seller_flagged(self, envelope: Envelope[SellerFlagged]) -> None:
         event = envelope.payload
@@ -593,11 +630,11 @@ class CatalogReadModels:
             upsert=True,
         )
         if offer_id:
-            await self._refresh_offer(offer_id)
+            self._stale_offers.add(offer_id)
             return
-        await self._refresh_seller(seller_id)
+        self._stale_sellers.add(seller_id)
         async for offer in self.offers.find({"seller_id": seller_id}, {"_id": 1}):
-            await self._refresh_offer(str(offer["_id"]))
+            self._stale_offers.add(str(offer["_id"]))
 
     async def _refresh_seller(self, seller_id: str) -> None:
         rating_sum, rating_count = await self._ratings({"seller_id": seller_id})
@@ -686,7 +723,9 @@ class Projector:
     are dense: the store inserts each commit at the highest position + 1), with
     a checkpoint per store; it runs after every command (read-your-writes) and
     periodically (anything a crash left behind). Events consumed from other
-    services are kept in the consumed-event log and applied as they arrive.
+    services are applied as they arrive and kept in the consumed-event log;
+    after each consumed batch (`settle_consumed`) the log gets the batch's
+    events in one write and the read models their recounts.
 
     Every write to the read models goes through one lock: FerretDB applies an
     update as read, modify, write, so two concurrent writers to one document
@@ -713,6 +752,8 @@ class Projector:
         self._checkpoints = read_models.db[CHECKPOINTS]
         self._batch_size = batch_size
         self._lock = asyncio.Lock()
+        # Applied, not yet in the consumed-event log (by event id, in order).
+        self._unlogged: dict[str, Envelope[Any]] = {}
 
     async def catch_up(self) -> int:
         """Apply every commit not yet applied; returns how many were applied."""
@@ -724,10 +765,26 @@ class Projector:
             return applied
 
     async def apply_consumed(self, envelope: Envelope[Any]) -> None:
-        """Keep an event consumed from another service and apply it."""
-        await self._consumed.record(envelope)
+        """Apply an event consumed from another service, and keep it."""
+        await self.take_consumed(envelope)
+        await self.settle_consumed()
+
+    async def take_consumed(self, envelope: Envelope[Any]) -> None:
+        """Apply an event consumed from another service; it is kept in the
+        log, and its recounts made, by the next `settle_consumed`."""
         async with self._lock:
+            # Noted before applying: an event whose handler fails half-way and
+            # is dead-lettered is still kept, and a rebuild applies it whole.
+            self._unlogged.setdefault(str(envelope.event_id), envelope)
             await self.read_models.apply(envelope)
+
+    async def settle_consumed(self) -> None:
+        """Keep the events taken since the last settle, and recount what they
+        touched (run after each consumed batch, before it is finished)."""
+        async with self._lock:
+            await self._consumed.record_all(list(self._unlogged.values()))
+            self._unlogged.clear()
+            await self.read_models.recount()
             await self._refresh_index()
 
     async def load_index(self) -> None:
@@ -753,6 +810,7 @@ class Projector:
                 await self._catch_up(source)
             async for envelope in self._consumed.replay(self._batch_size):
                 await self.read_models.apply(envelope)
+            await self.read_models.recount()
             self.read_models.take_changed_products()
             if self.index is not None:
                 await self.index.load(self.read_models.products)
@@ -768,6 +826,9 @@ class Projector:
                 checkpoint = commit.position
                 applied += 1
             if commits:
+                # Before the checkpoint: what these commits touched is not
+                # known again once it has moved past them.
+                await self.read_models.recount()
                 await self._checkpoints.update_one(
                     {"_id": source.name}, {"$set": {"position": checkpoint}}, upsert=True
                 )
