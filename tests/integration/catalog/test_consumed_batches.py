@@ -6,6 +6,7 @@ gives the same read models."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 from uuid import uuid4
 
 from kami_catalog.adapters.consumed_log import ConsumedLog
@@ -13,6 +14,7 @@ from kami_events.catalogue.common import DeliveryMode
 from kami_events.catalogue.delivery import DeliveryChannel, KeyDelivered
 from kami_events.catalogue.inventory import StockChanged
 from kami_events.catalogue.ordering import CompletedBy, OrderCompleted, OrderPlaced
+from kami_events.envelope import Envelope
 from kami_events.mongo import Document
 from tests.integration.catalog.conftest import CatalogUnderTest
 from tests.integration.catalog.shop import build_shop
@@ -111,7 +113,7 @@ async def test_two_processes_logging_batches_at_once_keep_every_event_once(
     db = c.service.runtime.db
     first, second = ConsumedLog(db), ConsumedLog(db)
 
-    def stock(n: int) -> object:
+    def stock(n: int) -> Envelope[Any]:
         return c.envelope(
             StockChanged(offer_id=f"o-{n}", available=n, reserved=0), producer="inventory"
         )
@@ -120,9 +122,9 @@ async def test_two_processes_logging_batches_at_once_keep_every_event_once(
     await second.record(stock(1))
     batches = [[stock(n) for n in range(start, start + 5)] for start in range(10, 40, 5)]
     for index, batch in enumerate(batches):
-        await (first if index % 2 else second).record_all(batch)  # type: ignore[arg-type]
+        await (first if index % 2 else second).record_all(batch)
     # A redelivered batch keeps nothing twice.
-    await first.record_all(batches[0])  # type: ignore[arg-type]
+    await first.record_all(batches[0])
 
     rows: list[Document] = [doc async for doc in db["consumed_events"].find().sort("seq", 1)]
     ids = [row["_id"] for row in rows]
