@@ -268,6 +268,11 @@ async def test_the_lease_holder_publishes_its_own_commits_without_reading_the_ou
         ("c2", 1),
         ("c1", 4),
     ]
+    # Stored at most every second while publishing: the first pass stored
+    # it, these did not yet; the next pass, finding nothing, stores it.
+    stored = await mongo_db["events_outbox"].find_one({"_id": "checkpoint"})
+    assert stored is not None and stored["position"] == 1
+    assert await relay.publish_pending() == 0
     stored = await mongo_db["events_outbox"].find_one({"_id": "checkpoint"})
     assert stored is not None and stored["position"] == 5
 
@@ -284,3 +289,52 @@ async def test_the_lease_holder_publishes_its_own_commits_without_reading_the_ou
     assert await relay.publish_pending() == 0
     assert reads() > before
     assert relay.known_checkpoint() == 5
+
+
+async def test_a_checkpoint_not_yet_stored_is_kept_by_its_relay_and_republished_after_a_crash(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    clock = ManualClock(datetime(2026, 3, 1, 12, tzinfo=UTC))
+    store = MongoEventStore(mongo_db, producer="tests", clock=clock)
+    await store.ensure_indexes()
+    lease = RelayLease(mongo_db["leases"], clock=clock)
+    publisher = Recording()
+    relay = OutboxRelay(store, publisher, lease=lease, poll_interval=1.0, clock=clock)
+    assert await lease.acquire()
+    await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
+    assert await relay.publish_pending() == 1  # stored: the first this relay stores
+    await store.append(AGG, "c1", 1, [CounterIncremented(by=1)], CommitContext("c"))
+    assert await relay.publish_pending() == 1  # published, stored only in a second
+    # A read of the outbox (another process's commit, or the poll) does not
+    # take the relay back to the stored checkpoint.
+    other = MongoEventStore(mongo_db, producer="tests", clock=clock)
+    await other.append(AGG, "c2", 0, [CounterOpened(name="o")], CommitContext("o"))
+    assert await relay.publish_pending() == 1
+    assert [(e.aggregate_id, e.aggregate_version) for e in publisher.published] == [
+        ("c1", 1),
+        ("c1", 2),
+        ("c2", 1),
+    ]
+    stored = await mongo_db["events_outbox"].find_one({"_id": "checkpoint"})
+    assert stored is not None and stored["position"] == 1
+
+    # The process dies before storing it: the next relay publishes again what
+    # was past the stored checkpoint (at least once; consumers dedupe).
+    clock.advance(timedelta(seconds=11))
+    successor_publisher = Recording()
+    successor_lease = RelayLease(mongo_db["leases"], clock=clock)
+    successor = OutboxRelay(
+        MongoEventStore(mongo_db, producer="tests", clock=clock),
+        successor_publisher,
+        lease=successor_lease,
+        clock=clock,
+    )
+    assert await successor_lease.acquire()
+    assert await successor.publish_pending() == 2
+    assert [(e.aggregate_id, e.aggregate_version) for e in successor_publisher.published] == [
+        ("c1", 2),
+        ("c2", 1),
+    ]
+    assert await successor.publish_pending() == 0
+    stored = await mongo_db["events_outbox"].find_one({"_id": "checkpoint"})
+    assert stored is not None and stored["position"] == 3
