@@ -138,11 +138,13 @@ class OrderPlacement:
             return await self._replay(existing, fingerprint, command)
 
         now = self._clock()
+        # Before the suspension read: at a flash sale's start most orders are
+        # refused here, with no read at all (a suspended buyer is refused too).
+        self._refuse_if_sold_out(command.offer_id, now)
         if await self._catalog.is_suspended(command.buyer_id, now):
             raise PlacementRefused(
                 RefusalKind.FORBIDDEN, "buyer_suspended", "This account may not place orders."
             )
-        self._refuse_if_sold_out(command.offer_id, now)
         offer = await self._catalog.offer(command.offer_id)
         product = await self._catalog.product(offer.product_id) if offer else None
         offer, product = check_orderable(offer, product, command.offer_id)
