@@ -255,6 +255,11 @@ class Shop:
                     raise Failed("timeout", "payment never saw the reservation")
                 await asyncio.sleep(next(delays))
                 continue
+            if response.status_code == 429:
+                # Payment's password checks are all busy: it says when to ask
+                # again (Retry-After), as a buyer's app would.
+                await asyncio.sleep(_retry_after(response, next(delays)))
+                continue
             if response.status_code not in (200, 201):
                 raise Failed("failed", f"pay: {response.status_code} {_code(response)}")
             status = response.json()["status"]
@@ -264,6 +269,13 @@ class Shop:
 
 
 NOT_YET_PAYABLE = {(409, "order_not_reserved"), (404, "order_not_found")}
+
+
+def _retry_after(response: httpx.Response, otherwise: float) -> float:
+    """The seconds a 429's `Retry-After` asks for (capped at 5), else `otherwise`."""
+    with contextlib.suppress(KeyError, ValueError):
+        return min(5.0, max(0.0, float(response.headers["Retry-After"])))
+    return otherwise
 
 
 def _code(response: httpx.Response) -> str:

@@ -21,6 +21,7 @@ class FakeShop(Shop):
         self.requests: list[httpx.Request] = []
         self.state = "PLACED"
         self.pay_attempts = 0
+        self.busy_answers = 0  # 429s payment gives before the not-found one
         super().__init__(platform, pacing, connections=4)
 
     def _client(self, url: str) -> httpx.AsyncClient:
@@ -33,7 +34,13 @@ class FakeShop(Shop):
             return httpx.Response(201, json={"order_id": "o1"})
         if request.method == "POST" and request.url.path == "/payments":
             self.pay_attempts += 1
-            if self.pay_attempts == 1:  # payment has not consumed OrderPlaced yet
+            if self.pay_attempts <= self.busy_answers:  # every password check busy
+                return httpx.Response(
+                    429,
+                    headers={"Retry-After": "0"},
+                    json={"error": {"code": "payment_password_checks_busy"}},
+                )
+            if self.pay_attempts == self.busy_answers + 1:  # payment has not consumed OrderPlaced
                 return httpx.Response(404, json={"error": {"code": "order_not_found"}})
             self.state = "DELIVERED"
             return httpx.Response(201, json={"status": "confirmed"})
@@ -90,3 +97,15 @@ async def test_purchases_go_to_a_services_processes_in_turn(tmp_path: Path) -> N
     ports = {r.url.port for r in shop.requests if r.url.path.startswith("/orders")}
     assert ports == {platform.port_of("ordering"), platform.port_of("ordering-2")}
     await shop.close()
+
+
+async def test_a_busy_payment_is_asked_again_when_it_says(tmp_path: Path) -> None:
+    platform = _platform(tmp_path)
+    shop = FakeShop(platform, Pacing(poll_first=0.01, timeout=5))
+    shop.busy_answers = 2
+    offer = BenchOffer("offer-1", _buyer(platform).person)
+
+    purchase = await shop.purchase(_buyer(platform), offer, "burst")
+
+    assert purchase.outcome == "delivered", purchase.detail
+    assert shop.pay_attempts == 4
