@@ -34,7 +34,7 @@ T = TypeVar("T", bound=BaseModel)
 KEYS = AuthKeys.generate()
 HMAC_KEY = b"h" * 32
 DATA_KEY = b"d" * 32
-# Cheap argon2id for fast tests; production uses the RFC 9106 defaults.
+# Cheap argon2id for fast tests; production uses OWASP's (Argon2Parameters()).
 FAST_ARGON2 = Argon2Parameters(time_cost=1, memory_cost_kib=8, parallelism=1)
 
 

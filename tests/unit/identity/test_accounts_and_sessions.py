@@ -17,6 +17,7 @@ from kami_events.catalogue.identity import (
     UserRegistered,
 )
 from kami_identity import handlers
+from kami_identity.adapters.passwords import Argon2Parameters, PasswordHasher
 from kami_identity.domain.phone import Phone
 from kami_identity.domain.rejections import Forbidden, Rejected, Unauthenticated
 from kami_identity.handlers import IdentityPolicy
@@ -125,6 +126,28 @@ async def test_an_account_whose_events_were_lost_is_completed_at_login() -> None
 
 
 # Login ----------------------------------------------------------------------
+
+
+async def test_a_hash_of_other_parameters_is_redone_at_the_next_login() -> None:
+    """Passwords hashed before the parameters changed (RFC 9106's 64 MiB,
+    here a cheap stand-in with other parameters) move to the current ones."""
+    h = harness()
+    await registered(h, PHONE)
+    older = PasswordHasher(Argon2Parameters(time_cost=2, memory_cost_kib=16, parallelism=2))
+    await h.deps.accounts.set_password_hash(PHONE, await older.hash(PASSWORD))
+    assert h.deps.passwords.needs_rehash((await h.deps.accounts.by_phone(PHONE)).password_hash)  # type: ignore[union-attr]
+
+    await handlers.log_in(h.deps, PHONE, PASSWORD, CLIENT_IP)
+    rehashed = (await h.deps.accounts.by_phone(PHONE)).password_hash  # type: ignore[union-attr]
+    assert not h.deps.passwords.needs_rehash(rehashed)
+    assert await h.deps.passwords.verify(rehashed, PASSWORD)
+    await handlers.log_in(h.deps, PHONE, PASSWORD, CLIENT_IP)  # and still logs in
+
+
+def test_identity_hashes_with_owasps_parameters_by_default() -> None:
+    assert Argon2Parameters() == Argon2Parameters(
+        time_cost=3, memory_cost_kib=12 * 1024, parallelism=1
+    )
 
 
 async def test_login_returns_a_short_lived_access_token_with_roles_and_tier() -> None:

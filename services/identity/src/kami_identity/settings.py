@@ -91,10 +91,11 @@ class IdentitySettings(ServiceSettings):
     identity_id_claim_grace_seconds: int = Field(default=600, ge=1)
     identity_purge_interval_seconds: float = Field(default=300.0, gt=0)
 
-    # argon2id cost; lower it only in tests.
+    # argon2id cost (OWASP's 12 MiB, 3 passes, 1 lane; older hashes are redone
+    # at the next login); lower it only in tests.
     identity_argon2_time_cost: int = Field(default=3, ge=1)
-    identity_argon2_memory_kib: int = Field(default=64 * 1024, ge=8)
-    identity_argon2_parallelism: int = Field(default=4, ge=1)
+    identity_argon2_memory_kib: int = Field(default=12 * 1024, ge=8)
+    identity_argon2_parallelism: int = Field(default=1, ge=1)
 
     @property
     def sms_sink_database(self) -> str:
