@@ -234,9 +234,10 @@ def _count_outbox_reads(store: MongoEventStore) -> Callable[[], int]:
     return lambda: calls
 
 
-async def test_the_lease_holder_publishes_its_own_commits_without_reading_the_outbox(
+async def _holding_relay(
     mongo_db: AsyncDatabase[Document],
-) -> None:
+) -> tuple[ManualClock, MongoEventStore, RelayLease, Recording, OutboxRelay]:
+    """A store and the relay that holds its lease, on a clock the test moves."""
     clock = ManualClock(datetime(2026, 3, 1, 12, tzinfo=UTC))
     store = MongoEventStore(mongo_db, producer="tests", clock=clock)
     await store.ensure_indexes()
@@ -244,6 +245,13 @@ async def test_the_lease_holder_publishes_its_own_commits_without_reading_the_ou
     publisher = Recording()
     relay = OutboxRelay(store, publisher, lease=lease, poll_interval=1.0, clock=clock)
     assert await lease.acquire()
+    return clock, store, lease, publisher, relay
+
+
+async def test_the_lease_holder_publishes_its_own_commits_without_reading_the_outbox(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    clock, store, lease, publisher, relay = await _holding_relay(mongo_db)
     await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
     assert await relay.publish_pending() == 1  # the first pass reads the outbox
 
@@ -294,13 +302,7 @@ async def test_the_lease_holder_publishes_its_own_commits_without_reading_the_ou
 async def test_a_checkpoint_not_yet_stored_is_kept_by_its_relay_and_republished_after_a_crash(
     mongo_db: AsyncDatabase[Document],
 ) -> None:
-    clock = ManualClock(datetime(2026, 3, 1, 12, tzinfo=UTC))
-    store = MongoEventStore(mongo_db, producer="tests", clock=clock)
-    await store.ensure_indexes()
-    lease = RelayLease(mongo_db["leases"], clock=clock)
-    publisher = Recording()
-    relay = OutboxRelay(store, publisher, lease=lease, poll_interval=1.0, clock=clock)
-    assert await lease.acquire()
+    clock, store, _lease, publisher, relay = await _holding_relay(mongo_db)
     await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
     assert await relay.publish_pending() == 1  # stored: the first this relay stores
     await store.append(AGG, "c1", 1, [CounterIncremented(by=1)], CommitContext("c"))

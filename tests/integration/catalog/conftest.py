@@ -111,14 +111,7 @@ class CatalogUnderTest:
         """Hand one event to the catalog's consumer, as Kafka would."""
         envelope = self.envelope(event, producer=producer, **options)
         outcome = await self.service.runtime.consumer.consume(
-            IncomingMessage(
-                value=encode(envelope),
-                key=envelope.kafka_key,
-                headers=envelope.kafka_headers(),
-                topic=event.topic(),
-                partition=0,
-                offset=0,
-            )
+            _as_fetched(envelope, event.topic(), offset=0)
         )
         assert outcome == "handled", outcome
         return outcome
@@ -126,19 +119,10 @@ class CatalogUnderTest:
     async def feed_batch(self, events: list[tuple[AggregateEvent, str]]) -> list[str]:
         """Hand `(event, producer)`s to the consumer as one batch of one
         partition, as one Kafka fetch would; returns each one's outcome."""
-        messages = []
-        for offset, (event, producer) in enumerate(events):
-            envelope = self.envelope(event, producer=producer)
-            messages.append(
-                IncomingMessage(
-                    value=encode(envelope),
-                    key=envelope.kafka_key,
-                    headers=envelope.kafka_headers(),
-                    topic=event.topic(),
-                    partition=0,
-                    offset=offset,
-                )
-            )
+        messages = [
+            _as_fetched(self.envelope(event, producer=producer), event.topic(), offset=offset)
+            for offset, (event, producer) in enumerate(events)
+        ]
         return await self.service.runtime.consumer.consume_batch(messages)
 
     async def send(self, event: AggregateEvent, *, producer: str, **options: Any) -> None:
@@ -152,6 +136,18 @@ class CatalogUnderTest:
             envelope.kafka_key,
             envelope.kafka_headers(),
         )
+
+
+def _as_fetched(envelope: Envelope[Any], topic: str, *, offset: int) -> IncomingMessage:
+    """`envelope` as a Kafka fetch hands it to the consumer (partition 0)."""
+    return IncomingMessage(
+        value=encode(envelope),
+        key=envelope.kafka_key,
+        headers=envelope.kafka_headers(),
+        topic=topic,
+        partition=0,
+        offset=offset,
+    )
 
 
 def _settings(servers: Servers, kafka_bootstrap: str | None) -> CatalogSettings:
