@@ -227,6 +227,36 @@ async def test_reading_keys_for_an_operation_writes_its_own_unwritten_moves(
     assert unapplied == ["reserve:order-2"]
 
 
+async def test_a_held_move_is_seen_but_written_only_by_its_own_operation(
+    pool: PoolOnMongo,
+) -> None:
+    await stock(pool, 1)
+    keys = pool.adapters.keys
+    (key,) = await keys.available(OFFER, utc_now(), (), 1)
+    until = utc_now() + timedelta(minutes=17)
+    assert await keys.move(key, t.reserve("order-1", until), "reserve:order-1")
+    (reserved,) = await keys.get([key.key_id])
+
+    assert await keys.move(reserved, t.release("order-1"), "release:order-1", write=False)
+    # Its retry recognises the claim and still does not write it.
+    assert await keys.move(reserved, t.release("order-1"), "release:order-1", write=False)
+
+    (seen,) = await keys.get([key.key_id], settle="release:order-1")
+    assert (seen.status, seen.gen) == (KeyStatus.AVAILABLE, 2)
+    assert await keys.available(OFFER, utc_now(), (), 1) == []
+    await pool.db["key_claims"].update_one(
+        {"_id": f"{key.key_id}@1"}, {"$set": {"at": utc_now() - timedelta(minutes=5)}}
+    )
+    assert await keys.finish_stale_moves(timedelta(seconds=30)) == 0
+    doc = await pool.db["keys"].find_one({"_id": key.key_id})
+    assert doc is not None and (doc["status"], doc["gen"]) == ("reserved", 1)
+
+    await keys.resume("release:order-1")
+
+    (offered,) = await keys.available(OFFER, utc_now(), (), 1)
+    assert (offered.status, offered.order_id, offered.gen) == (KeyStatus.AVAILABLE, None, 2)
+
+
 async def test_keys_are_counted_by_state_and_expired_keys_by_offer(pool: PoolOnMongo) -> None:
     await stock(pool, 4)
     keys = pool.adapters.keys

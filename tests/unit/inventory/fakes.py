@@ -51,6 +51,7 @@ class _Claim:
     target: PoolKey
     at: datetime
     applied: bool = False
+    held: bool = False
 
 
 class FakeKeyStore:
@@ -108,7 +109,7 @@ class FakeKeyStore:
             if key is None:
                 continue
             while (claim := self.claims.get(f"{key_id}@{key.gen}")) is not None:
-                if claim.op == settle and not claim.applied:
+                if claim.op == settle and not (claim.applied or claim.held):
                     self._apply(claim)
                 key = claim.target
             current.append(key)
@@ -118,7 +119,9 @@ class FakeKeyStore:
         sealed = {s.key_id: s for s in await self.sealed(key_ids)}
         return [(key, sealed[key.key_id]) for key in await self.get(key_ids)]
 
-    async def move(self, key: PoolKey, transition: Transition, op: str) -> bool:
+    async def move(
+        self, key: PoolKey, transition: Transition, op: str, *, write: bool = True
+    ) -> bool:
         if not transition.allows(key):
             return False
         claim_id = f"{key.key_id}@{key.gen}"
@@ -126,14 +129,18 @@ class FakeKeyStore:
         if existing is not None:
             if existing.op != op:
                 return False
-            self._apply(existing)
+            if write:
+                self._apply(existing)
             return True
-        claim = _Claim(key.key_id, key.gen, op, transition.apply(key), self._clock())
+        claim = _Claim(
+            key.key_id, key.gen, op, transition.apply(key), self._clock(), held=not write
+        )
         self.claims[claim_id] = claim
         if op in self.interrupt:
             self.interrupt.discard(op)
             raise Interrupted(op)
-        self._apply(claim)
+        if write:
+            self._apply(claim)
         return True
 
     def _apply(self, claim: _Claim) -> None:
@@ -151,7 +158,7 @@ class FakeKeyStore:
 
     async def finish_stale_moves(self, older_than: timedelta) -> int:
         cutoff = self._clock() - older_than
-        stale = [c for c in self.claims.values() if not c.applied and c.at <= cutoff]
+        stale = [c for c in self.claims.values() if not (c.applied or c.held) and c.at <= cutoff]
         for claim in stale:
             self._apply(claim)
         return len(stale)

@@ -22,6 +22,7 @@ from kami_events.catalogue.inventory import (
 from kami_events.store import AlreadyProcessed
 from kami_inventory.domain.keys import KeyStatus
 from kami_inventory.handlers import (
+    finish_interrupted_work,
     record_offer_delisted,
     release_for_cancelled_order,
     reserve_for_order,
@@ -291,6 +292,49 @@ async def test_a_release_interrupted_midway_is_finished_and_announced_once() -> 
     assert world.keys.by_status(OFFER, KeyStatus.AVAILABLE) == sorted([a, b])
     (released, _) = world.events()
     assert isinstance(released, KeysReleased) and released.key_ids == sorted([a, b])
+
+
+async def test_a_release_is_announced_before_anyone_else_can_reserve_its_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = World()
+    (a,) = await world.stock_pool(OFFER, [10])
+    await place(world, "order-1")
+    world.store.committed.clear()
+    cancelled = order_cancelled("order-1", OFFER, [a])
+    context, tracking = message("order-1")
+
+    async def database_gone(*args: object, **kwargs: object) -> object:
+        raise ConnectionError("the event store went away")
+
+    monkeypatch.setattr(world.store, "append", database_gone)
+    with pytest.raises(ConnectionError):
+        await release_for_cancelled_order(cancelled, world.inventory, context, tracking)
+    monkeypatch.undo()
+
+    # Decided but unannounced: the key is not offered, and the maintenance job
+    # leaves the move to the release's own retry.
+    world.clock.advance(timedelta(minutes=5))
+    assert await finish_interrupted_work(world.inventory) == 0
+    await place(world, "order-2")
+    assert world.keys.status_of(a) is KeyStatus.RESERVED
+    await release_for_cancelled_order(cancelled, world.inventory, context, tracking)
+    await place(world, "order-3")
+
+    kinds = [(type(e).__name__, getattr(e, "order_id", None)) for e in world.events()]
+    assert kinds == [
+        ("KeyReservationFailed", "order-2"),
+        ("KeysReleased", "order-1"),
+        ("StockChanged", None),
+        ("KeyReserved", "order-3"),
+        ("StockChanged", None),
+    ]
+    released_stock = world.events()[2]
+    assert released_stock == StockChanged(offer_id=OFFER, available=1, reserved=0)
+    assert (world.keys.status_of(a), world.keys.keys[a].order_id) == (
+        KeyStatus.RESERVED,
+        "order-3",
+    )
 
 
 async def test_payment_sells_the_reserved_keys_once() -> None:

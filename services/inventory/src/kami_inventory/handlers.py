@@ -171,9 +171,12 @@ async def _commit(
     tracking: Tracking | None,
     *,
     with_stock: bool = True,
+    releasing: int = 0,
 ) -> list[Envelope[Event]]:
     """Append `events` (and the pool's fresh `StockChanged`) to the pool's stream.
 
+    `releasing` keys are still reserved on their documents but go back to the
+    pool with these events (held moves, written after the commit).
     Raises `AlreadyProcessed` if `tracking`'s message already committed them.
     """
     for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
@@ -183,6 +186,7 @@ async def _commit(
         # keys gauge counts it for all pools at once).
         stock = await inv.keys.counts(offer_id) if with_stock else None
         if stock is not None:
+            stock = stock.released(releasing)
             batch.append(stock.changed(offer_id))
         try:
             envelopes = await inv.store.append(POOL, offer_id, version, batch, context, tracking)
@@ -201,7 +205,13 @@ async def _commit(
 
 
 async def _move_all(
-    inv: Inventory, offer_id: str, key_ids: Collection[str], transition: Transition, op: str
+    inv: Inventory,
+    offer_id: str,
+    key_ids: Collection[str],
+    transition: Transition,
+    op: str,
+    *,
+    write: bool = True,
 ) -> list[str]:
     """Move every key of `key_ids` in `offer_id`'s pool that `transition` allows;
     returns the ids `op` has moved, in this attempt or an earlier one.
@@ -209,12 +219,14 @@ async def _move_all(
     An operation only ever moves the keys its message names, so a crashed
     earlier attempt left its unwritten moves on these keys (written while
     reading them, `settle`), and when this attempt moves every one of them
-    there is nothing else `op` can have moved: only then is `moved_by` skipped."""
+    there is nothing else `op` can have moved: only then is `moved_by` skipped.
+    With `write=False` the moves are held (`MongoKeyStore.move`), the caller
+    writes them with `resume(op)`."""
     wanted = list(dict.fromkeys(key_ids))
     moved: list[str] = []
-    for key in await inv.keys.get(wanted, settle=op):
+    for key in await inv.keys.get(wanted, settle=op if write else None):
         allowed = key.offer_id == offer_id and transition.allows(key)
-        if allowed and await inv.keys.move(key, transition, op):
+        if allowed and await inv.keys.move(key, transition, op, write=write):
             moved.append(key.key_id)
     if len(moved) == len(wanted):
         return sorted(moved)
@@ -542,15 +554,23 @@ def _put_back_op(order_id: str) -> str:
 async def release_for_cancelled_order(
     order: OrderCancelled, inv: Inventory, context: CommitContext, tracking: Tracking | None
 ) -> list[str]:
-    """Return the cancelled order's reserved keys to the pool (`KeysReleased`)."""
+    """Return the cancelled order's reserved keys to the pool (`KeysReleased`).
+
+    The only move that hands a key on to someone else, so it is announced
+    before it is written: the release is claimed (held), `KeysReleased`
+    committed, and only then do the keys read available. Written first, a
+    crash before the commit let another order reserve a key whose release
+    was announced after that order's `KeyReserved`."""
     if not order.release_key_ids:
         return []
+    op = f"release:{order.order_id}"
     released = await _move_all(
         inv,
         order.offer_id,
         order.release_key_ids,
         transitions.release(order.order_id),
-        f"release:{order.order_id}",
+        op,
+        write=False,
     )
     if released:
         event = KeysReleased(
@@ -559,7 +579,15 @@ async def release_for_cancelled_order(
             key_ids=released,
             reason=ReleaseReason.ORDER_CANCELLED,
         )
-        await _commit(inv, order.offer_id, [event], context, tracking)
+        # The released keys whose documents still hold them for the order.
+        unwritten = {k.key_id for k in await inv.keys.of_order(order.order_id, KeyStatus.RESERVED)}
+        releasing = len(unwritten.intersection(released))
+        try:
+            await _commit(inv, order.offer_id, [event], context, tracking, releasing=releasing)
+        except AlreadyProcessed:
+            await inv.keys.resume(op)  # committed by an attempt that stopped right after
+            raise
+        await inv.keys.resume(op)
     return released
 
 

@@ -75,21 +75,31 @@ class KeyStore(Protocol):
     async def get(self, key_ids: Collection[str], *, settle: str | None = None) -> list[PoolKey]:
         """The keys' current states (unknown ids are left out). With `settle`,
         the moves of operation `settle` on these keys that a crashed attempt
-        decided but did not write are written first (`resume`, for these keys)."""
+        decided but did not write are written first (`resume`, for these keys;
+        held moves excepted)."""
         ...
 
     async def get_sealed(self, key_ids: Collection[str]) -> list[tuple[PoolKey, SealedKey]]:
         """`get`, each key with its sealed secret, from one read of the key."""
         ...
 
-    async def move(self, key: PoolKey, transition: Transition, op: str) -> bool: ...
+    async def move(
+        self, key: PoolKey, transition: Transition, op: str, *, write: bool = True
+    ) -> bool:
+        """Claim `key`'s next generation for `op` and write the move onto the key;
+        False if the transition does not apply or another operation claimed it.
+        With `write=False` the move is held: the key document keeps its old
+        state (so `available` does not offer it) until `resume(op)` writes it,
+        and `finish_stale_moves` leaves it alone; `get` already sees it."""
+        ...
 
     async def moved_by(self, op: str) -> list[str]:
         """Ids of the keys operation `op` moved, in a stable order."""
         ...
 
     async def resume(self, op: str) -> None:
-        """Finish the moves of `op` that a crashed attempt decided but did not write."""
+        """Write the moves of `op` that are claimed but not written: a crashed
+        attempt's, or the held ones."""
         ...
 
     async def finish_stale_moves(self, older_than: timedelta) -> int: ...

@@ -18,6 +18,12 @@ The claim also records the operation (`op`) that made it and the state it
 leads to, so a retry of the same operation recognises its own move, a crash
 between claim and write is finished by the next attempt or by the
 maintenance job, and the claims together are each key's full history.
+
+A move can also be claimed `held` (`move(..., write=False)`): it is written
+onto the key only by its own operation's `resume`, after that operation has
+committed the move's event, and never by the maintenance job. Until then the
+key document keeps its old state, so queries on it (`available`) do not
+offer the key to anyone else.
 """
 
 from __future__ import annotations
@@ -166,13 +172,15 @@ class MongoKeyStore:
                 break
             for claim in ahead:
                 current[claim["key_id"]] = _after(current[claim["key_id"]], claim)
-                if settle is not None and claim["op"] == settle and not claim["applied"]:
+                if claim["op"] == settle and not (claim["applied"] or claim.get("held")):
                     unwritten.append(claim)
         for claim in unwritten:  # in generation order, key by key
             await self._apply(claim)
         return [current[key_id] for key_id in key_ids if key_id in current]
 
-    async def move(self, key: PoolKey, transition: Transition, op: str) -> bool:
+    async def move(
+        self, key: PoolKey, transition: Transition, op: str, *, write: bool = True
+    ) -> bool:
         if not transition.allows(key):
             return False
         target = transition.apply(key)
@@ -187,6 +195,8 @@ class MongoKeyStore:
             "at": self._clock(),
             "applied": False,
         }
+        if not write:
+            claim["held"] = True
         try:
             await self.claims.insert_one(claim)
         except DuplicateKeyError:
@@ -194,7 +204,8 @@ class MongoKeyStore:
             if existing is None or existing["op"] != op:
                 return False  # another operation took this generation of the key
             claim = existing  # this operation's own earlier attempt
-        await self._apply(claim)
+        if write:
+            await self._apply(claim)
         return True
 
     async def moved_by(self, op: str) -> list[str]:
@@ -208,7 +219,10 @@ class MongoKeyStore:
     async def finish_stale_moves(self, older_than: timedelta) -> int:
         cutoff = self._clock() - older_than
         finished = 0
-        cursor = self.claims.find({"applied": False, "at": {"$lte": cutoff}}).limit(500)
+        # Held moves wait for their operation's event; only it writes them.
+        cursor = self.claims.find(
+            {"applied": False, "at": {"$lte": cutoff}, "held": {"$ne": True}}
+        ).limit(500)
         async for claim in cursor:
             await self._apply(claim)
             finished += 1

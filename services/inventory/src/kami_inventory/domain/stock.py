@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kami_events.catalogue.inventory import StockChanged
 
@@ -16,6 +16,10 @@ class StockLevels:
     voided: int = 0
     # Keys past their expiry that were never sold (still available, or blocked).
     expired: int = 0
+
+    def released(self, count: int) -> StockLevels:
+        """The levels once `count` of the reserved keys are back in the pool."""
+        return replace(self, available=self.available + count, reserved=self.reserved - count)
 
     def changed(self, offer_id: str) -> StockChanged:
         return StockChanged(offer_id=offer_id, available=self.available, reserved=self.reserved)
