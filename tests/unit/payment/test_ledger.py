@@ -9,7 +9,7 @@ import pytest
 
 from kami_events.catalogue.payment import PaymentChannel
 from kami_events.clock import ManualClock
-from kami_payment.adapters.journal import MovementState
+from kami_payment.adapters.journal import JournalLine, LineInsert, MovementState
 from kami_payment.domain.ledger import (
     Account,
     AccountType,
@@ -115,19 +115,38 @@ async def test_a_guarded_debit_beyond_the_balance_is_refused_and_moves_nothing()
 
 async def test_racing_debits_never_overdraw_the_wallet() -> None:
     journal = InMemoryJournal()
-    ledger = Ledger(journal, clock=ManualClock())
-    await ledger.execute(top_up("top:1", 1_000))
+    # Two processes on one journal: only the journal's unique keys decide between them.
+    ledgers = [Ledger(journal, clock=ManualClock()) for _ in range(2)]
+    await ledgers[0].execute(top_up("top:1", 1_000))
 
     results = await asyncio.gather(
-        *(ledger.execute(spend(f"spend:{i}", 150, to=f"p{i}")) for i in range(20))
+        *(ledgers[i % 2].execute(spend(f"spend:{i}", 150, to=f"p{i}")) for i in range(20))
     )
 
     applied = [r for r in results if r.state is MovementState.APPLIED]
     assert len(applied) == 6  # 6 × 150 = 900; a 7th would overdraw
-    assert await ledger.balance(WALLET) == 100
+    assert await ledgers[1].balance(WALLET) == 100
     assert all(WALLET.natural(line.balance_after) >= 0 for line in journal.by_account[WALLET])
     assert [line.seq for line in journal.by_account[WALLET]] == list(range(1, 8))
-    assert (await ledger.trial_balance()).balanced
+    assert (await ledgers[1].trial_balance()).balanced
+
+
+async def test_one_process_posts_to_an_account_in_turn_without_colliding() -> None:
+    journal = InMemoryJournal()
+    ledger = Ledger(journal, clock=ManualClock())
+    outcomes: list[LineInsert] = []
+    insert_line = journal.insert_line
+
+    async def counted(line: JournalLine) -> LineInsert:
+        outcomes.append(await insert_line(line))
+        return outcomes[-1]
+
+    journal.insert_line = counted  # type: ignore[method-assign]
+    await asyncio.gather(*(ledger.execute(top_up(f"top:{i}", 10)) for i in range(20)))
+
+    assert outcomes == [LineInsert.INSERTED] * 40
+    assert [line.seq for line in journal.by_account[WALLET]] == list(range(1, 21))
+    assert await ledger.balance(WALLET) == 200
 
 
 async def test_a_crash_mid_movement_is_finished_by_a_later_pass() -> None:
