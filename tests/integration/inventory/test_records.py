@@ -15,7 +15,7 @@ from kami_inventory.app import MongoAdapters, build_inventory
 from kami_inventory.domain.imports import FileFormat
 from kami_inventory.domain.keys import KeyStatus, PoolKey
 from kami_inventory.domain.offers import Offer
-from kami_inventory.domain.stock import StockLevels
+from kami_inventory.domain.stock import BookedStock, LiveStock, StockLevels
 from kami_inventory.handlers import (
     ImportKeys,
     VoidKeys,
@@ -127,14 +127,19 @@ async def test_the_near_expiry_job_blocks_exactly_the_keys_inside_the_margin(
 
 async def test_the_stock_book_keeps_the_counts_of_the_newest_commit(pool: PoolOnMongo) -> None:
     book = pool.adapters.stock_book
-    await book.record("offer-1", 3, StockLevels(available=5, reserved=2, sold=1))
+    await book.record("offer-1", 3, LiveStock(available=5, reserved=2))
     # A slower writer that counted before commit 3 does not roll the counts back.
-    await book.record("offer-1", 2, StockLevels(available=7, reserved=1))
-    await book.record("offer-2", 1, StockLevels(available=10))
+    await book.record("offer-1", 2, LiveStock(available=7, reserved=1))
+    await book.record("offer-2", 1, LiveStock(available=10))
     assert await book.all() == {
-        "offer-1": StockLevels(available=5, reserved=2, sold=1),
-        "offer-2": StockLevels(available=10),
+        "offer-1": BookedStock(3, StockLevels(available=5, reserved=2)),
+        "offer-2": BookedStock(1, StockLevels(available=10)),
     }
-    await book.record("offer-1", 4, StockLevels(available=4, reserved=2, sold=2, expired=1))
-    # `expired` changes with time, not with commits: the gauge counts it itself.
-    assert (await book.all())["offer-1"] == StockLevels(available=4, reserved=2, sold=2)
+    await book.record_settled("offer-1", 3, StockLevels(available=9, sold=4, voided=1))
+    await book.record("offer-1", 4, LiveStock(available=4, reserved=2))
+    # Settled counts of an older version than the kept ones change nothing.
+    await book.record_settled("offer-1", 2, StockLevels(sold=1))
+
+    booked = (await book.all())["offer-1"]
+    assert booked == BookedStock(4, StockLevels(available=4, reserved=2, sold=4, voided=1), 3)
+    assert booked.settled_behind

@@ -20,7 +20,7 @@ from kami_inventory.domain.keys import KeyStatus, PoolKey, Transition
 from kami_inventory.domain.offers import Offer, Product
 from kami_inventory.domain.replacements import Replacement
 from kami_inventory.domain.reservations import Reservation, ReservationPolicy
-from kami_inventory.domain.stock import StockLevels
+from kami_inventory.domain.stock import BookedStock, LiveStock, StockLevels
 from kami_inventory.handlers import (
     ImportKeys,
     Inventory,
@@ -173,6 +173,9 @@ class FakeKeyStore:
     async def stock(self, offer_id: str, now: datetime) -> StockLevels:
         expired = (await self.expired(now)).get(offer_id, 0)
         return replace(await self.counts(offer_id), expired=expired)
+
+    async def live(self, offer_id: str) -> LiveStock:
+        return (await self.counts(offer_id)).live
 
     async def counts(self, offer_id: str) -> StockLevels:
         pool = [k for k in self.keys.values() if k.offer_id == offer_id]
@@ -359,15 +362,24 @@ class FakeDataKeys:
 
 class FakeStockBook:
     def __init__(self) -> None:
-        self.pools: dict[str, tuple[int, StockLevels]] = {}
+        self.pools: dict[str, BookedStock] = {}
 
-    async def record(self, offer_id: str, version: int, stock: StockLevels) -> None:
-        kept = self.pools.get(offer_id)
-        if kept is None or kept[0] < version:
-            self.pools[offer_id] = (version, stock)
+    async def record(self, offer_id: str, version: int, stock: LiveStock) -> None:
+        kept = self.pools.get(offer_id, BookedStock(0, StockLevels()))
+        if kept.version < version or offer_id not in self.pools:
+            levels = replace(kept.levels, available=stock.available, reserved=stock.reserved)
+            self.pools[offer_id] = replace(kept, version=version, levels=levels)
 
-    async def all(self) -> dict[str, StockLevels]:
-        return {offer_id: stock for offer_id, (_, stock) in self.pools.items()}
+    async def record_settled(self, offer_id: str, version: int, stock: StockLevels) -> None:
+        kept = self.pools[offer_id]
+        if kept.settled_version is None or kept.settled_version < version:
+            levels = replace(
+                kept.levels, sold=stock.sold, blocked=stock.blocked, voided=stock.voided
+            )
+            self.pools[offer_id] = replace(kept, levels=levels, settled_version=version)
+
+    async def all(self) -> dict[str, BookedStock]:
+        return dict(self.pools)
 
 
 class FakeAudit:

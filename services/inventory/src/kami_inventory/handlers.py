@@ -184,7 +184,7 @@ async def _commit(
         batch: list[Event] = list(events)
         # By state only: `expired` changes with time, not with commits (the
         # keys gauge counts it for all pools at once).
-        stock = await inv.keys.counts(offer_id) if with_stock else None
+        stock = await inv.keys.live(offer_id) if with_stock else None
         if stock is not None:
             stock = stock.released(releasing)
             batch.append(stock.changed(offer_id))
@@ -481,7 +481,7 @@ async def _reserve(order: OrderPlaced, inv: Inventory, *, first_attempt: bool) -
     offer = await inv.offers.get(order.offer_id)
     failure = refusal(offer, order)
     if failure is not None:
-        stock = await inv.keys.counts(order.offer_id)
+        stock = await inv.keys.live(order.offer_id)
         return await inv.reservations.decide(
             Reservation.failed(
                 order.order_id, order.offer_id, order.quantity, failure, stock.available
@@ -525,7 +525,7 @@ async def _reserve(order: OrderPlaced, inv: Inventory, *, first_attempt: bool) -
             ),
             inv,
         )
-        stock = await inv.keys.counts(order.offer_id)
+        stock = await inv.keys.live(order.offer_id)
         decision = Reservation.failed(
             order.order_id,
             order.offer_id,
@@ -721,7 +721,7 @@ async def _allocate(request: ReplacementApproved, inv: Inventory) -> Replacement
     faulty = await inv.keys.get(request.key_ids)
     failure = replacement_refusal(offer, request, faulty)
     if failure is not None:
-        stock = await inv.keys.counts(request.offer_id)
+        stock = await inv.keys.live(request.offer_id)
         return await inv.replacements.decide(Replacement.failed(request, failure, stock.available))
 
     now = inv.clock()
@@ -755,7 +755,7 @@ async def _allocate(request: ReplacementApproved, inv: Inventory) -> Replacement
     if len(held) >= wanted:
         decision = Replacement.allocated(request, tuple(held[:wanted]))
     else:
-        stock = await inv.keys.counts(request.offer_id)
+        stock = await inv.keys.live(request.offer_id)
         decision = Replacement.failed(
             request,
             ReplacementFailure.OUT_OF_STOCK,
@@ -896,15 +896,25 @@ async def offers_of(seller_id: str, inv: Inventory) -> list[tuple[Offer, StockLe
 
 
 async def keys_by_state(inv: Inventory) -> dict[str, StockLevels]:
-    """Every pool's keys for the gauge: the counts of its last commit, and the
-    keys past their expiry now (one command for all pools, per refresh)."""
-    pools = await inv.stock_book.all()
+    """Every pool's keys for the gauge: the live counts of its last commit,
+    its sold, blocked and voided keys counted again if it committed since the
+    last refresh (commits count only the live ones), and the keys past their
+    expiry now (one command for all pools)."""
+    levels: dict[str, StockLevels] = {}
+    for offer_id, booked in (await inv.stock_book.all()).items():
+        levels[offer_id] = booked.levels
+        if booked.settled_behind:
+            counted = await inv.keys.counts(offer_id)
+            await inv.stock_book.record_settled(offer_id, booked.version, counted)
+            levels[offer_id] = dataclasses.replace(
+                booked.levels, sold=counted.sold, blocked=counted.blocked, voided=counted.voided
+            )
     expired = await inv.keys.expired(inv.clock())
     return {
         offer_id: dataclasses.replace(
-            pools.get(offer_id, StockLevels()), expired=expired.get(offer_id, 0)
+            levels.get(offer_id, StockLevels()), expired=expired.get(offer_id, 0)
         )
-        for offer_id in sorted(pools.keys() | expired.keys())
+        for offer_id in sorted(levels.keys() | expired.keys())
     }
 
 

@@ -22,7 +22,8 @@ KEY_REVEALS = Counter(
 )
 KEYS = Gauge(
     "kami_inventory_keys",
-    "Keys of an offer's pool by state, as of the pool's last commit; expired (as of the "
-    "last refresh) overlaps available and blocked: keys past their expiry never sold",
+    "Keys of an offer's pool by state: available and reserved as of the pool's last commit, "
+    "sold, blocked, voided and expired as of the last refresh (expired overlaps available "
+    "and blocked: keys past their expiry never sold)",
     ["offer_id", "state"],
 )

@@ -15,7 +15,7 @@ from kami_inventory.domain.keys import KeyStatus, PoolKey, Transition
 from kami_inventory.domain.offers import Offer, Product
 from kami_inventory.domain.replacements import Replacement
 from kami_inventory.domain.reservations import Reservation
-from kami_inventory.domain.stock import StockLevels
+from kami_inventory.domain.stock import BookedStock, LiveStock, StockLevels
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,13 @@ class KeyStore(Protocol):
         ...
 
     async def counts(self, offer_id: str) -> StockLevels:
-        """The pool's keys by state, `expired` left at 0: what a commit
-        announces, in one command."""
+        """The pool's keys by state, `expired` left at 0, in one command that
+        reads every key of the pool (sellers' views, the gauge's refresh)."""
+        ...
+
+    async def live(self, offer_id: str) -> LiveStock:
+        """The pool's available and reserved keys: what a commit announces,
+        reading only those keys."""
         ...
 
     async def expired(self, now: datetime) -> dict[str, int]:
@@ -256,11 +261,16 @@ class RevealAudit(Protocol):
 class StockBook(Protocol):
     """The latest key counts by state of each pool (not `expired`), one small
     document per offer: the `kami_inventory_keys` gauge reads these instead of
-    counting the keys."""
+    counting the keys at every refresh."""
 
-    async def record(self, offer_id: str, version: int, stock: StockLevels) -> None:
-        """Keep the counts committed at the pool's stream `version`; counts
-        from an older version than the kept ones change nothing."""
+    async def record(self, offer_id: str, version: int, stock: LiveStock) -> None:
+        """Keep the live counts committed at the pool's stream `version`;
+        counts from an older version than the kept ones change nothing."""
         ...
 
-    async def all(self) -> dict[str, StockLevels]: ...
+    async def record_settled(self, offer_id: str, version: int, stock: StockLevels) -> None:
+        """Keep the sold, blocked and voided counts of `stock`, counted once
+        the pool's stream was at `version` (older counts change nothing)."""
+        ...
+
+    async def all(self) -> dict[str, BookedStock]: ...

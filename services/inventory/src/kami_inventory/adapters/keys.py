@@ -41,7 +41,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from kami_events.clock import Clock
 from kami_events.mongo import Document
 from kami_inventory.domain.keys import KeyStatus, PoolKey, Transition
-from kami_inventory.domain.stock import StockLevels
+from kami_inventory.domain.stock import LiveStock, StockLevels
 from kami_inventory.ports import NewKey, SealedKey
 
 DUPLICATE_KEY = 11000
@@ -255,6 +255,22 @@ class MongoKeyStore:
             sold=counts.get(KeyStatus.SOLD.value, 0),
             blocked=counts.get(KeyStatus.BLOCKED.value, 0),
             voided=counts.get(KeyStatus.VOIDED.value, 0),
+        )
+
+    async def live(self, offer_id: str) -> LiveStock:
+        # One equality match per state: FerretDB reads only the keys it names
+        # (an `$in` or `$group` over the pool would read the sold ones too).
+        counts: dict[str, int] = {}
+        for status in (KeyStatus.AVAILABLE, KeyStatus.RESERVED):
+            pipeline: list[Document] = [
+                {"$match": {"offer_id": offer_id, "status": status.value}},
+                {"$count": "n"},
+            ]
+            counts[status.value] = sum(
+                [int(row["n"]) async for row in await self.keys.aggregate(pipeline)]
+            )
+        return LiveStock(
+            available=counts[KeyStatus.AVAILABLE.value], reserved=counts[KeyStatus.RESERVED.value]
         )
 
     async def expired(self, now: datetime) -> dict[str, int]:

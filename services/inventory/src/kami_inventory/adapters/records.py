@@ -27,7 +27,7 @@ from kami_inventory.domain.imports import FileFormat, ImportReport, RejectedLine
 from kami_inventory.domain.offers import Offer, Product
 from kami_inventory.domain.replacements import Replacement
 from kami_inventory.domain.reservations import Reservation
-from kami_inventory.domain.stock import StockLevels
+from kami_inventory.domain.stock import BookedStock, LiveStock, StockLevels
 from kami_inventory.ports import (
     ImportRecord,
     PendingWork,
@@ -392,25 +392,36 @@ class MongoRevealAudit:
 
 # The states a pool's keys are counted in (`expired` overlaps available and blocked).
 STOCK_STATES = tuple(f.name for f in dataclasses.fields(StockLevels))
-# What a commit counts; `expired` changes with time, the gauge counts it itself.
-COMMITTED_STATES = tuple(state for state in STOCK_STATES if state != "expired")
+# What every commit counts, and what the gauge counts again when a pool moved.
+LIVE_STATES = tuple(f.name for f in dataclasses.fields(LiveStock))
+SETTLED_STATES = ("sold", "blocked", "voided")
 
 
 class MongoStockBook:
-    """`pool_stock`: one document per offer (`_id` = offer id) with the counts
-    by state of its last commit. Small and bounded by the number of offers, so
-    the metrics job may read all of it; the keys collection is never scanned
-    for it."""
+    """`pool_stock`: one document per offer (`_id` = offer id) with the live
+    counts of its last commit (`version`), and its sold, blocked and voided
+    keys as the gauge last counted them (`settled_version`). Small and bounded
+    by the number of offers, so the metrics job may read all of it."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.pools: AsyncCollection[Document] = db["pool_stock"]
 
-    async def record(self, offer_id: str, version: int, stock: StockLevels) -> None:
-        counts = {state: getattr(stock, state) for state in COMMITTED_STATES}
-        await write_newer(self.pools, offer_id, version, {**counts, "version": version})
+    async def record(self, offer_id: str, version: int, stock: LiveStock) -> None:
+        counts = {state: getattr(stock, state) for state in LIVE_STATES}
+        await write_newer(self.pools, offer_id, version, counts)
 
-    async def all(self) -> dict[str, StockLevels]:
+    async def record_settled(self, offer_id: str, version: int, stock: StockLevels) -> None:
+        counts = {state: getattr(stock, state) for state in SETTLED_STATES}
+        await write_newer(self.pools, offer_id, version, counts, guard="settled_version")
+
+    async def all(self) -> dict[str, BookedStock]:
         return {
-            doc["_id"]: StockLevels(**{state: int(doc.get(state, 0)) for state in COMMITTED_STATES})
+            doc["_id"]: BookedStock(
+                version=int(doc.get("version", 0)),
+                levels=StockLevels(
+                    **{state: int(doc.get(state, 0)) for state in LIVE_STATES + SETTLED_STATES}
+                ),
+                settled_version=doc.get("settled_version"),
+            )
             async for doc in self.pools.find({})
         }
