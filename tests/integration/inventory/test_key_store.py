@@ -7,6 +7,9 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable
 from datetime import timedelta
+from typing import Any
+
+import pytest
 
 from kami_events.catalogue.inventory import (
     BlockReason,
@@ -19,6 +22,7 @@ from kami_events.catalogue.inventory import (
 )
 from kami_events.clock import utc_now
 from kami_events.locks import KeyedLocks
+from kami_inventory.adapters.keys import MongoKeyStore
 from kami_inventory.domain import keys as t
 from kami_inventory.domain.imports import FileFormat
 from kami_inventory.domain.keys import KeyStatus
@@ -225,6 +229,43 @@ async def test_reading_keys_for_an_operation_writes_its_own_unwritten_moves(
     assert (docs[theirs.key_id]["status"], docs[theirs.key_id]["gen"]) == ("available", 0)
     unapplied = [c["op"] async for c in pool.db["key_claims"].find({"applied": False})]
     assert unapplied == ["reserve:order-2"]
+
+
+async def test_candidates_read_once_serve_the_next_reservations(
+    pool: PoolOnMongo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await stock(pool, 12)
+    keys = pool.adapters.keys
+    elsewhere = MongoKeyStore(pool.db, clock=utc_now)  # another inventory process
+    reads: list[int] = []
+    read = keys._available
+
+    async def counted(*args: Any) -> list[t.PoolKey]:
+        found = await read(*args)
+        reads.append(len(found))
+        return found
+
+    monkeypatch.setattr(keys, "_available", counted)
+    (first,) = await keys.available(OFFER, utc_now(), (), 1)
+    until = utc_now() + timedelta(minutes=17)
+    # Another process takes the next candidate meanwhile: this one's claim
+    # on it fails, and the one after it is taken instead.
+    (second,) = await elsewhere.available(OFFER, utc_now(), (first.key_id,), 1)
+    assert await elsewhere.move(second, t.reserve("order-b", until), "reserve:order-b")
+    (stale,) = await keys.available(OFFER, utc_now(), (first.key_id,), 1)
+    assert stale.key_id == second.key_id
+    assert not await keys.move(stale, t.reserve("order-a", until), "reserve:order-a")
+    (third,) = await keys.available(OFFER, utc_now(), (first.key_id, second.key_id), 1)
+    assert await keys.move(third, t.reserve("order-a", until), "reserve:order-a")
+
+    assert reads == [12]  # one read of the pool for the three asks
+    # New keys may expire sooner: an import makes the next ask read again.
+    await import_keys(
+        ImportKeys(SELLER, OFFER, "import-2", FileFormat.TXT, "LATE-KEY-0001-xxxxxxxx\n"),
+        pool.inventory,
+    )
+    await keys.available(OFFER, utc_now(), (), 1)
+    assert len(reads) == 2
 
 
 async def test_a_held_move_is_seen_but_written_only_by_its_own_operation(

@@ -29,6 +29,7 @@ offer the key to anyone else.
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +46,13 @@ from kami_inventory.domain.stock import LiveStock, StockLevels
 from kami_inventory.ports import NewKey, SealedKey
 
 DUPLICATE_KEY = 11000
+# A reservation asks for a few keys, soonest expiry first. FerretDB sorts in
+# its own process, after reading every available key of the pool, so each
+# read of candidates asks for this many and the rest are handed out from
+# memory to the next reservations (of this process, for the pools it served
+# last: at most `CANDIDATE_POOLS`).
+CANDIDATES_PREFETCHED = 64
+CANDIDATE_POOLS = 1000
 # A key cannot have changed state more often than this between two reads.
 MAX_CLAIM_CHAIN = 16
 
@@ -54,6 +62,8 @@ class MongoKeyStore:
         self.keys: AsyncCollection[Document] = db["keys"]
         self.claims: AsyncCollection[Document] = db["key_claims"]
         self._clock = clock
+        # Pool → keys read as available and not handed out yet, soonest expiry first.
+        self._candidates: OrderedDict[str, list[PoolKey]] = OrderedDict()
 
     async def ensure_indexes(self) -> None:
         await self.keys.create_index(
@@ -99,6 +109,8 @@ class MongoKeyStore:
             }
             for key in keys
         ]
+        for offer_id in {key.offer_id for key in keys}:
+            self._candidates.pop(offer_id, None)  # new keys may expire sooner
         try:
             await self.keys.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
@@ -125,6 +137,35 @@ class MongoKeyStore:
         return {doc["fingerprint"]: doc["_id"] async for doc in cursor}
 
     async def available(
+        self, offer_id: str, expiring_after: datetime, exclude: Collection[str], limit: int
+    ) -> list[PoolKey]:
+        """Candidates, handed out from the pool's prefetched ones while they
+        last (`CANDIDATES_PREFETCHED`): a candidate moved since it was read
+        loses its claim, and the caller asks again."""
+        kept = self._candidates.pop(offer_id, [])
+        picked: list[PoolKey] = []
+        left: list[PoolKey] = []
+        for key in kept:
+            wanted = len(picked) < limit and key.key_id not in exclude
+            if wanted and key.expires_at > expiring_after:
+                picked.append(key)
+            else:
+                left.append(key)
+        if len(picked) < limit:
+            skip = {*exclude, *(key.key_id for key in picked)}
+            read = await self._available(
+                offer_id, expiring_after, skip, max(limit - len(picked), CANDIDATES_PREFETCHED)
+            )
+            needed = limit - len(picked)
+            picked += read[:needed]
+            left = read[needed:]  # sooner-expiring keys first, as read now
+        if left:
+            self._candidates[offer_id] = left
+            while len(self._candidates) > CANDIDATE_POOLS:
+                self._candidates.popitem(last=False)
+        return picked
+
+    async def _available(
         self, offer_id: str, expiring_after: datetime, exclude: Collection[str], limit: int
     ) -> list[PoolKey]:
         query: Document = {
