@@ -12,6 +12,8 @@ import (
 	"flag"
 	"log"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served on -debug-addr only
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,7 +29,16 @@ func main() {
 	postgresqlURL := flag.String("postgresql-url", "",
 		"PostgreSQL URL of the postgresql backend, e.g. postgres://127.0.0.1:25432/ferretdb")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
+	debugAddr := flag.String("debug-addr", "",
+		"if set, serve Go's profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060")
 	flag.Parse()
+
+	if *debugAddr != "" {
+		go func() {
+			log.Printf("kami-ferretdb profiles on http://%s/debug/pprof/", *debugAddr)
+			log.Printf("debug listener: %v", http.ListenAndServe(*debugAddr, nil)) //nolint:gosec // loopback, opt-in
+		}()
+	}
 
 	// FerretDB logs every connection at info level; default to warn so the
 	// log file stays readable during test runs.
