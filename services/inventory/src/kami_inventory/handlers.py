@@ -224,7 +224,7 @@ async def _move_all(
     writes them with `resume(op)`."""
     wanted = list(dict.fromkeys(key_ids))
     moved: list[str] = []
-    for key in await inv.keys.get(wanted, settle=op if write else None):
+    for key in await inv.keys.get(wanted, settle=op):  # never writes held moves
         allowed = key.offer_id == offer_id and transition.allows(key)
         if allowed and await inv.keys.move(key, transition, op, write=write):
             moved.append(key.key_id)
