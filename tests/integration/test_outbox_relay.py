@@ -299,6 +299,32 @@ async def test_the_lease_holder_publishes_its_own_commits_without_reading_the_ou
     assert relay.known_checkpoint() == 5
 
 
+async def test_a_pass_that_starts_before_the_renewal_keeps_what_its_relay_knows(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    """The last CI run saw an order's event published twice: a pass began
+    with the lease just short of renewal, found it lapsed midway by the
+    clock, and fell back to the stored checkpoint."""
+    clock, store, lease, publisher, relay = await _holding_relay(mongo_db)
+    await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
+    assert await relay.publish_pending() == 1
+    await store.append(AGG, "c1", 1, [CounterIncremented(by=1)], CommitContext("c"))
+    assert await relay.publish_pending() == 1  # published; stored only in a second
+
+    clock.advance(timedelta(seconds=4.9))
+    assert await lease.acquire()  # not renewed yet: more than half the ttl left
+    clock.advance(timedelta(seconds=0.2))  # the pass's own reads take a while
+    assert relay.known_checkpoint() == 2
+    other = MongoEventStore(mongo_db, producer="tests", clock=clock)
+    await other.append(AGG, "c2", 0, [CounterOpened(name="o")], CommitContext("o"))
+    assert await relay.publish_pending() == 1
+    assert [(e.aggregate_id, e.aggregate_version) for e in publisher.published] == [
+        ("c1", 1),
+        ("c1", 2),
+        ("c2", 1),
+    ]
+
+
 async def test_a_checkpoint_not_yet_stored_is_kept_by_its_relay_and_republished_after_a_crash(
     mongo_db: AsyncDatabase[Document],
 ) -> None:

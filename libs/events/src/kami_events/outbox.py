@@ -170,8 +170,13 @@ class RelayLease:
         return True
 
     def holds(self) -> bool:
-        """Whether the lease is this relay's for a while yet, by the clock alone."""
-        return self._held_until is not None and self._held_until - self._clock() > self._ttl / 2
+        """Whether the lease is this relay's for a while yet, by the clock alone.
+
+        Its margin is half the renewal's: a pass that starts just before
+        `acquire` would renew keeps the lease to its end, instead of finding
+        it lapsed midway and publishing again from the stored checkpoint.
+        """
+        return self._held_until is not None and self._held_until - self._clock() > self._ttl / 4
 
     async def release(self) -> None:
         """Give up the lease at once (on shutdown) instead of letting it expire."""

@@ -149,7 +149,10 @@ class ServiceRuntime:
             concurrency=settings.consumer_concurrency,
             max_batch=settings.consumer_max_batch,
         )
-        self.lease = RelayLease(self.db["leases"], clock=clock)
+        # A lease is about whether a process is alive, in real time: a test's
+        # clock jumping ahead must not lapse it (the relay would then fall
+        # back to the stored checkpoint and publish its last commits again).
+        self.lease = RelayLease(self.db["leases"], clock=utc_now)
         self.consumer.dead_letters = KafkaDeadLetters(
             self.publishing, dead_letter_topic(settings.service_name)
         )
