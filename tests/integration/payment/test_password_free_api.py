@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from kami_events.catalogue.identity import Role
-from kami_payment.adapters.passwords import Argon2Parameters, CheckPoolLimits, PasswordHasher
+from kami_web.passwords import Argon2Parameters, CheckPoolLimits, PasswordHasher
 from tests.integration.payment.conftest import PIN, PaymentHarness
 from tests.integration.payment.test_payment_api import purchase, reserved
 

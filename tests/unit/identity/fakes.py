@@ -14,7 +14,7 @@ from kami_events.clock import ManualClock
 from kami_events.repository import AggregateRepository
 from kami_events.testing import InMemoryEventStore
 from kami_identity.adapters.crypto import FieldCipher, Keyring
-from kami_identity.adapters.passwords import Argon2Parameters, PasswordHasher
+from kami_identity.adapters.passwords import PasswordHasher
 from kami_identity.adapters.ports import Account, IdClaim, Versioned
 from kami_identity.adapters.verification_provider import (
     AdvancedCheck,
@@ -27,6 +27,7 @@ from kami_identity.domain.seller_application import ApplicationStatus, SellerApp
 from kami_identity.domain.sessions import RefreshFamily
 from kami_identity.domain.user import User
 from kami_identity.handlers import IdentityDeps, IdentityPolicy
+from kami_web.passwords import Argon2Parameters
 from kami_web.testing import AuthKeys
 
 T = TypeVar("T", bound=BaseModel)

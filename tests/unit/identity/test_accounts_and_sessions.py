@@ -3,6 +3,7 @@ suspension and roles in tokens."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -17,12 +18,13 @@ from kami_events.catalogue.identity import (
     UserRegistered,
 )
 from kami_identity import handlers
-from kami_identity.adapters.passwords import Argon2Parameters, PasswordHasher
+from kami_identity.adapters.passwords import PasswordHasher
 from kami_identity.domain.phone import Phone
-from kami_identity.domain.rejections import Forbidden, Rejected, Unauthenticated
+from kami_identity.domain.rejections import Forbidden, Rejected, TooManyRequests, Unauthenticated
 from kami_identity.handlers import IdentityPolicy
+from kami_web.passwords import Argon2Parameters, CheckPoolLimits
 from tests.unit.identity.data import CLIENT_IP, PASSWORD, logged_in, registered, resident_id
-from tests.unit.identity.fakes import KEYS, harness
+from tests.unit.identity.fakes import FAST_ARGON2, KEYS, InMemoryRateCounter, harness
 
 PHONE = "13812345678"
 OPERATOR_PHONE = "13900000001"
@@ -142,6 +144,27 @@ async def test_a_hash_of_other_parameters_is_redone_at_the_next_login() -> None:
     assert not h.deps.passwords.needs_rehash(rehashed)
     assert await h.deps.passwords.verify(rehashed, PASSWORD)
     await handlers.log_in(h.deps, PHONE, PASSWORD, CLIENT_IP)  # and still logs in
+
+
+async def test_a_busy_password_pool_is_a_429_that_counts_no_login_attempt() -> None:
+    """Hashes run on a bounded pool (identity's memory is bounded by it): past
+    its queue a login is refused before anything is counted, and may retry."""
+    h = harness()
+    await registered(h, PHONE)
+    passwords = PasswordHasher(FAST_ARGON2, CheckPoolLimits(concurrency=1, max_queued=0))
+    deps = dataclasses.replace(h.deps, passwords=passwords)
+    rates = deps.rate_counter
+    assert isinstance(rates, InMemoryRateCounter)
+    counted = dict(rates.counts)
+
+    async with passwords.admitted():  # another login holds the only place
+        with pytest.raises(TooManyRequests) as busy:
+            await handlers.log_in(deps, PHONE, PASSWORD, CLIENT_IP)
+    assert busy.value.code == "password_checks_busy" and busy.value.retry_after_seconds >= 1
+    assert rates.counts == counted
+
+    tokens = await handlers.log_in(deps, PHONE, PASSWORD, CLIENT_IP)  # room again
+    assert tokens.access_token
 
 
 def test_identity_hashes_with_owasps_parameters_by_default() -> None:

@@ -19,11 +19,11 @@ from kami_payment.adapters.gateways.alipay import AlipayAdapter, AlipayNotifier
 from kami_payment.adapters.gateways.base import CallbackAnswer, GatewayAdapter, PayInstruction
 from kami_payment.adapters.gateways.simulator import SimulatedGateway
 from kami_payment.adapters.gateways.wechat_pay import WechatPayAdapter, WechatPayNotifier
-from kami_payment.adapters.passwords import Argon2Parameters, PasswordHasher
 from kami_payment.domain.ledger import Account
 from kami_payment.domain.payment import Payment
 from kami_payment.handlers import PaymentOutcome, PaymentPolicy, PaymentService
 from kami_payment.ledger import Ledger
+from kami_web.passwords import Argon2Parameters, PasswordHasher
 from tests.unit.payment.fakes import (
     InMemoryCredentials,
     InMemoryDailySpend,

@@ -14,7 +14,7 @@ from kami_events.repository import AggregateRepository
 from kami_events.runtime import ServiceRuntime
 from kami_identity.adapters.crypto import FieldCipher, Keyring, decode_key
 from kami_identity.adapters.mongo import IdentityStores
-from kami_identity.adapters.passwords import Argon2Parameters, PasswordHasher
+from kami_identity.adapters.passwords import PasswordHasher
 from kami_identity.adapters.sms import RecordingSmsSender, SmsSender
 from kami_identity.adapters.verification_provider import (
     AdvancedVerificationProvider,
@@ -26,9 +26,11 @@ from kami_identity.domain.otp import OtpPolicy
 from kami_identity.domain.rate_limits import RateLimit
 from kami_identity.domain.user import User
 from kami_identity.handlers import IdentityDeps, IdentityPolicy, retry_advanced_verifications
+from kami_identity.metrics import PASSWORD_CHECKS
 from kami_identity.settings import IdentitySettings, RateLimitSetting
 from kami_web.app import create_app as create_service_app
 from kami_web.auth import AuthSettings, TokenVerifier, install_auth
+from kami_web.passwords import Argon2Parameters, CheckPoolLimits
 
 DESCRIPTION = """\
 Users, phone verification, KYC tiers, roles and tokens.
@@ -141,7 +143,13 @@ def create_app(
                 time_cost=settings.identity_argon2_time_cost,
                 memory_cost_kib=settings.identity_argon2_memory_kib,
                 parallelism=settings.identity_argon2_parallelism,
-            )
+            ),
+            CheckPoolLimits(
+                concurrency=settings.identity_password_checks_concurrency,
+                max_queued=settings.identity_password_checks_max_queued,
+                max_wait_seconds=settings.identity_password_checks_max_wait_seconds,
+            ),
+            PASSWORD_CHECKS,
         ),
         keys=Keyring(
             decode_key(

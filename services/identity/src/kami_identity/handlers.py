@@ -23,7 +23,8 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from uuid import uuid4
@@ -72,6 +73,7 @@ from kami_identity.domain.sessions import RefreshFamily, invalid_refresh_token
 from kami_identity.domain.tiers import TierTable, TierTerms, tier_rank
 from kami_identity.domain.user import User
 from kami_web.auth import issue_user_token
+from kami_web.passwords import PasswordChecksBusy
 
 log = logging.getLogger(__name__)
 
@@ -274,11 +276,10 @@ async def register(deps: IdentityDeps, proof: str, password: str, client_ip: str
     now = deps.clock()
     phone = deps.keys.open_phone_proof(proof, now)
     check_password(password)
+    async with _password_work_admitted(deps):
+        password_hash = await deps.passwords.hash(password)
     account = Account(
-        phone=phone.number,
-        user_id=str(uuid4()),
-        password_hash=await deps.passwords.hash(password),
-        created_at=now,
+        phone=phone.number, user_id=str(uuid4()), password_hash=password_hash, created_at=now
     )
     if not await deps.accounts.add(account):
         raise Conflict("phone_taken", "This phone number already has an account; log in instead.")
@@ -310,15 +311,18 @@ async def _registered_user(deps: IdentityDeps, account: Account) -> User:
 
 async def log_in(deps: IdentityDeps, raw_phone: str, password: str, client_ip: str) -> TokenPair:
     phone = Phone.parse(raw_phone)
-    await _count_hit(deps, deps.policy.login_per_ip, client_ip)
-    await _count_hit(deps, deps.policy.login_per_phone, phone.number)
-    account = await deps.accounts.by_phone(phone.number)
-    if not await deps.passwords.verify(account.password_hash if account else None, password):
-        log.info("failed login for %s", phone.masked)
-        raise Unauthenticated("invalid_credentials", "The phone number or password is wrong.")
-    assert account is not None
-    if deps.passwords.needs_rehash(account.password_hash):
-        await deps.accounts.set_password_hash(phone.number, await deps.passwords.hash(password))
+    # Admitted before the attempt is counted: a busy refusal costs nothing.
+    async with _password_work_admitted(deps):
+        await _count_hit(deps, deps.policy.login_per_ip, client_ip)
+        await _count_hit(deps, deps.policy.login_per_phone, phone.number)
+        account = await deps.accounts.by_phone(phone.number)
+        if not await deps.passwords.verify(account.password_hash if account else None, password):
+            log.info("failed login for %s", phone.masked)
+            raise Unauthenticated("invalid_credentials", "The phone number or password is wrong.")
+        assert account is not None
+        if deps.passwords.needs_rehash(account.password_hash):
+            rehashed = await deps.passwords.hash(password)
+            await deps.accounts.set_password_hash(phone.number, rehashed)
     user = await _registered_user(deps, account)
     now = deps.clock()
     user.ensure_active(now)
@@ -764,6 +768,22 @@ async def _change_user(deps: IdentityDeps, user_id: str, decide: Callable[[User]
             continue
         return user
     raise Conflict("concurrent_update", "The account changed meanwhile; retry.")
+
+
+@asynccontextmanager
+async def _password_work_admitted(deps: IdentityDeps) -> AsyncIterator[None]:
+    """A place in the bounded pool of argon2 hashes and checks, or a 429 the
+    caller may simply retry (nothing was done)."""
+    try:
+        async with deps.passwords.admitted():
+            yield
+    except PasswordChecksBusy as busy:
+        raise TooManyRequests(
+            "password_checks_busy",
+            f"Too many passwords are being checked right now; nothing was done, "
+            f"retry in {busy.retry_after} s.",
+            busy.retry_after,
+        ) from None
 
 
 async def _count_hit(deps: IdentityDeps, limit: RateLimit, subject: str) -> None:

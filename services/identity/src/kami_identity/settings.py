@@ -96,6 +96,12 @@ class IdentitySettings(ServiceSettings):
     identity_argon2_time_cost: int = Field(default=3, ge=1)
     identity_argon2_memory_kib: int = Field(default=12 * 1024, ge=8)
     identity_argon2_parallelism: int = Field(default=1, ge=1)
+    # The bounded pool of hashes and checks (as payment's): this many at once
+    # bound the memory; beyond `max_queued` waiting, or an estimated wait over
+    # `max_wait_seconds`, a login or registration gets 429 with Retry-After.
+    identity_password_checks_concurrency: int = Field(default=2, ge=1, le=64)
+    identity_password_checks_max_queued: int = Field(default=64, ge=0)
+    identity_password_checks_max_wait_seconds: float = Field(default=2.0, gt=0)
 
     @property
     def sms_sink_database(self) -> str:

@@ -18,7 +18,6 @@ from kami_payment.adapters.gateways.base import GatewayAdapter
 from kami_payment.adapters.gateways.simulator import MongoTradeBook, SimulatedGateway
 from kami_payment.adapters.gateways.wechat_pay import WechatPayAdapter, WechatPayNotifier
 from kami_payment.adapters.journal import MongoJournal
-from kami_payment.adapters.passwords import Argon2Parameters, CheckPoolLimits, PasswordHasher
 from kami_payment.adapters.read_models import (
     MongoCredentials,
     MongoDailySpend,
@@ -37,6 +36,7 @@ from kami_payment.settings import PaymentSettings
 from kami_web.app import create_app as create_web_app
 from kami_web.auth import AuthSettings, TokenVerifier, install_auth
 from kami_web.errors import error_body
+from kami_web.passwords import Argon2Parameters, CheckPoolLimits, PasswordHasher
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,7 @@ def build_components(
                 max_queued=settings.payment_password_checks_max_queued,
                 max_wait_seconds=settings.payment_password_checks_max_wait_seconds,
             ),
+            metrics.PASSWORD_CHECKS,
         ),
         gateway_orders=gateway_orders,
         gateways=gateways,

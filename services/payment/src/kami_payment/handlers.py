@@ -75,7 +75,6 @@ from kami_payment.adapters.gateways.base import (
     TradeStatus,
 )
 from kami_payment.adapters.journal import JournalLine, StoredMovement
-from kami_payment.adapters.passwords import PasswordChecksBusy
 from kami_payment.adapters.read_models import (
     Credentials,
     DailySpend,
@@ -133,6 +132,7 @@ from kami_payment.metrics import (
     REFUNDS,
     SETTLED_FEN,
 )
+from kami_web.passwords import PasswordChecksBusy
 
 log = logging.getLogger(__name__)
 

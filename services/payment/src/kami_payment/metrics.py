@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
+
+from kami_web.passwords import PasswordCheckMetrics
 
 LEDGER_TOTALS = Gauge(
     "kami_ledger_balance_fen",
@@ -53,22 +55,4 @@ DEPOSITS_BELOW_MINIMUM = Gauge(
     "kami_payment_deposits_below_minimum",
     "Sellers whose deposit is below the minimum (their offers stay delisted until they top up)",
 )
-PASSWORD_CHECKS_IN_FLIGHT = Gauge(
-    "kami_payment_password_checks_in_flight",
-    "Payment-password checks (argon2id) admitted to the pool's threads now",
-)
-PASSWORD_CHECKS_QUEUED = Gauge(
-    "kami_payment_password_checks_queued",
-    "Payment-password checks admitted and waiting for a thread of the pool",
-)
-PASSWORD_CHECKS_REJECTED = Counter(
-    "kami_payment_password_checks_rejected_total",
-    "Payment-password checks refused with 429 before they started, by reason "
-    "(queue_full, wait_too_long)",
-    ["reason"],
-)
-PASSWORD_CHECK_SECONDS = Histogram(
-    "kami_payment_password_check_seconds",
-    "Time one argon2id hash or verification took on a thread of the pool",
-    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0),
-)
+PASSWORD_CHECKS = PasswordCheckMetrics.named("payment", "Payment-password")

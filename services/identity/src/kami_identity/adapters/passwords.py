@@ -1,47 +1,38 @@
-"""Password hashing with argon2id, off the event loop (a hash takes tens of ms)."""
+"""Login passwords: argon2id on the bounded pool every Kami password shares
+(`kami_web.passwords`), with a decoy check for phones that have no account."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
 
-from argon2 import PasswordHasher as Argon2Hasher
-from argon2 import Type
-from argon2.exceptions import InvalidHashError, VerificationError
-
-
-@dataclass(frozen=True)
-class Argon2Parameters:
-    """Defaults are one of OWASP's equivalent argon2id recommendations (12 MiB,
-    3 passes, 1 lane), as for payment passwords: a hash in flight holds 12 MiB,
-    not 64. Hashes made with other parameters are redone at the next login."""
-
-    time_cost: int = 3
-    memory_cost_kib: int = 12 * 1024
-    parallelism: int = 1
+from kami_web.passwords import Argon2Parameters, CheckPoolLimits, PasswordCheckMetrics
+from kami_web.passwords import PasswordHasher as BoundedHasher
 
 
 class PasswordHasher:
-    def __init__(self, parameters: Argon2Parameters = Argon2Parameters()) -> None:
-        self._argon2 = Argon2Hasher(
-            time_cost=parameters.time_cost,
-            memory_cost=parameters.memory_cost_kib,
-            parallelism=parameters.parallelism,
-            type=Type.ID,
+    def __init__(
+        self,
+        parameters: Argon2Parameters | None = None,
+        limits: CheckPoolLimits | None = None,
+        metrics: PasswordCheckMetrics | None = None,
+    ) -> None:
+        self._pool = BoundedHasher(
+            parameters or Argon2Parameters(), limits or CheckPoolLimits(), metrics
         )
         # Checked when the phone has no account, so that "no such phone" takes
         # as long as "wrong password" and does not reveal which phones exist.
-        self._decoy = self._argon2.hash("kami-decoy-password-0")
+        self._decoy = self._pool.hash_at_start("kami-decoy-password-0")
+
+    def admitted(self) -> AbstractAsyncContextManager[None]:
+        """A place among the requests about to hash or check, or `PasswordChecksBusy`."""
+        return self._pool.admitted()
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._argon2.hash, password)
+        return await self._pool.hash(password)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        try:
-            await asyncio.to_thread(self._argon2.verify, password_hash or self._decoy, password)
-        except (VerificationError, InvalidHashError):
-            return False
-        return password_hash is not None
+        matches = await self._pool.verify(password_hash or self._decoy, password)
+        return matches and password_hash is not None
 
     def needs_rehash(self, password_hash: str) -> bool:
-        return self._argon2.check_needs_rehash(password_hash)
+        return self._pool.needs_rehash(password_hash)

@@ -1,7 +1,8 @@
-"""Payment-password hashing with argon2id, in a bounded pool off the event loop.
+"""Password hashing with argon2id, in a bounded pool off the event loop.
 
-Each argon2id check allocates its whole memory cost for its duration, so the
-number of checks running at once is what bounds payment's memory. They run
+Identity's login passwords and payment's payment passwords both use it. Each
+argon2id check allocates its whole memory cost for its duration, so the
+number of checks running at once is what bounds a service's memory. They run
 in a dedicated thread pool of `concurrency` threads (whoever calls). A
 request is admitted only while fewer than `concurrency + max_queued` hold a
 place and the checks already on the pool would not keep it waiting longer
@@ -28,22 +29,53 @@ from typing import Literal, TypeVar
 from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError
-
-from kami_payment.metrics import (
-    PASSWORD_CHECK_SECONDS,
-    PASSWORD_CHECKS_IN_FLIGHT,
-    PASSWORD_CHECKS_QUEUED,
-    PASSWORD_CHECKS_REJECTED,
-)
+from prometheus_client import Counter, Gauge, Histogram
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PasswordCheckMetrics:
+    """The pool's gauges, refusals and check times, named for the service
+    (`kami_<service>_password_check...`) and what its passwords are."""
+
+    in_flight: Gauge
+    queued: Gauge
+    rejected: Counter
+    seconds: Histogram
+
+    @classmethod
+    def named(cls, service: str, passwords: str) -> PasswordCheckMetrics:
+        prefix = f"kami_{service}_password_check"
+        return cls(
+            in_flight=Gauge(
+                f"{prefix}s_in_flight",
+                f"{passwords} checks (argon2id) admitted to the pool's threads now",
+            ),
+            queued=Gauge(
+                f"{prefix}s_queued",
+                f"{passwords} checks admitted and waiting for a thread of the pool",
+            ),
+            rejected=Counter(
+                f"{prefix}s_rejected_total",
+                f"{passwords} checks refused with 429 before they started, by reason "
+                "(queue_full, wait_too_long)",
+                ["reason"],
+            ),
+            seconds=Histogram(
+                f"{prefix}_seconds",
+                "Time one argon2id hash or verification took on a thread of the pool",
+                buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0),
+            ),
+        )
 
 
 @dataclass(frozen=True)
 class Argon2Parameters:
     """Defaults are one of OWASP's equivalent argon2id recommendations (12 MiB,
     3 passes, 1 lane): about 21 ms of one core per check here, and less memory
-    than its 19 MiB / 2 passes (25 ms) for the same strength (docs/performance.md)."""
+    than its 19 MiB / 2 passes (25 ms) for the same strength (docs/performance.md).
+    Hashes made with other parameters are redone at their next success."""
 
     time_cost: int = 3
     memory_cost_kib: int = 12 * 1024
@@ -74,6 +106,7 @@ class PasswordHasher:
         self,
         parameters: Argon2Parameters = Argon2Parameters(),
         limits: CheckPoolLimits = CheckPoolLimits(),
+        metrics: PasswordCheckMetrics | None = None,
     ) -> None:
         self._argon2 = Argon2Hasher(
             time_cost=parameters.time_cost,
@@ -82,6 +115,7 @@ class PasswordHasher:
             type=Type.ID,
         )
         self._limits = limits
+        self._metrics = metrics
         self._executor = ThreadPoolExecutor(
             max_workers=limits.concurrency, thread_name_prefix="argon2"
         )
@@ -111,13 +145,15 @@ class PasswordHasher:
             self._admitted -= 1
 
     def _reject(self, reason: Literal["queue_full", "wait_too_long"], wait: float) -> None:
-        PASSWORD_CHECKS_REJECTED.labels(reason).inc()
+        if self._metrics is not None:
+            self._metrics.rejected.labels(reason).inc()
         raise PasswordChecksBusy(reason, retry_after=max(1, math.ceil(wait)))
 
     def _set_gauges(self) -> None:
-        running = min(self._on_pool, self._limits.concurrency)
-        PASSWORD_CHECKS_IN_FLIGHT.set(running)
-        PASSWORD_CHECKS_QUEUED.set(self._on_pool - running)
+        if self._metrics is not None:
+            running = min(self._on_pool, self._limits.concurrency)
+            self._metrics.in_flight.set(running)
+            self._metrics.queued.set(self._on_pool - running)
 
     async def _run(self, work: Callable[[], T]) -> T:
         """Run one argon2 computation on the pool's threads: their number is
@@ -137,12 +173,18 @@ class PasswordHasher:
         finally:
             self._on_pool -= 1
             self._set_gauges()
-        PASSWORD_CHECK_SECONDS.observe(elapsed)
+        if self._metrics is not None:
+            self._metrics.seconds.observe(elapsed)
         self._check_seconds = 0.8 * self._check_seconds + 0.2 * elapsed
         return result
 
     async def hash(self, password: str) -> str:
         return await self._run(lambda: self._argon2.hash(password))
+
+    def hash_at_start(self, password: str) -> str:
+        """A hash made on the caller's thread, for set-up before any request
+        (e.g. a decoy to check against): it blocks, and bypasses the pool."""
+        return self._argon2.hash(password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
         def check() -> bool:
