@@ -248,6 +248,24 @@ async def _holding_relay(
     return clock, store, lease, publisher, relay
 
 
+async def _published_past_the_stored_checkpoint(
+    mongo_db: AsyncDatabase[Document],
+) -> tuple[ManualClock, RelayLease, Recording, OutboxRelay]:
+    """A holding relay that published c1's first two commits and, storing the
+    checkpoint at most every second, stored it only after the first."""
+    clock, store, lease, publisher, relay = await _holding_relay(mongo_db)
+    await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
+    assert await relay.publish_pending() == 1  # stored: the first this relay stores
+    await store.append(AGG, "c1", 1, [CounterIncremented(by=1)], CommitContext("c"))
+    assert await relay.publish_pending() == 1  # published, stored only in a second
+    return clock, lease, publisher, relay
+
+
+async def _another_process_opens_c2(mongo_db: AsyncDatabase[Document], clock: ManualClock) -> None:
+    other = MongoEventStore(mongo_db, producer="tests", clock=clock)
+    await other.append(AGG, "c2", 0, [CounterOpened(name="o")], CommitContext("o"))
+
+
 async def test_the_lease_holder_publishes_its_own_commits_without_reading_the_outbox(
     mongo_db: AsyncDatabase[Document],
 ) -> None:
@@ -264,8 +282,7 @@ async def test_the_lease_holder_publishes_its_own_commits_without_reading_the_ou
     assert relay.known_checkpoint() == 3
 
     # Another process takes the next position: the relay reads, and keeps the order.
-    other = MongoEventStore(mongo_db, producer="tests", clock=clock)
-    await other.append(AGG, "c2", 0, [CounterOpened(name="o")], CommitContext("o"))
+    await _another_process_opens_c2(mongo_db, clock)
     await store.append(AGG, "c1", 3, [CounterIncremented(by=1)], CommitContext("c"))
     assert await relay.publish_pending() == 2
     assert reads() >= 1
@@ -305,18 +322,13 @@ async def test_a_pass_that_starts_before_the_renewal_keeps_what_its_relay_knows(
     """The last CI run saw an order's event published twice: a pass began
     with the lease just short of renewal, found it lapsed midway by the
     clock, and fell back to the stored checkpoint."""
-    clock, store, lease, publisher, relay = await _holding_relay(mongo_db)
-    await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
-    assert await relay.publish_pending() == 1
-    await store.append(AGG, "c1", 1, [CounterIncremented(by=1)], CommitContext("c"))
-    assert await relay.publish_pending() == 1  # published; stored only in a second
+    clock, lease, publisher, relay = await _published_past_the_stored_checkpoint(mongo_db)
 
     clock.advance(timedelta(seconds=4.9))
     assert await lease.acquire()  # not renewed yet: more than half the ttl left
     clock.advance(timedelta(seconds=0.2))  # the pass's own reads take a while
     assert relay.known_checkpoint() == 2
-    other = MongoEventStore(mongo_db, producer="tests", clock=clock)
-    await other.append(AGG, "c2", 0, [CounterOpened(name="o")], CommitContext("o"))
+    await _another_process_opens_c2(mongo_db, clock)
     assert await relay.publish_pending() == 1
     assert [(e.aggregate_id, e.aggregate_version) for e in publisher.published] == [
         ("c1", 1),
@@ -328,15 +340,10 @@ async def test_a_pass_that_starts_before_the_renewal_keeps_what_its_relay_knows(
 async def test_a_checkpoint_not_yet_stored_is_kept_by_its_relay_and_republished_after_a_crash(
     mongo_db: AsyncDatabase[Document],
 ) -> None:
-    clock, store, _lease, publisher, relay = await _holding_relay(mongo_db)
-    await store.append(AGG, "c1", 0, [CounterOpened(name="n")], CommitContext("c"))
-    assert await relay.publish_pending() == 1  # stored: the first this relay stores
-    await store.append(AGG, "c1", 1, [CounterIncremented(by=1)], CommitContext("c"))
-    assert await relay.publish_pending() == 1  # published, stored only in a second
+    clock, _lease, publisher, relay = await _published_past_the_stored_checkpoint(mongo_db)
     # A read of the outbox (another process's commit, or the poll) does not
     # take the relay back to the stored checkpoint.
-    other = MongoEventStore(mongo_db, producer="tests", clock=clock)
-    await other.append(AGG, "c2", 0, [CounterOpened(name="o")], CommitContext("o"))
+    await _another_process_opens_c2(mongo_db, clock)
     assert await relay.publish_pending() == 1
     assert [(e.aggregate_id, e.aggregate_version) for e in publisher.published] == [
         ("c1", 1),
