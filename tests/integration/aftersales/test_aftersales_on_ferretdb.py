@@ -81,11 +81,13 @@ async def make_deps(db: AsyncDatabase[Document], clock: ManualClock) -> Aftersal
     await store.ensure_indexes()
     stores = Stores(db)
     await stores.ensure_indexes()
+    counters = IssueCounters.in_database(db)
+    await counters.ensure_indexes()
     return AftersalesDeps(
         tickets=AggregateRepository(store, Ticket),
         sellers=AggregateRepository(store, Seller),
         stores=stores,
-        counters=IssueCounters(stores.counters),
+        counters=counters,
         verifier=Verifier(Verdict.INVALID),
         redactor=Redactor(),
         timelines=NoTimelines(),
@@ -166,21 +168,54 @@ async def committed(db: AsyncDatabase[Document]) -> list[Envelope[Any]]:
 async def test_counters_count_each_event_once_however_many_writers_race(
     mongo_db: AsyncDatabase[Document],
 ) -> None:
-    counters = IssueCounters(mongo_db["issue_counters"])
+    counters = IssueCounters.in_database(mongo_db)
+    await counters.ensure_indexes()
     ids = [f"t-{n}" for n in range(12)]
     results = await asyncio.gather(
         *(counters.add("seller:s-1", START, i, {"tickets": 1}) for i in ids + ids[:6])
     )
     assert sum(results) == 12  # the repeats changed nothing
     assert await counters.read("seller:s-1", START) == {"tickets": 12}
+    # Another process, which remembers nothing, finds the count and the
+    # events in it.
+    other = IssueCounters.in_database(mongo_db)
+    assert await other.add("seller:s-1", START, "t-3", {"tickets": 1}) is False
+    assert await other.add("seller:s-1", START, "t-12", {"tickets": 1}) is True
+    assert await counters.read("seller:s-1", START) == {"tickets": 13}
+    # Each revision carries one event, however many its bucket counts.
+    newest = await mongo_db["issue_counts"].find_one({"event_key": "seller:s-1|20260501|t-12"})
+    assert newest is not None and set(newest) == {"_id", "event_key", "counts"}
     await counters.add("seller:s-1", START - timedelta(days=1), "t-old", {"tickets": 2})
     await counters.add("seller:s-1", START - timedelta(days=7), "t-older", {"tickets": 5})
-    assert await counters.window("seller:s-1", START, 7) == {"tickets": 14}
+    assert await counters.window("seller:s-1", START, 7) == {"tickets": 15}
     await counters.add("platform", START, "t-x", {"p|other": 1}, unit=HOUR)
     assert await counters.window("platform", START + timedelta(minutes=59), 1, unit=HOUR) == {
         "p|other": 1
     }
     assert await counters.window("platform", START + timedelta(hours=1), 1, unit=HOUR) == {}
+
+
+async def test_counters_go_on_from_a_bucket_counted_in_the_layout_before(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    # The layout before: revisions carrying every event id of their bucket.
+    await mongo_db["issue_counters"].insert_many(
+        [
+            {"_id": "offer:o-1|20260501", "rev": 1},
+            {"_id": "offer:o-1|20260501|000001", "superseded": True},
+            {
+                "_id": "offer:o-1|20260501|000002",
+                "counts": {"orders": 2},
+                "events": ["order-1", "order-2"],
+            },
+        ]
+    )
+    counters = IssueCounters.in_database(mongo_db)
+    await counters.ensure_indexes()
+    assert await counters.read("offer:o-1", START) == {"orders": 2}
+    assert await counters.add("offer:o-1", START, "order-2", {"orders": 1}) is False
+    assert await counters.add("offer:o-1", START, "order-3", {"orders": 1}) is True
+    assert await IssueCounters.in_database(mongo_db).read("offer:o-1", START) == {"orders": 3}
 
 
 async def test_an_upheld_claim_is_compensated_and_an_unverifiable_one_escalates_by_sla(

@@ -71,6 +71,8 @@ def create_app(
     runtime = ServiceRuntime(settings, clock=clock)
     stores = Stores(runtime.db)
     runtime.on_start(stores.ensure_indexes)
+    counters = IssueCounters.in_database(runtime.db)
+    runtime.on_start(counters.ensure_indexes)
 
     http = httpx.AsyncClient(timeout=settings.aftersales_http_timeout_seconds)
     delivery = HttpKeyVerification(
@@ -82,7 +84,7 @@ def create_app(
         tickets=AggregateRepository(runtime.store, Ticket),
         sellers=AggregateRepository(runtime.store, Seller),
         stores=stores,
-        counters=IssueCounters(stores.counters),
+        counters=counters,
         verifier=verifier or delivery,
         redactor=redactor or delivery,
         timelines=timelines or HttpOrderTimelines(http, base_url=settings.aftersales_ordering_url),

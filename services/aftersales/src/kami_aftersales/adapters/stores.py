@@ -61,7 +61,6 @@ class Stores:
         self.refund_tickets: AsyncCollection[Document] = db["refund_tickets"]
         self.open_claims: AsyncCollection[Document] = db["open_claims"]
         self.messages: AsyncCollection[Document] = db["messages"]
-        self.counters: AsyncCollection[Document] = db["issue_counters"]
         self.flagged: AsyncCollection[Document] = db["flagged_sellers"]
         self.stock: AsyncCollection[Document] = db["stock"]
         self.replacements: AsyncCollection[Document] = db["replacements"]
