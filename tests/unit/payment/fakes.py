@@ -55,11 +55,15 @@ class InMemoryJournal:
         await _yield()
         return self.movements.get(movement_id)
 
-    async def finish_movement(self, movement_id: str, state: MovementState) -> bool:
+    async def finish_movement(
+        self, movement_id: str, state: MovementState, *, recorded: bool = False
+    ) -> bool:
         stored = self.movements[movement_id]
         if stored.state is not MovementState.PENDING:
             return False
-        self.movements[movement_id] = replace(stored, state=state)
+        self.movements[movement_id] = replace(
+            stored, state=state, recorded=stored.recorded or recorded
+        )
         return True
 
     async def mark_recorded(self, movement_id: str) -> None:

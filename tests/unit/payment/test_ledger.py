@@ -210,3 +210,43 @@ async def test_attempts_of_a_flow_stop_at_the_first_applied_one() -> None:
     assert again is not None and again.id == "capture:p1:2"
     assert planned == ["capture:p1:1", "capture:p1:2"]
     assert journal.balance(WALLET) == 100
+
+
+class _NoSeparateRecordedMark(InMemoryJournal):
+    async def mark_recorded(self, movement_id: str) -> None:
+        raise AssertionError(f"{movement_id}: marked recorded in a write of its own")
+
+
+async def test_a_movement_left_decided_is_finished_and_recorded_in_one_write() -> None:
+    journal = _NoSeparateRecordedMark()
+    ledger = Ledger(journal)
+    await ledger.execute(top_up("top:1", 100))
+
+    decided = await ledger.execute(spend("spend:1", 60), finish=False)
+    assert decided.applied and decided.decided is MovementState.APPLIED
+    assert journal.movements["spend:1"].state is MovementState.PENDING
+    assert journal.balance(WALLET) == 40  # its lines are written
+
+    finished = await ledger.finish(decided, recorded=True)
+    stored = journal.movements["spend:1"]
+    assert (stored.state, stored.recorded) == (MovementState.APPLIED, True)
+    assert (finished.state, finished.recorded, finished.decided) == (
+        MovementState.APPLIED,
+        True,
+        None,
+    )
+
+
+async def test_a_decided_movement_another_worker_finished_is_still_marked_recorded() -> None:
+    journal = InMemoryJournal()
+    ledger = Ledger(journal)
+    await ledger.execute(top_up("top:1", 100))
+    decided = await ledger.execute(spend("spend:1", 500), finish=False)
+    assert decided.decided is MovementState.REJECTED
+    # The sweeper finished it meanwhile (without its follow-up).
+    await ledger.complete(journal.movements["spend:1"])
+
+    finished = await ledger.finish(decided, recorded=True)
+    assert (finished.state, finished.recorded) == (MovementState.REJECTED, True)
+    assert journal.movements["spend:1"].recorded
+    assert journal.balance(WALLET) == 100

@@ -388,7 +388,7 @@ class PaymentService:
             )
 
         stored = await self.ledger.execute_attempts(
-            f"capture:{payment.id}", plan, replan_on_rejection=False
+            f"capture:{payment.id}", plan, replan_on_rejection=False, finish=False
         )
         assert stored is not None
         await self.record(stored, context)
@@ -552,7 +552,7 @@ class PaymentService:
             )
 
         stored = await self.ledger.execute_attempts(
-            f"capture:{payment.id}", plan, replan_on_rejection=False
+            f"capture:{payment.id}", plan, replan_on_rejection=False, finish=False
         )
         assert stored is not None
         await self.record(stored, context)
@@ -868,7 +868,7 @@ class PaymentService:
             repays=repays,
         )
         existing = await self.ledger.get(movement.id)
-        stored = await self.ledger.execute(movement)
+        stored = await self.ledger.execute(movement, finish=False)
         if order.status is not GatewayOrderStatus.PAID:
             await self.gateway_orders.mark_paid(order.out_trade_no, amount, channel_reference)
         view = await self.orders.get(order.order_id) if order.order_id else None
@@ -946,7 +946,7 @@ class PaymentService:
 
         try:
             stored = await self.ledger.execute_attempts(
-                f"reversal:{payment_id}", plan, replan_on_rejection=True
+                f"reversal:{payment_id}", plan, replan_on_rejection=True, finish=False
             )
         except Refused as exc:
             log.error("refused a %s reversal of %s: %s", channel.value, payment_id, exc.message)
@@ -979,7 +979,7 @@ class PaymentService:
             return movements.settlement(movement_id, payment, settlement)
 
         stored = await self.ledger.execute_attempts(
-            f"settle:{payment_id}", plan, replan_on_rejection=True
+            f"settle:{payment_id}", plan, replan_on_rejection=True, finish=False
         )
         if stored is not None:
             await self.record(stored, context)
@@ -1014,7 +1014,7 @@ class PaymentService:
                 return None
 
         stored = await self.ledger.execute_attempts(
-            f"refund:{request.refund_id}", plan, replan_on_rejection=True
+            f"refund:{request.refund_id}", plan, replan_on_rejection=True, finish=False
         )
         if stored is not None:
             await self.record(stored, context)
@@ -1145,13 +1145,14 @@ class PaymentService:
     # -- recording what the ledger did -------------------------------------------
 
     async def record(self, stored: StoredMovement, context: CommitContext | None = None) -> None:
-        """Record the event a movement realises (idempotent), then mark it recorded.
+        """Record the event a movement realises (idempotent), then finish it
+        as recorded (one write, `Ledger.finish`).
 
-        The live path calls this right after applying a movement; the sweeper
-        calls it for movements a crash left unrecorded."""
+        The live path calls this right after applying a movement's lines; the
+        sweeper calls it for movements a crash left unfinished or unrecorded."""
         if stored.recorded:
             return
-        stored = await self.ledger.complete(stored)
+        stored = await self.ledger.decide(stored)
         movement = stored.movement
         meta = movement.meta
         order_id = meta.get("order_id")
@@ -1175,7 +1176,7 @@ class PaymentService:
                 await self.password_free_spend.release(
                     payment.buyer_id, payment_day(waived_at), payment.id, payment.amount
                 )
-        await self.ledger.mark_recorded(movement.id)
+        await self.ledger.finish(stored, recorded=True)
 
     async def _record_applied(self, stored: StoredMovement, context: CommitContext) -> None:
         movement = stored.movement

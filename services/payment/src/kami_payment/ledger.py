@@ -28,9 +28,12 @@ The protocol (storage in `kami_payment.adapters.journal`):
    "applied" and "refused" is written first wins, so the decision is made once
    even when workers race. A refused movement has moved nothing (its guarded
    posting came first), so nothing is ever undone.
-4. **Finish**: state `applied` (every posting has its line) or `rejected`.
-5. **Record the follow-up** (the payment or deposit event the movement
-   causes), then mark the movement `recorded`.
+4. **Record the follow-up** (the payment or deposit event the movement
+   causes), for what its lines decided.
+5. **Finish**: state `applied` (every posting has its line) or `rejected`,
+   and `recorded`, in one write. A movement finished without its follow-up
+   (an earlier attempt of a flow, `Ledger.complete`) is marked `recorded`
+   once it is recorded.
 
 Crash anywhere, and the movement stays `pending` or un-`recorded`; the
 sweeper (`Ledger.unfinished`, run by the service's poller) and any retry of
@@ -121,15 +124,25 @@ class Ledger:
         # postings are still decided by the unique `_id`.
         self._accounts = KeyedLocks()
 
-    async def execute(self, movement: Movement) -> StoredMovement:
+    async def execute(self, movement: Movement, *, finish: bool = True) -> StoredMovement:
         """Apply `movement` once: a movement already stored under its id is
-        finished instead (with its own postings)."""
+        finished instead (with its own postings). `finish=False` leaves its
+        state pending, decided (`StoredMovement.decided`), for the write that
+        records its follow-up (`finish(..., recorded=True)`)."""
         stored = await self._journal.insert_movement(movement, self._clock())
-        return await self.complete(stored)
+        return await self.complete(stored) if finish else await self.decide(stored)
 
     async def complete(self, stored: StoredMovement) -> StoredMovement:
-        """Steps 2–4 of the protocol for a stored movement; safe to repeat."""
+        """Steps 2–3 and 5 of the protocol for a stored movement (its
+        follow-up not recorded); safe to repeat."""
         if stored.state is not MovementState.PENDING:
+            return stored
+        return await self.finish(await self.decide(stored))
+
+    async def decide(self, stored: StoredMovement) -> StoredMovement:
+        """Steps 2–3: every posting's line, or the guarded one refused. The
+        state stays as it is stored; `decided` says what the lines decided."""
+        if stored.state is not MovementState.PENDING or stored.decided is not None:
             return stored
         movement = stored.movement
         outcome = MovementState.APPLIED
@@ -141,40 +154,57 @@ class Ledger:
             if not applied:
                 outcome = MovementState.REJECTED
                 break
-        if await self._journal.finish_movement(movement.id, outcome):
-            MOVEMENTS.labels(movement.purpose.value, outcome.value).inc()
-            # This call finished it: nothing else of it changed meanwhile.
-            return replace(stored, state=outcome, fresh=False)
-        return await self._reload(movement.id)
+        return replace(stored, decided=outcome)
+
+    async def finish(self, stored: StoredMovement, *, recorded: bool = False) -> StoredMovement:
+        """Step 5: store the state the lines decided, and `recorded` (its
+        follow-up done) in the same write."""
+        stored = await self.decide(stored)
+        if stored.decided is not None:
+            if await self._journal.finish_movement(stored.id, stored.decided, recorded=recorded):
+                MOVEMENTS.labels(stored.movement.purpose.value, stored.decided.value).inc()
+                # This call finished it: nothing else of it changed meanwhile.
+                return replace(
+                    stored, state=stored.decided, decided=None, recorded=recorded, fresh=False
+                )
+            # Another worker finished it first, as the same lines decided.
+            if recorded:
+                await self._journal.mark_recorded(stored.id)
+            return await self._reload(stored.id)
+        if recorded and not stored.recorded:
+            await self._journal.mark_recorded(stored.id)
+            return replace(stored, recorded=True)
+        return stored
 
     async def execute_attempts(
-        self, base_id: str, plan: PlanAttempt, *, replan_on_rejection: bool
+        self, base_id: str, plan: PlanAttempt, *, replan_on_rejection: bool, finish: bool = True
     ) -> StoredMovement | None:
         """Run the first applicable attempt of a flow (`<base_id>:<n>`).
 
         Earlier attempts are finished first; an applied one ends the walk. A new
         attempt is planned by `plan(movement_id)` (None: nothing to move). When
         a new attempt is refused, plan again if `replan_on_rejection`, else
-        return the refused attempt.
+        return the refused attempt. `finish=False`: the attempt returned is
+        left decided, as `execute(..., finish=False)` leaves it; those walked
+        past are finished.
         """
         for n in range(1, self.MAX_FLOW_ATTEMPTS + 1):
             movement_id = f"{base_id}:{n}"
             existing = await self._journal.get_movement(movement_id)
             if existing is not None:
-                finished = await self.complete(existing)
-                if finished.applied:
-                    return finished
+                decided = await self.decide(existing)
+                if decided.applied:
+                    return await self.complete(decided) if finish else decided
+                await self.complete(decided)
                 continue
             movement = await plan(movement_id)
             if movement is None:
                 return None
-            stored = await self.execute(movement)
+            stored = await self.execute(movement, finish=finish)
             if stored.applied or not replan_on_rejection:
                 return stored
+            await self.complete(stored)
         raise LedgerBusy(f"{base_id}: {self.MAX_FLOW_ATTEMPTS} attempts refused")
-
-    async def mark_recorded(self, movement_id: str) -> None:
-        await self._journal.mark_recorded(movement_id)
 
     async def get(self, movement_id: str) -> StoredMovement | None:
         return await self._journal.get_movement(movement_id)

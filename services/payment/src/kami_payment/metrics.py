@@ -14,7 +14,8 @@ LEDGER_TOTALS = Gauge(
 )
 LEDGER_IN_FLIGHT = Gauge(
     "kami_ledger_movements_in_flight",
-    "Ledger movements recorded but not yet applied or rejected (the sweeper finishes them)",
+    "Ledger movements stored but not yet finished as applied or rejected, which happens with "
+    "the write recording their follow-up (the sweeper finishes them)",
 )
 MOVEMENTS = Counter(
     "kami_ledger_movements_total",

@@ -65,14 +65,22 @@ class StoredMovement:
     # Stored by the call that returned it: none of its postings can have a
     # line unless another worker took it up since (the line ids decide then).
     fresh: bool = False
+    # What its lines decided, when the call that returned it wrote them and
+    # left its state pending for the write that records its follow-up
+    # (`Ledger.finish`): applied or rejected.
+    decided: MovementState | None = None
 
     @property
     def id(self) -> str:
         return self.movement.id
 
     @property
+    def outcome(self) -> MovementState:
+        return self.decided or self.state
+
+    @property
     def applied(self) -> bool:
-        return self.state is MovementState.APPLIED
+        return self.outcome is MovementState.APPLIED
 
     def meta_str(self, key: str) -> str:
         value = self.movement.meta.get(key)
@@ -123,8 +131,11 @@ class Journal(Protocol):
 
     async def get_movement(self, movement_id: str) -> StoredMovement | None: ...
 
-    async def finish_movement(self, movement_id: str, state: MovementState) -> bool:
-        """Pending → applied or rejected; False if it was finished already."""
+    async def finish_movement(
+        self, movement_id: str, state: MovementState, *, recorded: bool = False
+    ) -> bool:
+        """Pending → applied or rejected (and `recorded`, when its follow-up
+        is); False if it was finished already."""
 
     async def mark_recorded(self, movement_id: str) -> None: ...
 
@@ -215,10 +226,14 @@ class MongoJournal:
         document = await self._movements.find_one({"_id": movement_id})
         return _movement_from(document) if document else None
 
-    async def finish_movement(self, movement_id: str, state: MovementState) -> bool:
+    async def finish_movement(
+        self, movement_id: str, state: MovementState, *, recorded: bool = False
+    ) -> bool:
+        finished: Document = {"state": state.value}
+        if recorded:
+            finished["recorded"] = True
         result = await self._movements.update_one(
-            {"_id": movement_id, "state": MovementState.PENDING.value},
-            {"$set": {"state": state.value}},
+            {"_id": movement_id, "state": MovementState.PENDING.value}, {"$set": finished}
         )
         return result.modified_count == 1
 
