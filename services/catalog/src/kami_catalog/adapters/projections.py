@@ -426,10 +426,9 @@ class CatalogReadModels:
         has_stock = offer.get("delivery_mode") == DeliveryMode.MANUAL.value or (
             int(offer.get("stock_available") or 0) > 0
         )
-        await self.offers.update_one(
-            {"_id": offer_id},
-            {"$set": {"live": offer.get("status") == "listed" and has_stock}},
-        )
+        live = offer.get("status") == "listed" and has_stock
+        if offer.get("live") != live:  # most stock changes leave it as it is
+            await self.offers.update_one({"_id": offer_id}, {"$set": {"live": live}})
         if offer.get("product_id"):
             self._stale_products.add(offer["product_id"])
 
