@@ -312,14 +312,15 @@ class PaymentService:
                     },
                 )
                 await self.pay_reseller_order(event.order_id, context)
+            # The book keeps what decides whether an order can be paid: once
+            # payment confirmed it, its own payment says so, and the saga's
+            # later states change nothing payment decides (no write for them).
             case OrderPaid():
-                await self._advance(event.order_id, OrderStatus.PAID, event)
+                pass
             case OrderDelivered():
-                await self._advance(event.order_id, OrderStatus.DELIVERED, event)
                 if self.policy.settle_on == "delivered":
                     await self.settle(event.order_id, context)
             case OrderCompleted():
-                await self._advance(event.order_id, OrderStatus.COMPLETED, event)
                 if self.policy.settle_on == "completed":
                     await self.settle(event.order_id, context)
             case OrderCancelled():

@@ -24,7 +24,9 @@ def payment_day(moment: datetime) -> date:
 
 
 class OrderStatus(StrEnum):
-    """The order's saga state as payment last heard it."""
+    """The order's saga state as payment last heard it, of those that decide
+    whether it can be paid (paid, delivered and completed are no longer
+    written: payment's own payment says it was paid)."""
 
     PLACED = "placed"
     RESERVED = "reserved"
