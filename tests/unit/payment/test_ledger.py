@@ -9,7 +9,7 @@ import pytest
 
 from kami_events.catalogue.payment import PaymentChannel
 from kami_events.clock import ManualClock
-from kami_payment.adapters.journal import JournalLine, LineInsert, MovementState
+from kami_payment.adapters.journal import JournalLine, LineInsert, MovementState, StoredMovement
 from kami_payment.domain.ledger import (
     Account,
     AccountType,
@@ -249,4 +249,78 @@ async def test_a_decided_movement_another_worker_finished_is_still_marked_record
     finished = await ledger.finish(decided, recorded=True)
     assert (finished.state, finished.recorded) == (MovementState.REJECTED, True)
     assert journal.movements["spend:1"].recorded
+    assert journal.balance(WALLET) == 100
+
+
+class _CountedReads(InMemoryJournal):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get_movement(self, movement_id: str) -> StoredMovement | None:
+        self.reads += 1
+        return await super().get_movement(movement_id)
+
+
+async def test_a_flow_planned_first_looks_for_no_attempt_and_still_finds_one_stored() -> None:
+    journal = _CountedReads()
+    ledger = Ledger(journal)
+    await ledger.execute(top_up("top:1", 1000))
+    planned: list[str] = []
+
+    async def plan(movement_id: str) -> Movement:
+        planned.append(movement_id)
+        return spend(movement_id, 400)
+
+    first = await ledger.execute_attempts(
+        "capture:p1", plan, replan_on_rejection=False, plan_first=True
+    )
+    assert first is not None and first.id == "capture:p1:1" and first.applied
+    assert journal.reads == 0
+    # Asked again (a retried request): the stored attempt, applied once.
+    again = await ledger.execute_attempts(
+        "capture:p1", plan, replan_on_rejection=False, plan_first=True
+    )
+    assert again is not None and again.id == "capture:p1:1" and again.applied
+    assert journal.balance(WALLET) == 600
+
+
+async def test_a_flow_planned_first_walks_past_a_refused_attempt() -> None:
+    journal = InMemoryJournal()
+    ledger = Ledger(journal)
+
+    async def plan(movement_id: str) -> Movement:
+        return spend(movement_id, 400)
+
+    refused = await ledger.execute_attempts(
+        "capture:p1", plan, replan_on_rejection=False, plan_first=True, finish=False
+    )
+    assert refused is not None and refused.decided is MovementState.REJECTED
+    await ledger.finish(refused, recorded=True)
+    await ledger.execute(top_up("top:1", 500))
+    applied = await ledger.execute_attempts(
+        "capture:p1", plan, replan_on_rejection=False, plan_first=True
+    )
+    assert applied is not None and applied.id == "capture:p1:2" and applied.applied
+    assert journal.movements["capture:p1:1"].state is MovementState.REJECTED
+    assert journal.balance(WALLET) == 100
+
+
+async def test_a_flow_planned_first_that_plans_nothing_returns_its_applied_attempt() -> None:
+    journal = InMemoryJournal()
+    ledger = Ledger(journal)
+    await ledger.execute(top_up("top:1", 500))
+    settled = False
+
+    async def plan(movement_id: str) -> Movement | None:
+        return None if settled else spend(movement_id, 400)
+
+    first = await ledger.execute_attempts(
+        "settle:p1", plan, replan_on_rejection=True, plan_first=True
+    )
+    settled = True
+    again = await ledger.execute_attempts(
+        "settle:p1", plan, replan_on_rejection=True, plan_first=True
+    )
+    assert first is not None and again is not None and again.id == first.id == "settle:p1:1"
     assert journal.balance(WALLET) == 100

@@ -389,7 +389,7 @@ class PaymentService:
             )
 
         stored = await self.ledger.execute_attempts(
-            f"capture:{payment.id}", plan, replan_on_rejection=False, finish=False
+            f"capture:{payment.id}", plan, replan_on_rejection=False, finish=False, plan_first=True
         )
         assert stored is not None
         await self.record(stored, context)
@@ -553,7 +553,7 @@ class PaymentService:
             )
 
         stored = await self.ledger.execute_attempts(
-            f"capture:{payment.id}", plan, replan_on_rejection=False, finish=False
+            f"capture:{payment.id}", plan, replan_on_rejection=False, finish=False, plan_first=True
         )
         assert stored is not None
         await self.record(stored, context)
@@ -980,7 +980,7 @@ class PaymentService:
             return movements.settlement(movement_id, payment, settlement)
 
         stored = await self.ledger.execute_attempts(
-            f"settle:{payment_id}", plan, replan_on_rejection=True, finish=False
+            f"settle:{payment_id}", plan, replan_on_rejection=True, finish=False, plan_first=True
         )
         if stored is not None:
             await self.record(stored, context)

@@ -177,7 +177,13 @@ class Ledger:
         return stored
 
     async def execute_attempts(
-        self, base_id: str, plan: PlanAttempt, *, replan_on_rejection: bool, finish: bool = True
+        self,
+        base_id: str,
+        plan: PlanAttempt,
+        *,
+        replan_on_rejection: bool,
+        finish: bool = True,
+        plan_first: bool = False,
     ) -> StoredMovement | None:
         """Run the first applicable attempt of a flow (`<base_id>:<n>`).
 
@@ -186,21 +192,39 @@ class Ledger:
         a new attempt is refused, plan again if `replan_on_rejection`, else
         return the refused attempt. `finish=False`: the attempt returned is
         left decided, as `execute(..., finish=False)` leaves it; those walked
-        past are finished.
+        past are finished. `plan_first`: the first attempt is planned before
+        it is looked for, and its insert finds it if it was stored before
+        (one read fewer for a new flow), for plans with no effect that would
+        matter when it was, and that plan nothing once it was applied.
         """
         for n in range(1, self.MAX_FLOW_ATTEMPTS + 1):
             movement_id = f"{base_id}:{n}"
-            existing = await self._journal.get_movement(movement_id)
+            existing: StoredMovement | None = None
+            new: StoredMovement | None = None
+            if plan_first and n == 1:
+                movement = await plan(movement_id)
+                if movement is None:
+                    existing = await self._journal.get_movement(movement_id)
+                    if existing is None:
+                        return None
+                else:
+                    stored = await self._journal.insert_movement(movement, self._clock())
+                    new, existing = (stored, None) if stored.fresh else (None, stored)
+            else:
+                existing = await self._journal.get_movement(movement_id)
+                if existing is None:
+                    movement = await plan(movement_id)
+                    if movement is None:
+                        return None
+                    new = await self._journal.insert_movement(movement, self._clock())
             if existing is not None:
                 decided = await self.decide(existing)
                 if decided.applied:
                     return await self.complete(decided) if finish else decided
                 await self.complete(decided)
                 continue
-            movement = await plan(movement_id)
-            if movement is None:
-                return None
-            stored = await self.execute(movement, finish=finish)
+            assert new is not None
+            stored = await self.complete(new) if finish else await self.decide(new)
             if stored.applied or not replan_on_rejection:
                 return stored
             await self.complete(stored)
