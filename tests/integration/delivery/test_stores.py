@@ -169,6 +169,23 @@ async def test_vault_keeps_one_owner_per_key_and_publishes_discards_and_voids(
     assert [e.key_id for e in await vault.list_for("buyer-1", order_id="order-of-d1")] == ["k1"]
 
 
+async def test_keys_a_process_made_visible_are_not_published_again_by_it(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    stores = DeliveryStores(mongo_db)
+    await stores.ensure_indexes()
+    vault = stores.vault
+    await vault.stash([entry("k1", "d1"), entry("k2", "d1")])
+    await vault.publish("d1", ["k1", "k2"])
+    # What the second publish would undo, were it written (nothing does this).
+    await mongo_db["vault"].update_many({}, {"$set": {"visible": False}})
+    await vault.publish("d1", ["k2"])  # KeyDelivered back from Kafka: no write
+    assert await vault.list_for("buyer-1") == []
+    # Another process knows nothing of it, and writes.
+    await DeliveryStores(mongo_db).vault.publish("d1", ["k1", "k2"])
+    assert [e.key_id for e in await vault.list_for("buyer-1")] == ["k1", "k2"]
+
+
 async def test_read_models_only_move_forward(mongo_db: AsyncDatabase[Document]) -> None:
     stores = DeliveryStores(mongo_db)
     orders, buyers = stores.orders, stores.buyers

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -83,8 +84,15 @@ def _order_of(doc: Document) -> OrderFacts:
 
 
 class MongoVault:
+    # Deliveries whose keys a process remembers having made visible.
+    REMEMBERED_PUBLISHED = 10_000
+
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._c = collection
+        # delivery id -> the keys this process made visible: nothing hides a
+        # key again, so publishing them again (`KeyDelivered` coming back
+        # from Kafka after this process's worker delivered) needs no write.
+        self._published: OrderedDict[str, frozenset[str]] = OrderedDict()
 
     async def ensure_indexes(self) -> None:
         await self._c.create_index([("owner_id", ASCENDING), ("stored_at", DESCENDING)])
@@ -105,10 +113,17 @@ class MongoVault:
         return taken
 
     async def publish(self, delivery_id: str, key_ids: Sequence[str]) -> None:
+        published = self._published.get(delivery_id, frozenset())
+        if published.issuperset(key_ids):
+            return
         await self._c.update_many(
             {"delivery_id": delivery_id, "_id": {"$in": list(key_ids)}, "visible": False},
             {"$set": {"visible": True}},
         )
+        self._published.pop(delivery_id, None)
+        self._published[delivery_id] = published.union(key_ids)
+        while len(self._published) > self.REMEMBERED_PUBLISHED:
+            self._published.popitem(last=False)
 
     async def discard_hidden(
         self,
