@@ -99,6 +99,34 @@ async def test_offers_follow_the_newest_catalog_event_and_never_roll_back(
     assert await catalog.offer("offer-unknown") is None
 
 
+async def test_offer_terms_are_trusted_for_a_while_and_this_process_writes_replace_them(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    now = [100.0]
+    catalog = MongoOfferCatalog(mongo_db, trust_seconds=1.0, monotonic=lambda: now[0])
+    await catalog.offer_listed(offer_listed(1000), 1)
+    assert (await catalog.offer("offer-1")).unit_price == Money.fen(1000)  # type: ignore[union-attr]
+
+    # Another replica consumed a price change: seen once the trust ran out.
+    other = MongoOfferCatalog(mongo_db)
+    change = OfferPriceChanged(
+        offer_id="offer-1",
+        product_id="product-1",
+        seller_id="seller-1",
+        old_unit_price=1000,
+        new_unit_price=1200,
+    )
+    await other.offer_price_changed(change, 2)
+    now[0] += 0.5
+    assert (await catalog.offer("offer-1")).unit_price == Money.fen(1000)  # type: ignore[union-attr]
+    now[0] += 0.6
+    assert (await catalog.offer("offer-1")).unit_price == Money.fen(1200)  # type: ignore[union-attr]
+
+    # This process's own write is seen at once.
+    await catalog.offer_price_changed(change.model_copy(update={"new_unit_price": 1300}), 3)
+    assert (await catalog.offer("offer-1")).unit_price == Money.fen(1300)  # type: ignore[union-attr]
+
+
 async def test_products_keep_their_buyer_field_rules_and_suspensions_end(
     mongo_db: AsyncDatabase[Document],
 ) -> None:

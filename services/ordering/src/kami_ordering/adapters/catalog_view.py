@@ -4,12 +4,22 @@ reach ordering as events"), and of suspended buyers (identity's `UserSuspended`)
 One document per product, offer and suspended user, each written only by an
 event newer than the one it holds (`version` = the event's aggregate version),
 so a redelivered or replayed event never rolls a price back.
+
+Placement reads an offer's and a product's terms for every order; in a flash
+sale they are the same few documents. So what was read is trusted for
+`trust_seconds`: this process's own writes replace it at once, and a change
+another replica of ordering consumed is seen within that long (which is how
+late a read model fed by events may be anyway). Suspensions are read every
+time: they are per buyer.
 """
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -26,12 +36,53 @@ from kami_events.money import Money
 from kami_events.mongo import Document, write_newer
 from kami_ordering.domain.terms import BuyerFieldRule, OfferTerms, ProductTerms
 
+T = TypeVar("T")
+
+
+class _TrustedReads:
+    """What was read of a few documents, trusted for a while. A write by this
+    process forgets what it wrote, once written; a read that overlapped any
+    such write is not kept (it may have read the document before it)."""
+
+    KEPT = 1000
+
+    def __init__(self, trust_seconds: float, monotonic: Callable[[], float]) -> None:
+        self._trust = trust_seconds
+        self._monotonic = monotonic
+        self._read: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self._writes = 0
+
+    async def get(self, key: str, read: Callable[[], Awaitable[T | None]]) -> T | None:
+        now = self._monotonic()
+        kept = self._read.get(key)
+        if kept is not None and now - kept[0] < self._trust:
+            return kept[1]  # type: ignore[return-value]
+        writes = self._writes
+        value = await read()
+        if value is not None and self._trust > 0 and self._writes == writes:
+            self._read.pop(key, None)
+            self._read[key] = (now, value)
+            while len(self._read) > self.KEPT:
+                self._read.popitem(last=False)
+        return value
+
+    def written(self, key: str) -> None:
+        self._read.pop(key, None)
+        self._writes += 1
+
 
 class MongoOfferCatalog:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        *,
+        trust_seconds: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._products: AsyncCollection[Document] = db["products"]
         self._offers: AsyncCollection[Document] = db["offers"]
         self._suspensions: AsyncCollection[Document] = db["suspensions"]
+        self._trusted = _TrustedReads(trust_seconds, monotonic)
 
     # -- projection -------------------------------------------------------------------
 
@@ -47,49 +98,61 @@ class MongoOfferCatalog:
                     "choices": list(spec.choices) if spec else [],
                 }
             )
-        await write_newer(
-            self._products,
-            event.product_id,
-            version,
-            {
-                "name": event.name,
-                "kind": event.kind.value,
-                "face_value": event.face_value,
-                "currency": event.currency,
-                "buyer_fields": fields,
-                "category_id": event.category_id,
-            },
-        )
+        try:
+            await write_newer(
+                self._products,
+                event.product_id,
+                version,
+                {
+                    "name": event.name,
+                    "kind": event.kind.value,
+                    "face_value": event.face_value,
+                    "currency": event.currency,
+                    "buyer_fields": fields,
+                    "category_id": event.category_id,
+                },
+            )
+        finally:
+            self._trusted.written(f"product:{event.product_id}")
 
     async def offer_listed(self, event: OfferListed, version: int) -> None:
-        await write_newer(
-            self._offers,
-            event.offer_id,
-            version,
-            {
-                "product_id": event.product_id,
-                "seller_id": event.seller_id,
-                "unit_price": event.unit_price,
-                "currency": event.currency,
-                "delivery_mode": event.delivery_mode.value,
-                "manual_delivery_sla_minutes": event.manual_delivery_sla_minutes,
-                "guarantee_window_minutes": event.guarantee_window_minutes,
-                "min_quantity": event.min_quantity_per_order,
-                "max_quantity": event.max_quantity_per_order,
-                "listed": True,
-            },
-        )
+        try:
+            await write_newer(
+                self._offers,
+                event.offer_id,
+                version,
+                {
+                    "product_id": event.product_id,
+                    "seller_id": event.seller_id,
+                    "unit_price": event.unit_price,
+                    "currency": event.currency,
+                    "delivery_mode": event.delivery_mode.value,
+                    "manual_delivery_sla_minutes": event.manual_delivery_sla_minutes,
+                    "guarantee_window_minutes": event.guarantee_window_minutes,
+                    "min_quantity": event.min_quantity_per_order,
+                    "max_quantity": event.max_quantity_per_order,
+                    "listed": True,
+                },
+            )
+        finally:
+            self._trusted.written(f"offer:{event.offer_id}")
 
     async def offer_price_changed(self, event: OfferPriceChanged, version: int) -> None:
-        await _update_newer(
-            self._offers,
-            event.offer_id,
-            version,
-            {"unit_price": event.new_unit_price, "currency": event.currency},
-        )
+        try:
+            await _update_newer(
+                self._offers,
+                event.offer_id,
+                version,
+                {"unit_price": event.new_unit_price, "currency": event.currency},
+            )
+        finally:
+            self._trusted.written(f"offer:{event.offer_id}")
 
     async def offer_delisted(self, event: OfferDelisted, version: int) -> None:
-        await _update_newer(self._offers, event.offer_id, version, {"listed": False})
+        try:
+            await _update_newer(self._offers, event.offer_id, version, {"listed": False})
+        finally:
+            self._trusted.written(f"offer:{event.offer_id}")
 
     async def user_suspended(self, event: UserSuspended, version: int) -> None:
         await write_newer(
@@ -102,6 +165,14 @@ class MongoOfferCatalog:
     # -- reads ------------------------------------------------------------------------
 
     async def offer(self, offer_id: str) -> OfferTerms | None:
+        return await self._trusted.get(f"offer:{offer_id}", lambda: self._read_offer(offer_id))
+
+    async def product(self, product_id: str) -> ProductTerms | None:
+        return await self._trusted.get(
+            f"product:{product_id}", lambda: self._read_product(product_id)
+        )
+
+    async def _read_offer(self, offer_id: str) -> OfferTerms | None:
         doc = await self._offers.find_one({"_id": offer_id})
         if doc is None:
             return None
@@ -119,7 +190,7 @@ class MongoOfferCatalog:
             listed=bool(doc["listed"]),
         )
 
-    async def product(self, product_id: str) -> ProductTerms | None:
+    async def _read_product(self, product_id: str) -> ProductTerms | None:
         doc = await self._products.find_one({"_id": product_id})
         if doc is None:
             return None
