@@ -341,8 +341,11 @@ class MongoDailySpend:
         if amount > limit:
             return False
         key = _day_key(buyer_id, day)
-        for _ in range(self.MAX_ATTEMPTS):
-            counted, round_ = await self._state(key, payment_id)
+        for attempt in range(self.MAX_ATTEMPTS):
+            # The first try guesses the payment was never counted (it nearly
+            # always is new): its entry's `_id` refuses the guess otherwise.
+            guessed = attempt == 0
+            counted, round_ = (False, 0) if guessed else await self._state(key, payment_id)
             if counted:
                 return True
             last = await self._last(key)
@@ -355,8 +358,10 @@ class MongoDailySpend:
             outcome = await self._insert(
                 key, f"{key}|{payment_id}|count|{round_ + 1}", payment_id, last, amount
             )
-            if outcome != "seq_taken":
-                return True  # inserted, or a racing request counted this payment
+            if outcome == "inserted" or (outcome == "exists" and not guessed):
+                return True  # counted, by this request or by a racing twin of it
+            # The seq was taken, or the guess was wrong (counted before, maybe
+            # released since): ask what stands.
         raise RuntimeError(f"daily spend of {key} stayed contended")
 
     async def release(self, buyer_id: str, day: date, payment_id: str, amount: int) -> None:
