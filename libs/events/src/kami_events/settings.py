@@ -38,6 +38,12 @@ class ServiceSettings(BaseSettings):
     # older state loses its append race. 0: always ask.
     event_cache_trust_seconds: float = Field(default=2.0, ge=0, le=60)
 
+    # Read-model documents a hot path reads again and again (an offer's terms,
+    # a buyer's profile) are read once per this many seconds (kami_events.trusted):
+    # this process's own writes count at once, another process's within this long.
+    # 0: always read.
+    read_model_trust_seconds: float = Field(default=1.0, ge=0, le=30)
+
     # Consumer: bounded retries with exponential backoff, then dead-letter.
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     # Messages of different keys handled at once within a fetched batch (1:

@@ -60,7 +60,7 @@ def create_app(
     settings = settings or DeliverySettings()  # from the environment
     auth = auth or AuthSettings()
     runtime = ServiceRuntime(settings, clock=clock)
-    stores = DeliveryStores(runtime.db)
+    stores = DeliveryStores(runtime.db, trust_seconds=settings.read_model_trust_seconds)
     runtime.on_start(stores.ensure_indexes)
 
     http = httpx.AsyncClient(timeout=settings.delivery_inventory_timeout_seconds)

@@ -75,10 +75,12 @@ class MongoAdapters:
     replacements: MongoReplacementBook
 
     @classmethod
-    def on(cls, db: AsyncDatabase[Document], *, clock: Clock) -> MongoAdapters:
+    def on(
+        cls, db: AsyncDatabase[Document], *, clock: Clock, trust_seconds: float = 0.0
+    ) -> MongoAdapters:
         return cls(
             keys=MongoKeyStore(db, clock=clock),
-            offers=MongoOfferDirectory(db),
+            offers=MongoOfferDirectory(db, trust_seconds=trust_seconds),
             imports=MongoImportLog(db, clock=clock),
             reservations=MongoReservationBook(db, clock=clock),
             work=MongoWorkJournal(db),
@@ -125,7 +127,9 @@ def create_app(
     settings = settings or InventorySettings()  # from the environment
     auth = auth or AuthSettings()
     runtime = ServiceRuntime(settings, clock=clock)
-    adapters = MongoAdapters.on(runtime.db, clock=clock)
+    adapters = MongoAdapters.on(
+        runtime.db, clock=clock, trust_seconds=settings.read_model_trust_seconds
+    )
     runtime.on_start(adapters.ensure_indexes)
     inventory = build_inventory(runtime.store, adapters, settings, clock=clock)
     register_consumers(runtime.consumer, inventory)

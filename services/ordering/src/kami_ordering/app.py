@@ -67,7 +67,7 @@ def create_app(
     runtime = ServiceRuntime(settings, clock=clock)
     changes = Changes()
     repository = OrderRepository(runtime.store, on_change=changes.changed)
-    catalog = MongoOfferCatalog(runtime.db, trust_seconds=settings.ordering_catalog_trust_seconds)
+    catalog = MongoOfferCatalog(runtime.db, trust_seconds=settings.read_model_trust_seconds)
     views = MongoOrderViews(runtime.db)
     requests = MongoOrderRequests(runtime.db, clock)
     timeline = MongoTimeline(runtime.db)

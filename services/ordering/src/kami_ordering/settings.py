@@ -32,11 +32,6 @@ class OrderingSettings(ServiceSettings):
     # changes the order, and reads it again this often for a change another replica made.
     ordering_wait_recheck_seconds: float = Field(default=1.0, gt=0, le=30)
 
-    # An offer's and a product's terms are read once per this many seconds by
-    # placement (0: every order reads them); a change this process consumes
-    # is seen at once, one another replica consumes within this long.
-    ordering_catalog_trust_seconds: float = Field(default=1.0, ge=0, le=30)
-
     def timers(self) -> SagaTimers:
         return SagaTimers(
             payment_window=timedelta(minutes=self.ordering_payment_window_minutes),

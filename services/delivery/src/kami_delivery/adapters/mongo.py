@@ -48,6 +48,7 @@ from kami_delivery.domain.manual import ManualTask, TaskStatus
 from kami_delivery.domain.queue import QueuedDelivery
 from kami_events.catalogue.common import DeliveryMode
 from kami_events.mongo import Document
+from kami_events.trusted import TrustedReads
 
 # -- orders as sub-documents -------------------------------------------------
 
@@ -476,28 +477,50 @@ class MongoOrders:
 
 
 class MongoBuyers:
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
+    """A buyer's priority and phone; a delivery reads them twice (to queue it,
+    and to text the buyer), so a read is trusted for a moment
+    (`kami_events.trusted`)."""
+
+    def __init__(
+        self, collection: AsyncCollection[Document], *, trust_seconds: float = 0.0
+    ) -> None:
         self._c = collection
+        self._trusted = TrustedReads(trust_seconds)
 
     async def record_priority(self, user_id: str, priority: int, tier: str, version: int) -> None:
         # The filter misses a document holding a later version, so the upsert
         # collides on `_id`: the stored tier is newer, keep it.
-        with contextlib.suppress(DuplicateKeyError):
-            await self._c.update_one(
-                {
-                    "_id": user_id,
-                    "$or": [{"tier_version": {"$lt": version}}, {"tier_version": None}],
-                },
-                {"$set": {"delivery_priority": priority, "tier": tier, "tier_version": version}},
-                upsert=True,
-            )
+        try:
+            with contextlib.suppress(DuplicateKeyError):
+                await self._c.update_one(
+                    {
+                        "_id": user_id,
+                        "$or": [{"tier_version": {"$lt": version}}, {"tier_version": None}],
+                    },
+                    {
+                        "$set": {
+                            "delivery_priority": priority,
+                            "tier": tier,
+                            "tier_version": version,
+                        }
+                    },
+                    upsert=True,
+                )
+        finally:
+            self._trusted.written(user_id)
 
     async def record_phone(self, user_id: str, phone_masked: str) -> None:
-        await self._c.update_one(
-            {"_id": user_id}, {"$set": {"phone_masked": phone_masked}}, upsert=True
-        )
+        try:
+            await self._c.update_one(
+                {"_id": user_id}, {"$set": {"phone_masked": phone_masked}}, upsert=True
+            )
+        finally:
+            self._trusted.written(user_id)
 
     async def get(self, user_id: str) -> BuyerProfile | None:
+        return await self._trusted.get(user_id, lambda: self._read(user_id))
+
+    async def _read(self, user_id: str) -> BuyerProfile | None:
         doc = await self._c.find_one({"_id": user_id})
         if doc is None:
             return None
@@ -613,12 +636,12 @@ class MongoRevealAudit:
 class DeliveryStores:
     """Every collection of the delivery database, with their indexes."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], *, trust_seconds: float = 0.0) -> None:
         self.vault = MongoVault(db["vault"])
         self.queue = MongoDeliveryQueue(db["delivery_queue"], db["delivery_claims"])
         self.manual_tasks = MongoManualTasks(db["manual_tasks"])
         self.orders = MongoOrders(db["orders"])
-        self.buyers = MongoBuyers(db["buyers"])
+        self.buyers = MongoBuyers(db["buyers"], trust_seconds=trust_seconds)
         self.offers = MongoOffers(db["offers"])
         self.messages = MongoSiteMessages(db["messages"])
         self.audit = MongoRevealAudit(db["audit_reveals"])

@@ -23,6 +23,7 @@ from kami_events.catalogue.common import DeliveryMode
 from kami_events.catalogue.inventory import ReplacementFailure, ReservationFailure
 from kami_events.clock import Clock
 from kami_events.mongo import Document, write_newer
+from kami_events.trusted import TrustedReads
 from kami_inventory.domain.imports import FileFormat, ImportReport, RejectedLine, Rejection
 from kami_inventory.domain.offers import Offer, Product
 from kami_inventory.domain.replacements import Replacement
@@ -40,16 +41,21 @@ from kami_inventory.ports import (
 class MongoOfferDirectory:
     """Offers and products as catalog announced them; an event older than the
     one last applied (by its stream version) is ignored, so a replay or a
-    redelivery never rolls an offer back."""
+    redelivery never rolls an offer back. Every reservation reads its offer,
+    so an offer read is trusted for a moment (`kami_events.trusted`)."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], *, trust_seconds: float = 0.0) -> None:
         self.offers: AsyncCollection[Document] = db["offers"]
         self.products: AsyncCollection[Document] = db["products"]
+        self._trusted = TrustedReads(trust_seconds)
 
     async def ensure_indexes(self) -> None:
         await self.offers.create_index("seller_id", name="by_seller")
 
     async def get(self, offer_id: str) -> Offer | None:
+        return await self._trusted.get(offer_id, lambda: self._read(offer_id))
+
+    async def _read(self, offer_id: str) -> Offer | None:
         doc = await self.offers.find_one({"_id": offer_id})
         return _offer(doc) if doc else None
 
@@ -77,7 +83,10 @@ class MongoOfferDirectory:
             on_insert["listed"] = False
         else:
             fields["listed"] = listed
-        await write_newer(self.offers, offer_id, version, fields, on_insert)
+        try:
+            await write_newer(self.offers, offer_id, version, fields, on_insert)
+        finally:
+            self._trusted.written(offer_id)
 
     async def product(self, product_id: str) -> Product | None:
         doc = await self.products.find_one({"_id": product_id})

@@ -6,20 +6,16 @@ event newer than the one it holds (`version` = the event's aggregate version),
 so a redelivered or replayed event never rolls a price back.
 
 Placement reads an offer's and a product's terms for every order; in a flash
-sale they are the same few documents. So what was read is trusted for
-`trust_seconds`: this process's own writes replace it at once, and a change
-another replica of ordering consumed is seen within that long (which is how
-late a read model fed by events may be anyway). Suspensions are read every
-time: they are per buyer.
+sale they are the same few documents, so they are trusted for a moment
+(`kami_events.trusted`). Suspensions are read every time: they are per buyer.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -34,41 +30,8 @@ from kami_events.catalogue.common import DeliveryMode
 from kami_events.catalogue.identity import UserSuspended
 from kami_events.money import Money
 from kami_events.mongo import Document, write_newer
+from kami_events.trusted import TrustedReads
 from kami_ordering.domain.terms import BuyerFieldRule, OfferTerms, ProductTerms
-
-T = TypeVar("T")
-
-
-class _TrustedReads:
-    """What was read of a few documents, trusted for a while. A write by this
-    process forgets what it wrote, once written; a read that overlapped any
-    such write is not kept (it may have read the document before it)."""
-
-    KEPT = 1000
-
-    def __init__(self, trust_seconds: float, monotonic: Callable[[], float]) -> None:
-        self._trust = trust_seconds
-        self._monotonic = monotonic
-        self._read: OrderedDict[str, tuple[float, object]] = OrderedDict()
-        self._writes = 0
-
-    async def get(self, key: str, read: Callable[[], Awaitable[T | None]]) -> T | None:
-        now = self._monotonic()
-        kept = self._read.get(key)
-        if kept is not None and now - kept[0] < self._trust:
-            return kept[1]  # type: ignore[return-value]
-        writes = self._writes
-        value = await read()
-        if value is not None and self._trust > 0 and self._writes == writes:
-            self._read.pop(key, None)
-            self._read[key] = (now, value)
-            while len(self._read) > self.KEPT:
-                self._read.popitem(last=False)
-        return value
-
-    def written(self, key: str) -> None:
-        self._read.pop(key, None)
-        self._writes += 1
 
 
 class MongoOfferCatalog:
@@ -82,7 +45,7 @@ class MongoOfferCatalog:
         self._products: AsyncCollection[Document] = db["products"]
         self._offers: AsyncCollection[Document] = db["offers"]
         self._suspensions: AsyncCollection[Document] = db["suspensions"]
-        self._trusted = _TrustedReads(trust_seconds, monotonic)
+        self._trusted = TrustedReads(trust_seconds, monotonic=monotonic)
 
     # -- projection -------------------------------------------------------------------
 
