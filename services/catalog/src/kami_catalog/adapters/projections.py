@@ -9,8 +9,13 @@ streams arrive:
   than the one already applied (`*_version` fields), so a re-applied or late
   event never overwrites a newer one;
 - facts (orders, deliveries, tickets, reviews) are upserted by their own id;
-- counters and summaries (sales, ratings, reliability, a product's cheapest
-  live offer) are recomputed from those facts rather than incremented.
+- an offer's and a seller's counts (sales, completed orders, ratings,
+  deliveries, tickets) are kept in `kami_events.counters` buckets
+  (`offer:<id>`, `seller:<id>`): a fact's write first counts what it changes
+  (its new contribution less its old one, read from the fact), once per
+  fact version, so a count never reads the history it counts;
+- summaries (an offer's liveness, a product's cheapest live offer) are
+  recomputed from those facts and counts rather than incremented.
 
 Applying an event writes its facts and notes which summaries it touched;
 `recount` recomputes each of those once. The projector recounts after each
@@ -61,6 +66,7 @@ from kami_events.catalogue.identity import SellerApproved, UserSuspended
 from kami_events.catalogue.inventory import StockChanged
 from kami_events.catalogue.ordering import OrderCompleted, OrderPlaced
 from kami_events.catalogue.payment import DepositBelowMinimum, DepositChanged
+from kami_events.counters import Counted, RevisionCounters
 from kami_events.envelope import Envelope
 from kami_events.mongo import Document, upsert_one
 from kami_events.store import MongoEventStore
@@ -75,6 +81,9 @@ READ_MODELS = (
     "tickets",
     "reviews",
 )
+# The counts' buckets: emptied with the read models, but not compared by a
+# rebuild (the revisions' order follows the order events were applied in).
+COUNTS = ("stats_counts", "stats_count_heads")
 CHECKPOINTS = "projection_checkpoints"
 
 
@@ -91,6 +100,9 @@ class CatalogReadModels:
         self.deliveries = database["deliveries"]
         self.tickets = database["tickets"]
         self.reviews = database["reviews"]
+        self.counts = RevisionCounters(
+            database[COUNTS[0]], database[COUNTS[1]], base=self._counted_before
+        )
         # Products whose document changed since the last `take_changed_products`.
         self._changed_products: set[str] = set()
         # What applied events touched and `recount` recomputes, in this order
@@ -137,10 +149,12 @@ class CatalogReadModels:
         await self.tickets.create_index("seller_id")
         await self.reviews.create_index([("offer_id", ASCENDING), ("posted_at", DESCENDING)])
         await self.reviews.create_index("seller_id")
+        await self.counts.ensure_indexes()
 
     async def clear(self) -> None:
-        for name in READ_MODELS:
+        for name in (*READ_MODELS, *COUNTS):
             await self.db[name].delete_many({})
+        self.counts.forget()
         self._changed_products.clear()
         for stale in self._stale():
             stale.clear()
@@ -433,19 +447,11 @@ class CatalogReadModels:
             self._stale_products.add(offer["product_id"])
 
     async def _refresh_offer_stats(self, offer_id: str) -> None:
-        """The offer's sales and rating, from its completed orders and reviews."""
-        orders_filter = {"offer_id": offer_id, "completed": True}
-        rating_sum, rating_count = await self._ratings({"offer_id": offer_id})
+        """The offer's sales and rating, from its counts."""
+        counts = await self.counts.read(_offer_bucket(offer_id))
         await self.offers.update_one(
             {"_id": offer_id},
-            {
-                "$set": {
-                    "sales": await self._sum_quantity(orders_filter),
-                    "completed_orders": await self.orders.count_documents(orders_filter),
-                    "rating_sum": rating_sum,
-                    "rating_count": rating_count,
-                }
-            },
+            {"$set": {name: counts.get(name, 0) for name in OFFER_COUNTS}},
             upsert=True,
         )
         self._stale_offers.add(offer_id)
@@ -454,6 +460,15 @@ class CatalogReadModels:
 
     async def _offer_reviewed(self, envelope: Envelope[OfferReviewed]) -> None:
         event = envelope.payload
+        before = await self.reviews.find_one({"_id": event.review_id}, {"rating": 1})
+        rating: dict[str, int] = {
+            "rating_sum": event.rating - int(before["rating"] if before else 0),
+            "rating_count": 0 if before else 1,
+        }
+        if any(rating.values()):
+            counted = f"review:{event.review_id}@{envelope.aggregate_version}"
+            await self.counts.add(_offer_bucket(event.offer_id), counted, rating)
+            await self.counts.add(_seller_bucket(event.seller_id), counted, rating)
         await _upsert(
             self.reviews,
             event.review_id,
@@ -475,6 +490,20 @@ class CatalogReadModels:
 
     async def _order_placed(self, envelope: Envelope[OrderPlaced]) -> None:
         event = envelope.payload
+        before = await self.orders.find_one(
+            {"_id": event.order_id}, {"completed": 1, "quantity": 1}
+        )
+        # Completed before it was seen placed (out of order): its sales were
+        # counted at the quantity assumed then.
+        if before is not None and before.get("completed"):
+            assumed = int(before.get("quantity") or 1)
+            if assumed != event.quantity:
+                await self.counts.add(
+                    _offer_bucket(event.offer_id),
+                    f"placed:{event.order_id}",
+                    {"sales": event.quantity - assumed},
+                )
+            self._stale_offer_stats.add(event.offer_id)
         await _upsert(
             self.orders,
             event.order_id,
@@ -486,9 +515,6 @@ class CatalogReadModels:
                 "quantity": event.quantity,
             },
         )
-        # Completed before it was seen placed (out of order): count its quantity.
-        if await self.orders.find_one({"_id": event.order_id, "completed": True}, {"_id": 1}):
-            self._stale_offer_stats.add(event.offer_id)
 
     async def _order_completed(self, envelope: Envelope[OrderCompleted]) -> None:
         event = envelope.payload
@@ -499,12 +525,24 @@ class CatalogReadModels:
             "completed": True,
             "completed_at": envelope.occurred_at,
         }
-        if await self.orders.find_one({"_id": event.order_id}, {"_id": 1}) is None:
+        before = await self.orders.find_one(
+            {"_id": event.order_id}, {"completed": 1, "quantity": 1}
+        )
+        if before is None:
             # OrderPlaced (earlier on the same stream) normally says these. Not
             # `$setOnInsert`: FerretDB drops it beside `$set` (docs/storage.md).
             offer = await self.offers.find_one({"_id": event.offer_id}, {"product_id": 1})
             completion["quantity"] = 1
             completion["product_id"] = offer.get("product_id") if offer else None
+        if before is None or not before.get("completed"):
+            quantity = int((before or completion).get("quantity") or 1)
+            counted = f"completed:{event.order_id}"
+            await self.counts.add(
+                _offer_bucket(event.offer_id),
+                counted,
+                {"sales": quantity, "completed_orders": 1},
+            )
+            await self.counts.add(_seller_bucket(event.seller_id), counted, {"completed_orders": 1})
         await _upsert(self.orders, event.order_id, completion)
         self._stale_offer_stats.add(event.offer_id)
         self._stale_sellers.add(event.seller_id)
@@ -519,11 +557,24 @@ class CatalogReadModels:
         self, envelope: Envelope[KeyDelivered] | Envelope[DeliveryFailed], outcome: str
     ) -> None:
         event = envelope.payload
+        version = envelope.aggregate_version
+        before = await self.deliveries.find_one(
+            {"_id": event.delivery_id}, {"outcome": 1, "version": 1}
+        )
+        if before is not None and int(before.get("version") or 0) >= version:
+            return  # a later outcome of this delivery stands
+        if before is None or before.get("outcome") != outcome:
+            changed = {DELIVERY_COUNTS[outcome]: 1}
+            if before is not None and before.get("outcome") in DELIVERY_COUNTS:
+                changed[DELIVERY_COUNTS[str(before["outcome"])]] = -1
+            await self.counts.add(
+                _seller_bucket(event.seller_id), f"delivery:{event.delivery_id}@{version}", changed
+            )
         await _guarded_set(
             self.deliveries,
             event.delivery_id,
             "version",
-            envelope.aggregate_version,
+            version,
             {
                 "order_id": event.order_id,
                 "seller_id": event.seller_id,
@@ -535,6 +586,10 @@ class CatalogReadModels:
 
     async def _ticket_opened(self, envelope: Envelope[TicketOpened]) -> None:
         event = envelope.payload
+        if await self.tickets.find_one({"_id": event.ticket_id}, {"_id": 1}) is None:
+            await self.counts.add(
+                _seller_bucket(event.seller_id), f"ticket:{event.ticket_id}", {"tickets_opened": 1}
+            )
         await _upsert(
             self.tickets,
             event.ticket_id,
@@ -636,26 +691,46 @@ class CatalogReadModels:
             self._stale_offers.add(str(offer["_id"]))
 
     async def _refresh_seller(self, seller_id: str) -> None:
-        rating_sum, rating_count = await self._ratings({"seller_id": seller_id})
+        counts = await self.counts.read(_seller_bucket(seller_id))
         await self.sellers.update_one(
             {"_id": seller_id},
-            {
-                "$set": {
-                    "deliveries_succeeded": await self.deliveries.count_documents(
-                        {"seller_id": seller_id, "outcome": "delivered"}
-                    ),
-                    "deliveries_failed": await self.deliveries.count_documents(
-                        {"seller_id": seller_id, "outcome": "failed"}
-                    ),
-                    "tickets_opened": await self.tickets.count_documents({"seller_id": seller_id}),
-                    "completed_orders": await self.orders.count_documents(
-                        {"seller_id": seller_id, "completed": True}
-                    ),
+            {"$set": {name: counts.get(name, 0) for name in SELLER_COUNTS}},
+            upsert=True,
+        )
+
+    async def _counted_before(self, bucket: str) -> Counted:
+        """A bucket's counts from the facts, for an offer or a seller whose
+        facts were written before their counts were kept (once per bucket:
+        it reads the whole history). No event of it is counted yet, and
+        every fact written since is counted before it is written."""
+        kind, _, owner = bucket.partition(":")
+        if kind == "offer":
+            rating_sum, rating_count = await self._ratings({"offer_id": owner})
+            completed = {"offer_id": owner, "completed": True}
+            return Counted(
+                {
+                    "sales": await self._sum_quantity(completed),
+                    "completed_orders": await self.orders.count_documents(completed),
                     "rating_sum": rating_sum,
                     "rating_count": rating_count,
                 }
-            },
-            upsert=True,
+            )
+        rating_sum, rating_count = await self._ratings({"seller_id": owner})
+        return Counted(
+            {
+                "deliveries_succeeded": await self.deliveries.count_documents(
+                    {"seller_id": owner, "outcome": "delivered"}
+                ),
+                "deliveries_failed": await self.deliveries.count_documents(
+                    {"seller_id": owner, "outcome": "failed"}
+                ),
+                "tickets_opened": await self.tickets.count_documents({"seller_id": owner}),
+                "completed_orders": await self.orders.count_documents(
+                    {"seller_id": owner, "completed": True}
+                ),
+                "rating_sum": rating_sum,
+                "rating_count": rating_count,
+            }
         )
 
     # -- sums ---------------------------------------------------------------------------------
@@ -677,6 +752,26 @@ class CatalogReadModels:
         )
         rows = [row async for row in cursor]
         return (int(rows[0]["total"]) if rows else 0), count
+
+
+OFFER_COUNTS = ("sales", "completed_orders", "rating_sum", "rating_count")
+SELLER_COUNTS = (
+    "deliveries_succeeded",
+    "deliveries_failed",
+    "tickets_opened",
+    "completed_orders",
+    "rating_sum",
+    "rating_count",
+)
+DELIVERY_COUNTS = {"delivered": "deliveries_succeeded", "failed": "deliveries_failed"}
+
+
+def _offer_bucket(offer_id: str) -> str:
+    return f"offer:{offer_id}"
+
+
+def _seller_bucket(seller_id: str) -> str:
+    return f"seller:{seller_id}"
 
 
 async def _guarded_set(
